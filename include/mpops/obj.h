@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file obj.h
+ * Shared objects with per-process slots.
+ *
+ * A shared object (a queue, a device) can own things that are meaningful in
+ * one process only: an fd, a mapping of a doorbell, a resolved fast-path
+ * table. Register it in the region's object table: it then has an object
+ * ID (a generation plus an index) that shared structs may store, and every
+ * process gets its own *slot* for it, built by the object class's attach
+ * hook the first time the process asks for it and torn down by its detach
+ * hook.
+ *
+ * The owner bumps the object's epoch when it reconfigures, stops or
+ * restarts it; a process whose slot was built at an older epoch rebuilds it
+ * (detach + attach) on its next mpops_obj_slot() call, which is meant for a
+ * cheap point such as the start of a burst. An ID whose object was freed,
+ * or whose index was reused, gets -ESTALE instead of someone else's slot.
+ */
+#ifndef MPOPS_OBJ_H
+#define MPOPS_OBJ_H
+
+#include <stdint.h>
+
+#include <mpops/common.h>
+#include <mpops/ops.h>
+#include <mpops/region.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Object ID: generation (high 16 bits, never 0) and table index. */
+typedef uint32_t mpops_obj_id_t;
+#define MPOPS_OBJ_ID_NONE ((mpops_obj_id_t)0)
+/** Capacity of a region's object table. */
+#define MPOPS_OBJ_MAX 1024
+
+struct mpops_region;
+
+/**
+ * The object class ops, an mpops ops class like any other: register an
+ * implementation per object kind with MPOPS_OPS_IMPL(mpops_obj, name, &ops).
+ *  - attach: build this process's slot for the object (allocate it, open
+ *    fds, map resources; may ask the primary over the control channel) and
+ *    return it in *slot. 0 or -errno.
+ *  - detach: release what attach built. Also called with the slot of an
+ *    object that was freed meanwhile. 0 or -errno (logged, not fatal).
+ */
+#define MPOPS_OBJ_OPS(OP)                                                    \
+	OP(int, attach, (struct mpops_region *r, mpops_obj_id_t id,          \
+			 void *shared, void **slot))                         \
+	OP(int, detach, (struct mpops_region *r, mpops_obj_id_t id,          \
+			 void *shared, void *slot))
+
+MPOPS_OPS_CLASS_DECLARE(mpops_obj, MPOPS_OBJ_OPS)
+
+/**
+ * Create an object of class @p cls_id (an ID of class mpops_obj) for the
+ * shared data at @p shared, named @p name (may be NULL). Any writable
+ * attach; the creator is its owner.
+ * @return 0 and *id, -ENOSPC table full, -EINVAL @p cls_id is not an
+ *   mpops_obj implementation or @p shared is outside the region, -EROFS.
+ */
+MPOPS_API int mpops_obj_create(struct mpops_region *r, mpops_ops_id_t cls_id,
+			       mpops_off_t shared, const char *name,
+			       mpops_obj_id_t *id);
+
+/**
+ * Free object @p id: its index may be reused with a new generation. This
+ * process's slot is detached at once; other processes detach theirs on
+ * their next call with the old ID (which then gets -ESTALE).
+ * @return 0, -ESTALE already freed or reused, -ERANGE bad index, -EROFS.
+ */
+MPOPS_API int mpops_obj_destroy(struct mpops_region *r, mpops_obj_id_t id);
+
+/**
+ * This process's slot for @p id, built by the class's attach hook on first
+ * use and rebuilt when the object's epoch moved on.
+ * @return 0 and *slot, -ESTALE freed or reused ID, -ERANGE bad index,
+ *   -ENOTSUP class not registered in this process, or the attach hook's
+ *   error.
+ */
+MPOPS_API int mpops_obj_slot(struct mpops_region *r, mpops_obj_id_t id,
+			     void **slot);
+
+/**
+ * Bump the epoch of @p id: every process's slot for it becomes stale.
+ * @return the new epoch (> 0) or -ESTALE, -ERANGE, -EROFS.
+ */
+MPOPS_API int64_t mpops_obj_bump_epoch(struct mpops_region *r,
+				       mpops_obj_id_t id);
+
+/** Shared data of @p id. @return 0 and *shared, -ESTALE, -ERANGE. */
+MPOPS_API int mpops_obj_shared(struct mpops_region *r, mpops_obj_id_t id,
+			       void **shared);
+
+/**
+ * Drop this process's slot for @p id now (the detach hook runs).
+ * @return 0, -ENOENT no slot here, -ERANGE.
+ */
+MPOPS_API int mpops_obj_release(struct mpops_region *r, mpops_obj_id_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPOPS_OBJ_H */

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file ops.h
+ * The ops registry: per-process ops tables addressed by stable IDs.
+ *
+ * An *ops class* is a struct of function pointers declared from a member
+ * list, so its layout signature is derived from the members themselves:
+ *
+ *     #define VTPCI_OPS(OP) \
+ *         OP(int, notify_queue, (struct vt_hw *hw, uint16_t queue)) \
+ *         OP(int, get_status, (struct vt_hw *hw, uint8_t *status))
+ *     MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)   // in a header
+ *     MPOPS_OPS_CLASS_DEFINE(vtpci, VTPCI_OPS)    // in one .c file
+ *
+ * Every op returns an integer type: 0, a count, or -errno. An
+ * *implementation* is a const instance registered in every process at load
+ * time:
+ *
+ *     static const struct vtpci_ops user_ops = { .notify_queue = ..., ... };
+ *     MPOPS_OPS_IMPL(vtpci, user, &user_ops);
+ *
+ * When the process creates or attaches a region (or calls mpops_ops_bind()
+ * on memory it provides), each implementation gets the ID that the shared
+ * name table holds for "class/impl", appending it on first registration.
+ * IDs therefore mean the same in every process, whatever the load order or
+ * the subset registered. Shared structs store the ID; call sites resolve it
+ * in their own process with one indexed load:
+ *
+ *     MPOPS_OPS(vtpci, hw->ops_id)->notify_queue(hw, q);
+ *
+ * MPOPS_OPS() never returns NULL: an ID this process has not registered
+ * (or any out-of-range value, masked into the table) resolves to the
+ * class's dummy table, whose ops log once and return -ENOTSUP. Checks
+ * belong at attach time: mpops_ops_resolve().
+ */
+#ifndef MPOPS_OPS_H
+#define MPOPS_OPS_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpops/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Capacity of the ID space (a power of two). ID 0 is never assigned. */
+#define MPOPS_OPS_MAX 256
+/** Longest class or implementation name, without the NUL. */
+#define MPOPS_OPS_NAME_MAX 31
+
+/** A stable ops ID, the same in every process bound to one name table. */
+typedef uint16_t mpops_ops_id_t;
+#define MPOPS_OPS_ID_NONE ((mpops_ops_id_t)0)
+
+/** Process-local descriptor of an ops class (made by the macros). */
+struct mpops_ops_class {
+	const char *name;	/**< class name, e.g. "vtpci" */
+	const char *signature;	/**< the member list as text */
+	size_t ops_size;	/**< sizeof(struct <class>_ops) */
+	const void **table;	/**< this process's ID -> implementation */
+	const void *dummy;	/**< table of -ENOTSUP ops */
+};
+
+/** Process-local descriptor of an implementation (made by MPOPS_OPS_IMPL). */
+struct mpops_ops_impl {
+	const struct mpops_ops_class *cls;
+	const char *name;	/**< implementation name, e.g. "user" */
+	const void *ops;	/**< the const ops table */
+};
+
+/* ---- declaring classes and implementations ---------------------------- */
+
+/** @cond internal */
+/* Class tables and descriptors are reachable from every object that
+ * includes the class header, even in a library built with hidden
+ * visibility. */
+#define MPOPS__VISIBLE __attribute__((visibility("default")))
+#define MPOPS__FIELD(ret, name, params) ret (*name) params;
+#define MPOPS__SIG(ret, name, params) #ret " " #name #params ";"
+#define MPOPS__DUMMY_FN(ret, name, params)                                   \
+	static ret mpops__dummy_##name params                                \
+	{                                                                    \
+		static int once;                                             \
+		mpops__dummy_called(mpops__this_class, #name, &once);        \
+		return (ret)-ENOTSUP;                                        \
+	}
+#define MPOPS__DUMMY_INIT(ret, name, params) .name = mpops__dummy_##name,
+
+/* Internal: called by dummy ops; logs once per op. */
+MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
+				   const char *op, int *once);
+/** @endcond */
+
+/**
+ * Declare ops class @p cls (in a header): struct cls_ops, the class
+ * descriptor mpops_class_<cls>, the per-process table, and the typed
+ * accessors mpops_ops_get_<cls>() and mpops_ops_resolve_<cls>().
+ */
+#define MPOPS_OPS_CLASS_DECLARE(cls, MEMBERS)                                \
+	struct cls##_ops { MEMBERS(MPOPS__FIELD) };                          \
+	extern MPOPS__VISIBLE const void *mpops__tbl_##cls[MPOPS_OPS_MAX];   \
+	extern MPOPS__VISIBLE const struct mpops_ops_class mpops_class_##cls; \
+	/* Hot path: one masked indexed load, never NULL. */                 \
+	static inline const struct cls##_ops *                               \
+	mpops_ops_get_##cls(mpops_ops_id_t id)                               \
+	{                                                                    \
+		return (const struct cls##_ops *)                            \
+			mpops__tbl_##cls[id & (MPOPS_OPS_MAX - 1)];          \
+	}                                                                    \
+	/* Checked path: see mpops_ops_resolve(). */                         \
+	static inline int mpops_ops_resolve_##cls(mpops_ops_id_t id,         \
+			const struct cls##_ops **out)                        \
+	{                                                                    \
+		const void *p = NULL;                                        \
+		int rc = mpops_ops_resolve(&mpops_class_##cls, id, &p);      \
+		*out = (const struct cls##_ops *)p;                          \
+		return rc;                                                   \
+	}
+
+/**
+ * Define ops class @p cls (in exactly one .c file, at most one class per
+ * file): its dummy ops, table and descriptor.
+ */
+#define MPOPS_OPS_CLASS_DEFINE(cls, MEMBERS)                                 \
+	const void *mpops__tbl_##cls[MPOPS_OPS_MAX];                         \
+	extern const struct mpops_ops_class mpops_class_##cls;               \
+	static const struct mpops_ops_class *const mpops__this_class =      \
+		&mpops_class_##cls;                                          \
+	_Pragma("GCC diagnostic push")                                       \
+	_Pragma("GCC diagnostic ignored \"-Wunused-parameter\"")             \
+	MEMBERS(MPOPS__DUMMY_FN)                                             \
+	_Pragma("GCC diagnostic pop")                                        \
+	static const struct cls##_ops mpops__dummy_ops_##cls = {             \
+		MEMBERS(MPOPS__DUMMY_INIT)                                   \
+	};                                                                   \
+	const struct mpops_ops_class mpops_class_##cls = {                   \
+		.name = #cls,                                                \
+		.signature = MEMBERS(MPOPS__SIG),                            \
+		.ops_size = sizeof(struct cls##_ops),                        \
+		.table = mpops__tbl_##cls,                                   \
+		.dummy = &mpops__dummy_ops_##cls,                            \
+	};                                                                   \
+	__attribute__((constructor)) static void mpops__class_ctor_##cls(void) \
+	{                                                                    \
+		mpops_ops_class_register(&mpops_class_##cls);                \
+	}
+
+/**
+ * Define and register at load time implementation @p impl of class @p cls
+ * with the const table @p ops (type-checked against struct cls_ops).
+ * Its descriptor is mpops_impl_<cls>_<impl>.
+ */
+#define MPOPS_OPS_IMPL(cls, impl, ops)                                       \
+	const struct mpops_ops_impl mpops_impl_##cls##_##impl = {            \
+		.cls = &mpops_class_##cls,                                   \
+		.name = #impl,                                               \
+		.ops = 1 ? (ops) : (const struct cls##_ops *)0,              \
+	};                                                                   \
+	__attribute__((constructor)) static void                             \
+	mpops__impl_ctor_##cls##_##impl(void)                                \
+	{                                                                    \
+		mpops_ops_register(&mpops_impl_##cls##_##impl);              \
+	}
+
+/** Hot-path accessor: MPOPS_OPS(vtpci, hw->ops_id)->notify_queue(...). */
+#define MPOPS_OPS(cls, id) mpops_ops_get_##cls(id)
+
+/* ---- registration ------------------------------------------------------ */
+
+/**
+ * Register a class in this process (done by MPOPS_OPS_CLASS_DEFINE at load
+ * time; also implied by registering one of its implementations). Fills the
+ * class's table with its dummy.
+ * @return 0, -EEXIST another class of the same name with a different
+ *   signature, -ENOSPC too many classes, -EINVAL.
+ */
+MPOPS_API int mpops_ops_class_register(const struct mpops_ops_class *cls);
+
+/**
+ * Register an implementation in this process (done by MPOPS_OPS_IMPL at
+ * load time). If the process is already bound to a name table, it gets its
+ * ID at once. Any thread.
+ * @return 0, -EEXIST same class/name already registered with another table,
+ *   -ENOSPC, -EPROTO signature clash with the bound table, -EINVAL.
+ */
+MPOPS_API int mpops_ops_register(const struct mpops_ops_impl *impl);
+
+/* ---- the shared name table --------------------------------------------- */
+
+/** Bytes needed for a shared name table (for caller-provided memory). */
+MPOPS_API size_t mpops_ops_table_size(void);
+
+/**
+ * Initialise a shared name table in @p mem (@p len >= mpops_ops_table_size(),
+ * 64-byte aligned, mapped MAP_SHARED in every process that binds it: for
+ * example a DPDK memzone). Call once, in the process that owns the memory,
+ * before anyone binds.
+ * @return 0 or -EINVAL (too small, misaligned, NULL).
+ */
+MPOPS_API int mpops_ops_table_init(void *mem, size_t len);
+
+/** mpops_ops_bind() flags */
+#define MPOPS_OPS_BIND_F_LOOKUP_ONLY (1u << 0) /**< take existing IDs only,
+						    append nothing (read-only
+						    attach) */
+
+/**
+ * Bind this process's ops tables to the name table at @p mem: every
+ * registered implementation gets its ID (appended if new), and its table
+ * slot points at its ops. A process is bound to one table at a time
+ * (regions call this for you). Any thread, not concurrently with itself.
+ * @return 0, or -EPROTO table not initialised / wrong version, or an ops
+ *   class whose signature differs from the one already in the table (the
+ *   log names class, implementation and both signature hashes);
+ *   -ENOSPC name table full (names the implementation); -EBUSY bound to
+ *   another table; -EINVAL.
+ */
+MPOPS_API int mpops_ops_bind(void *mem, unsigned flags);
+
+/**
+ * Undo mpops_ops_bind(): every table slot goes back to its dummy.
+ * @return 0 or -ENOENT not bound to @p mem.
+ */
+MPOPS_API int mpops_ops_unbind(void *mem);
+
+/* ---- lookups (not for the hot path) ------------------------------------ */
+
+/**
+ * ID of a registered implementation in the bound table.
+ * @return 0 and *id, -ENOENT not bound (or not yet given an ID).
+ */
+MPOPS_API int mpops_ops_id(const struct mpops_ops_impl *impl,
+			   mpops_ops_id_t *id);
+
+/**
+ * ID of "class/impl" by name in the bound table, whether or not this
+ * process registered it.
+ * @return 0 and *id, -ENOENT no such name, -ENOTCONN not bound.
+ */
+MPOPS_API int mpops_ops_find(const char *cls, const char *impl,
+			     mpops_ops_id_t *id);
+
+/**
+ * Checked resolution of @p id for class @p cls, for attach time.
+ * @return 0 and *ops (this process's table), or
+ *   -ERANGE @p id is 0 or beyond the name table;
+ *   -EINVAL @p id names an implementation of another class;
+ *   -ENOENT the table has it but this process did not register it (the
+ *   log says e.g. "vtpci/user is not registered in this process: is the
+ *   driver linked?"); *ops is then the dummy table, never NULL.
+ */
+MPOPS_API int mpops_ops_resolve(const struct mpops_ops_class *cls,
+				mpops_ops_id_t id, const void **ops);
+
+/**
+ * Names of @p id in the bound table (buffers of MPOPS_OPS_NAME_MAX + 1).
+ * @return 0, -ERANGE, -ENOTCONN not bound.
+ */
+MPOPS_API int mpops_ops_name(mpops_ops_id_t id, char *cls, char *impl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPOPS_OPS_H */

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file region.h
+ * The shared region: created by one primary per name, attached by any
+ * number of secondaries at any address.
+ *
+ * Objects inside a region refer to each other by offset from the region
+ * base (mpops_off_t), never by pointer: a secondary may map the region at a
+ * different address than the primary. Offset 0 is the region header, so it
+ * doubles as "no object" (MPOPS_OFF_NULL).
+ */
+#ifndef MPOPS_REGION_H
+#define MPOPS_REGION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpops/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Offset of a shared object from its region's base. */
+typedef uint64_t mpops_off_t;
+#define MPOPS_OFF_NULL ((mpops_off_t)0)
+
+/** Longest region name, without the terminating NUL. */
+#define MPOPS_NAME_MAX 31
+
+/** Opaque per-process handle of an attached region. */
+struct mpops_region;
+
+/** Where the region's memory comes from. */
+enum mpops_backing {
+	MPOPS_BACKING_MEMFD = 0,	/**< memfd, normal pages (default) */
+	MPOPS_BACKING_MEMFD_HUGETLB,	/**< memfd with MFD_HUGETLB */
+	MPOPS_BACKING_HUGETLBFS,	/**< a file on a mounted hugetlbfs */
+};
+
+/** Process role in a region. */
+enum mpops_role {
+	MPOPS_ROLE_PRIMARY = 1,
+	MPOPS_ROLE_SECONDARY = 2,
+};
+
+/** mpops_region_opts.flags */
+#define MPOPS_REGION_F_NUMA	(1u << 0) /**< place memory on numa_node */
+
+/**
+ * Options for mpops_region_create(). Zero-initialise, then set @c sz to
+ * sizeof(struct mpops_region_opts) so later versions can grow the struct.
+ */
+struct mpops_region_opts {
+	size_t sz;		/**< sizeof(struct mpops_region_opts) */
+	size_t size;		/**< bytes; 0 = 16 MiB. Rounded up to the page size */
+	enum mpops_backing backing;
+	const char *hugetlbfs_dir; /**< MPOPS_BACKING_HUGETLBFS; NULL = /dev/hugepages */
+	uint32_t flags;		/**< MPOPS_REGION_F_* */
+	int numa_node;		/**< with MPOPS_REGION_F_NUMA */
+	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
+	unsigned socket_mode;	/**< control socket mode; 0 = 0600 */
+};
+
+/** mpops_attach_opts.flags */
+#define MPOPS_ATTACH_F_READONLY	(1u << 0) /**< map read-only; no process-table
+					       entry, no new ops IDs (dump tools) */
+
+/** Options for mpops_region_attach(); same sizing rule as above. */
+struct mpops_attach_opts {
+	size_t sz;		/**< sizeof(struct mpops_attach_opts) */
+	uint32_t flags;		/**< MPOPS_ATTACH_F_* */
+	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
+	int timeout_ms;		/**< for the hand-shake; 0 = 5000 */
+};
+
+/**
+ * Create region @p name as its primary: allocate and map the memory, write
+ * the header, register this process and bind its ops tables, and start the
+ * control channel (a unix socket in the runtime directory, served by a
+ * thread of this process).
+ *
+ * Any thread, once per name and process.
+ * @return 0 and *out, or
+ *   -EINVAL bad name or options; -EBUSY another primary holds @p name (the
+ *   log names its pid); -EACCES runtime directory not writable;
+ *   -ENOMEM/-ENOSPC memory (e.g. no free hugepages); -ENODEV hugetlbfs not
+ *   mounted or NUMA node does not exist; -EPROTO an ops class signature
+ *   clash with a registry this process already uses.
+ */
+MPOPS_API int mpops_region_create(const char *name,
+				  const struct mpops_region_opts *opts,
+				  struct mpops_region **out);
+
+/**
+ * Attach to region @p name as a secondary: connect to the primary's control
+ * socket, pass the peer-credential check, receive the region fd, map it,
+ * verify the header, register in the process table and bind this process's
+ * ops tables to the shared name table.
+ *
+ * @return 0 and *out, or
+ *   -ENOENT no primary is running for @p name; -EACCES permission denied by
+ *   the socket or the primary's credential check; -EPROTO ABI version or
+ *   layout hash differ from the primary's, or an ops class signature
+ *   differs (the log names class and implementation); -ENOSPC process table
+ *   or ops name table full; -ETIMEDOUT the primary did not answer;
+ *   -EBADMSG malformed hand-shake.
+ */
+MPOPS_API int mpops_region_attach(const char *name,
+				  const struct mpops_attach_opts *opts,
+				  struct mpops_region **out);
+
+/**
+ * Detach: run the detach hooks of every per-process object slot, leave the
+ * process table and unmap. In the primary this also stops the control
+ * channel and removes the socket and lock file; secondaries still attached
+ * get -ENOTCONN from their next call that needs the primary.
+ * @return 0 or -EINVAL (NULL handle). @p r is freed either way.
+ */
+MPOPS_API int mpops_region_detach(struct mpops_region *r);
+
+/** Base address of the region in this process. */
+MPOPS_API void *mpops_region_base(const struct mpops_region *r);
+/** Size in bytes of the region. */
+MPOPS_API size_t mpops_region_size(const struct mpops_region *r);
+/** Name of the region. */
+MPOPS_API const char *mpops_region_name(const struct mpops_region *r);
+/** Role of this process in the region. */
+MPOPS_API enum mpops_role mpops_region_role(const struct mpops_region *r);
+/** pid of the primary that created the region. */
+MPOPS_API int mpops_region_primary_pid(const struct mpops_region *r);
+
+/**
+ * Check that the primary is alive.
+ * @return 0, -ENOTCONN the primary has exited (logged once), -EINVAL.
+ */
+MPOPS_API int mpops_region_primary_check(struct mpops_region *r);
+
+/**
+ * Resolve the runtime directory for @p override (NULL = default): the
+ * override, else $MPOPS_RUNTIME_DIR, else $XDG_RUNTIME_DIR/mpops, else
+ * /run/mpops when root, else /tmp/mpops-UID.
+ * @return length written (without NUL) or -ENAMETOOLONG.
+ */
+MPOPS_API int mpops_runtime_dir(const char *override, char *buf, size_t len);
+
+/* ---- offsets ---------------------------------------------------------- */
+
+/** Pointer for offset @p off in a region mapped at @p base; NULL for 0. */
+static inline void *mpops_ptr(void *base, mpops_off_t off)
+{
+	return off ? (char *)base + off : NULL;
+}
+
+/** Offset of @p p in a region mapped at @p base; 0 for NULL. */
+static inline mpops_off_t mpops_off(const void *base, const void *p)
+{
+	return p ? (mpops_off_t)((const char *)p - (const char *)base) : 0;
+}
+
+/** Typed form of mpops_ptr(): MPOPS_PTR(base, off, struct foo_shared). */
+#define MPOPS_PTR(base, off, type) ((type *)mpops_ptr((base), (off)))
+
+/**
+ * Checked conversion for offsets that came from a less trusted place
+ * (a message, another process): @p off .. @p off + @p len must lie inside
+ * the region and past its header.
+ * @return 0 and *out, or -ERANGE (logged).
+ */
+MPOPS_API int mpops_region_ptr(struct mpops_region *r, mpops_off_t off,
+			       size_t len, void **out);
+
+/* ---- allocation ------------------------------------------------------- */
+
+/**
+ * Allocate @p size bytes of zeroed shared memory aligned to @p align (a
+ * power of two; 0 = 64). @p tag (up to 31 chars, may be NULL) names the
+ * object in audit reports and mpops-info. Any attached process, any
+ * thread; safe against concurrent callers in other processes and against
+ * a process dying inside the allocator.
+ * @return 0 and *out, or -EINVAL bad size/alignment, -ENOMEM region full,
+ *   -EROFS read-only attach.
+ */
+MPOPS_API int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
+			  const char *tag, mpops_off_t *out);
+
+/**
+ * Free an object allocated by mpops_alloc() (its bytes are zeroed).
+ * @return 0, -EINVAL not an allocated object (double free, bad offset),
+ *   -EROFS read-only attach.
+ */
+MPOPS_API int mpops_free(struct mpops_region *r, mpops_off_t off);
+
+/** Allocator figures, for tests and tools. */
+struct mpops_alloc_stats {
+	uint64_t bytes_total;	/**< heap size after the header */
+	uint64_t bytes_used;	/**< including block headers */
+	uint32_t objects;	/**< live allocations */
+	uint32_t free_blocks;
+};
+
+/** Fill @p st. @return 0 or -EINVAL. */
+MPOPS_API int mpops_alloc_stats(struct mpops_region *r,
+				struct mpops_alloc_stats *st);
+
+/**
+ * Find the allocated object containing offset @p off.
+ * @return 0 with its start offset, size and tag (tag buffer of at least
+ *   MPOPS_NAME_MAX + 1 bytes, may be NULL), or -ENOENT.
+ */
+MPOPS_API int mpops_alloc_find(struct mpops_region *r, mpops_off_t off,
+			       mpops_off_t *start, size_t *size, char *tag);
+
+/* ---- named roots ------------------------------------------------------ */
+
+/** Number of named roots a region holds. */
+#define MPOPS_ROOTS_MAX 64
+
+/**
+ * Publish shared object @p off under @p name so other processes can find
+ * it (e.g. a port by its name). Any process with a writable attach.
+ * @return 0, -EEXIST name taken, -ENOSPC no free root, -EINVAL, -EROFS.
+ */
+MPOPS_API int mpops_root_set(struct mpops_region *r, const char *name,
+			     mpops_off_t off);
+
+/** Look up a published name. @return 0 and *off, or -ENOENT. */
+MPOPS_API int mpops_root_get(struct mpops_region *r, const char *name,
+			     mpops_off_t *off);
+
+/** Remove a published name. @return 0, -ENOENT, -EROFS. */
+MPOPS_API int mpops_root_del(struct mpops_region *r, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPOPS_REGION_H */

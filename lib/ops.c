@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The ops registry: process-local registrations, the shared append-only
+ * name table, and binding one to the other.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ops_priv.h"
+
+#define CLASSES_MAX 64
+
+/* All local state is guarded by ops_mu (registration and binding are rare;
+ * the hot path reads only the per-class tables). */
+static pthread_mutex_t ops_mu = PTHREAD_MUTEX_INITIALIZER;
+static const struct mpops_ops_class *classes[CLASSES_MAX];
+static uint64_t class_hashes[CLASSES_MAX];
+static unsigned nclasses;
+static struct {
+	const struct mpops_ops_impl *impl;
+	mpops_ops_id_t id;
+} impls[MPOPS_OPS_MAX];
+static unsigned nimpls;
+static struct ops_table_shared *bound;
+static unsigned bound_flags;
+
+uint64_t ops_layout_hash(uint64_t h)
+{
+	h = fnv1a_u64(h, sizeof(struct ops_entry_shared));
+	h = fnv1a_u64(h, offsetof(struct ops_entry_shared, sig_hash));
+	h = fnv1a_u64(h, sizeof(struct ops_table_shared));
+	h = fnv1a_u64(h, offsetof(struct ops_table_shared, e));
+	return fnv1a_u64(h, OPS_TABLE_VERSION);
+}
+
+uint64_t ops_class_hash(const struct mpops_ops_class *cls)
+{
+	uint64_t h = FNV_SEED;
+
+	h = fnv1a(h, cls->name, strlen(cls->name) + 1);
+	h = fnv1a(h, cls->signature, strlen(cls->signature) + 1);
+	return fnv1a_u64(h, cls->ops_size);
+}
+
+/* ==== local registration ================================================ */
+
+static int class_index(const struct mpops_ops_class *cls)
+{
+	for (unsigned i = 0; i < nclasses; i++)
+		if (classes[i] == cls)
+			return (int)i;
+	return -1;
+}
+
+static int class_register_locked(const struct mpops_ops_class *cls)
+{
+	uint64_t h;
+
+	if (class_index(cls) >= 0)
+		return 0;
+	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy) {
+		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, table and dummy needed)",
+			cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
+		return -EINVAL;
+	}
+	h = ops_class_hash(cls);
+	for (unsigned i = 0; i < nclasses; i++) {
+		if (strcmp(classes[i]->name, cls->name) == 0 && class_hashes[i] != h) {
+			log_err("ops class '%s' is defined twice in this process with different members (signatures %#llx and %#llx): one definition per class",
+				cls->name, (unsigned long long)class_hashes[i],
+				(unsigned long long)h);
+			return -EEXIST;
+		}
+	}
+	if (nclasses == CLASSES_MAX) {
+		log_err("ops class '%s': this process already has %d classes", cls->name, CLASSES_MAX);
+		return -ENOSPC;
+	}
+	for (unsigned i = 0; i < MPOPS_OPS_MAX; i++)
+		cls->table[i] = cls->dummy;
+	class_hashes[nclasses] = h;
+	classes[nclasses++] = cls;
+	return 0;
+}
+
+int mpops_ops_class_register(const struct mpops_ops_class *cls)
+{
+	int rc;
+
+	if (!cls)
+		return -EINVAL;
+	pthread_mutex_lock(&ops_mu);
+	rc = class_register_locked(cls);
+	pthread_mutex_unlock(&ops_mu);
+	return rc;
+}
+
+static int bind_one_locked(unsigned i);
+
+int mpops_ops_register(const struct mpops_ops_impl *impl)
+{
+	int rc;
+
+	if (!impl || !impl->cls || !impl->ops || !impl->name ||
+	    !*impl->name || strlen(impl->name) > MPOPS_OPS_NAME_MAX) {
+		log_err("mpops_ops_register: invalid implementation (class, ops and a name of 1..%d characters needed)",
+			MPOPS_OPS_NAME_MAX);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&ops_mu);
+	if ((rc = class_register_locked(impl->cls)) < 0)
+		goto out;
+	for (unsigned i = 0; i < nimpls; i++) {
+		const struct mpops_ops_impl *o = impls[i].impl;
+
+		if (o == impl)
+			goto out; /* registering twice is harmless */
+		if (strcmp(o->cls->name, impl->cls->name) == 0 && strcmp(o->name, impl->name) == 0) {
+			log_err("ops implementation %s/%s is registered twice in this process with different tables",
+				impl->cls->name, impl->name);
+			rc = -EEXIST;
+			goto out;
+		}
+	}
+	if (nimpls == MPOPS_OPS_MAX) {
+		log_err("ops implementation %s/%s: this process already has %d implementations",
+			impl->cls->name, impl->name, MPOPS_OPS_MAX);
+		rc = -ENOSPC;
+		goto out;
+	}
+	impls[nimpls].impl = impl;
+	impls[nimpls].id = MPOPS_OPS_ID_NONE;
+	nimpls++;
+	if (bound && (rc = bind_one_locked(nimpls - 1)) < 0)
+		nimpls--;
+out:
+	pthread_mutex_unlock(&ops_mu);
+	return rc;
+}
+
+/* ==== the shared name table ============================================= */
+
+size_t mpops_ops_table_size(void)
+{
+	return sizeof(struct ops_table_shared);
+}
+
+int mpops_ops_table_init(void *mem, size_t len)
+{
+	struct ops_table_shared *t = mem;
+
+	if (!mem || len < sizeof(*t) || ((uintptr_t)mem & 63)) {
+		log_err("mpops_ops_table_init: need %zu bytes, 64-byte aligned (got %zu at %p)",
+			sizeof(*t), len, mem);
+		return -EINVAL;
+	}
+	memset(t, 0, sizeof(*t));
+	shlock_init(&t->lock);
+	t->magic = OPS_TABLE_MAGIC;
+	t->version = OPS_TABLE_VERSION;
+	t->capacity = MPOPS_OPS_MAX;
+	atomic_store(&t->count, 1); /* ID 0 stays "none" */
+	return 0;
+}
+
+static int entry_find(const struct ops_table_shared *t, const char *cls,
+		      const char *impl, uint32_t count)
+{
+	for (uint32_t i = 1; i < count; i++) {
+		const struct ops_entry_shared *e = &t->e[i];
+
+		if (atomic_load_explicit(&e->state, memory_order_acquire) == OPS_ENTRY_VALID &&
+		    strcmp(e->cls, cls) == 0 && strcmp(e->impl, impl) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Give implementation impls[i] its ID in the bound table. */
+static int bind_one_locked(unsigned i)
+{
+	const struct mpops_ops_impl *impl = impls[i].impl;
+	const struct mpops_ops_class *cls = impl->cls;
+	struct ops_table_shared *t = bound;
+	uint64_t h = class_hashes[class_index(cls)];
+	int lookup_only = !!(bound_flags & MPOPS_OPS_BIND_F_LOOKUP_ONLY);
+	uint32_t count;
+	int id, rc = 0;
+
+	if (!lookup_only)
+		shlock_lock(&t->lock);
+	count = atomic_load_explicit(&t->count, memory_order_acquire);
+	if (count > t->capacity)
+		count = t->capacity;
+	/* Every entry of the class carries the class signature: one check
+	 * covers a process that registered other implementations. */
+	for (uint32_t k = 1; k < count; k++) {
+		const struct ops_entry_shared *e = &t->e[k];
+
+		if (strcmp(e->cls, cls->name) == 0 && e->sig_hash != h) {
+			log_err("ops class '%s' differs between this process (signature %#llx) and the name table (%#llx, from %s/%s, pid %d), registering %s/%s: rebuild both programs from the same sources",
+				cls->name, (unsigned long long)h,
+				(unsigned long long)e->sig_hash, e->cls, e->impl,
+				(int)e->first_pid, cls->name, impl->name);
+			rc = -EPROTO;
+			goto out;
+		}
+	}
+	id = entry_find(t, cls->name, impl->name, count);
+	if (id < 0 && lookup_only) {
+		log_debug("%s/%s has no ID in the name table (read-only attach)",
+			  cls->name, impl->name);
+		goto out;
+	}
+	if (id < 0) {
+		struct ops_entry_shared *e;
+
+		if (count >= t->capacity) {
+			log_err("ops name table is full (%u IDs): cannot register %s/%s",
+				t->capacity, cls->name, impl->name);
+			rc = -ENOSPC;
+			goto out;
+		}
+		id = (int)count;
+		e = &t->e[id];
+		strlcpy(e->cls, cls->name, sizeof(e->cls));
+		strlcpy(e->impl, impl->name, sizeof(e->impl));
+		e->sig_hash = h;
+		e->ops_size = (uint32_t)cls->ops_size;
+		e->first_pid = getpid();
+		atomic_store_explicit(&e->state, OPS_ENTRY_VALID, memory_order_release);
+		atomic_store_explicit(&t->count, count + 1, memory_order_release);
+	}
+	impls[i].id = (mpops_ops_id_t)id;
+	cls->table[id] = impl->ops;
+out:
+	if (!lookup_only)
+		shlock_unlock(&t->lock);
+	return rc;
+}
+
+static void unbind_locked(void)
+{
+	for (unsigned i = 0; i < nimpls; i++) {
+		if (impls[i].id != MPOPS_OPS_ID_NONE)
+			impls[i].impl->cls->table[impls[i].id] = impls[i].impl->cls->dummy;
+		impls[i].id = MPOPS_OPS_ID_NONE;
+	}
+	bound = NULL;
+	bound_flags = 0;
+}
+
+int mpops_ops_bind(void *mem, unsigned flags)
+{
+	struct ops_table_shared *t = mem;
+	int rc = 0;
+
+	if (!t)
+		return -EINVAL;
+	if (t->magic != OPS_TABLE_MAGIC || t->version != OPS_TABLE_VERSION) {
+		log_err("mpops_ops_bind: no ops name table of version %u at %p (magic %#llx, version %u): initialise it with mpops_ops_table_init()",
+			OPS_TABLE_VERSION, mem, (unsigned long long)t->magic, t->version);
+		return -EPROTO;
+	}
+	pthread_mutex_lock(&ops_mu);
+	if (bound && bound != t) {
+		log_err("mpops_ops_bind: this process is already bound to another ops name table: detach from it first");
+		rc = -EBUSY;
+		goto out;
+	}
+	bound = t;
+	bound_flags = flags;
+	for (unsigned i = 0; i < nimpls; i++) {
+		if ((rc = bind_one_locked(i)) < 0) {
+			unbind_locked();
+			goto out;
+		}
+	}
+out:
+	pthread_mutex_unlock(&ops_mu);
+	return rc;
+}
+
+int mpops_ops_unbind(void *mem)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&ops_mu);
+	if (!bound || bound != mem)
+		rc = -ENOENT;
+	else
+		unbind_locked();
+	pthread_mutex_unlock(&ops_mu);
+	return rc;
+}
+
+/* ==== lookups =========================================================== */
+
+int mpops_ops_id(const struct mpops_ops_impl *impl, mpops_ops_id_t *id)
+{
+	int rc = -ENOENT;
+
+	if (!impl || !id)
+		return -EINVAL;
+	pthread_mutex_lock(&ops_mu);
+	for (unsigned i = 0; i < nimpls; i++) {
+		if (impls[i].impl == impl && impls[i].id != MPOPS_OPS_ID_NONE) {
+			*id = impls[i].id;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&ops_mu);
+	if (rc)
+		log_err("%s/%s has no ID: the process is not attached to a region (or bound to a name table) yet",
+			impl->cls->name, impl->name);
+	return rc;
+}
+
+int mpops_ops_find(const char *cls, const char *impl, mpops_ops_id_t *id)
+{
+	const struct ops_table_shared *t = bound;
+	int i;
+
+	if (!cls || !impl || !id)
+		return -EINVAL;
+	if (!t) {
+		log_err("mpops_ops_find(%s/%s): the process is not attached to a region", cls, impl);
+		return -ENOTCONN;
+	}
+	i = entry_find(t, cls, impl, atomic_load_explicit(&t->count, memory_order_acquire));
+	if (i < 0)
+		return -ENOENT;
+	*id = (mpops_ops_id_t)i;
+	return 0;
+}
+
+int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
+		      const void **ops)
+{
+	const struct ops_table_shared *t = bound;
+	const struct ops_entry_shared *e;
+	uint32_t count;
+
+	if (!cls || !ops)
+		return -EINVAL;
+	*ops = cls->dummy;
+	count = t ? atomic_load_explicit(&t->count, memory_order_acquire) : 0;
+	if (id == MPOPS_OPS_ID_NONE || id >= count || id >= MPOPS_OPS_MAX) {
+		log_err("ops ID %u of class '%s' is out of range (the name table has IDs 1..%u)%s",
+			id, cls->name, count ? count - 1 : 0,
+			t ? "" : ": the process is not attached to a region");
+		return -ERANGE;
+	}
+	e = &t->e[id];
+	if (strcmp(e->cls, cls->name) != 0) {
+		log_err("ops ID %u is %s/%s, not an implementation of class '%s'",
+			id, e->cls, e->impl, cls->name);
+		return -EINVAL;
+	}
+	if (cls->table[id] == cls->dummy) {
+		log_err("%s/%s is not registered in this process: is the driver linked?",
+			e->cls, e->impl);
+		return -ENOENT;
+	}
+	*ops = cls->table[id];
+	return 0;
+}
+
+int mpops_ops_name(mpops_ops_id_t id, char *cls, char *impl)
+{
+	const struct ops_table_shared *t = bound;
+
+	if (!t)
+		return -ENOTCONN;
+	if (id == MPOPS_OPS_ID_NONE || id >= atomic_load(&t->count))
+		return -ERANGE;
+	if (cls)
+		strlcpy(cls, t->e[id].cls, MPOPS_OPS_NAME_MAX + 1);
+	if (impl)
+		strlcpy(impl, t->e[id].impl, MPOPS_OPS_NAME_MAX + 1);
+	return 0;
+}
+
+void mpops__dummy_called(const struct mpops_ops_class *cls, const char *op, int *once)
+{
+	if (__atomic_exchange_n(once, 1, __ATOMIC_RELAXED))
+		return;
+	log_err("%s.%s was called through an ops ID this process has not registered: returning -ENOTSUP (check IDs with mpops_ops_resolve() at attach; is the driver linked?)",
+		cls->name, op);
+}
+
+/* ==== introspection ===================================================== */
+
+const struct ops_table_shared *ops_bound_table(void)
+{
+	return bound;
+}
+
+unsigned ops_local_classes(const struct mpops_ops_class **out, uint64_t *hash,
+			   unsigned max)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&ops_mu);
+	for (n = 0; n < nclasses && n < max; n++) {
+		out[n] = classes[n];
+		hash[n] = class_hashes[n];
+	}
+	pthread_mutex_unlock(&ops_mu);
+	return n;
+}
+
+unsigned ops_local_impls(const struct mpops_ops_impl **out, mpops_ops_id_t *ids,
+			 unsigned max)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&ops_mu);
+	for (n = 0; n < nimpls && n < max; n++) {
+		out[n] = impls[n].impl;
+		ids[n] = impls[n].id;
+	}
+	pthread_mutex_unlock(&ops_mu);
+	return n;
+}

@@ -1,0 +1,641 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The shared region: memory, header, lock file, create/attach/detach, and
+ * named roots.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libutil.h>
+#include <numa.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <mpops/ops.h>
+
+#include "ops_priv.h"
+#include "region_priv.h"
+
+#define DEFAULT_SIZE (16u << 20)
+#define HUGE_2M (2u << 20)
+#define HUGETLBFS_MAGIC_NR 0x958458f6
+
+/* ==== layout hash ======================================================= */
+
+#define H_STRUCT(h, T) fnv1a_u64((h), sizeof(T))
+#define H_FIELD(h, T, f) fnv1a_u64((h), offsetof(T, f))
+
+uint64_t region_layout_hash(void)
+{
+	uint64_t h = FNV_SEED;
+
+	h = fnv1a_u64(h, MPOPS_ABI_VERSION);
+	h = H_STRUCT(h, struct region_hdr_shared);
+	h = H_FIELD(h, struct region_hdr_shared, layout_hash);
+	h = H_FIELD(h, struct region_hdr_shared, state);
+	h = H_FIELD(h, struct region_hdr_shared, ops_table_off);
+	h = H_FIELD(h, struct region_hdr_shared, roots);
+	h = H_FIELD(h, struct region_hdr_shared, alloc);
+	h = H_STRUCT(h, struct root_shared);
+	h = H_STRUCT(h, struct alloc_shared);
+	h = H_FIELD(h, struct alloc_shared, free_head);
+	h = H_STRUCT(h, struct proc_entry_shared);
+	h = H_FIELD(h, struct proc_entry_shared, exe);
+	h = H_STRUCT(h, struct proc_table_shared);
+	h = H_STRUCT(h, struct obj_entry_shared);
+	h = H_FIELD(h, struct obj_entry_shared, shared);
+	h = H_STRUCT(h, struct obj_table_shared);
+	h = fnv1a_u64(h, MPOPS_OPS_MAX);
+	h = fnv1a_u64(h, MPOPS_OBJ_MAX);
+	h = fnv1a_u64(h, MPOPS_PROC_MAX);
+	return ops_layout_hash(h);
+}
+
+/* ==== names and paths =================================================== */
+
+static int name_check(const char *name)
+{
+	size_t n;
+
+	if (!name || !*name) {
+		log_err("region name is empty: give a name of 1 to %d characters",
+			MPOPS_NAME_MAX);
+		return -EINVAL;
+	}
+	n = strlen(name);
+	if (n > MPOPS_NAME_MAX) {
+		log_err("region name '%s' is longer than %d characters",
+			name, MPOPS_NAME_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i])) {
+			log_err("region name '%s' has character '%c': use letters, digits, '_', '-' and '.'",
+				name, name[i]);
+			return -EINVAL;
+		}
+	}
+	if (name[0] == '.') {
+		log_err("region name '%s' starts with '.'", name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mpops_runtime_dir(const char *override, char *buf, size_t len)
+{
+	const char *env;
+	int n;
+
+	if (override && *override)
+		n = snprintf(buf, len, "%s", override);
+	else if ((env = getenv("MPOPS_RUNTIME_DIR")) && *env)
+		n = snprintf(buf, len, "%s", env);
+	else if ((env = getenv("XDG_RUNTIME_DIR")) && *env)
+		n = snprintf(buf, len, "%s/mpops", env);
+	else if (geteuid() == 0)
+		n = snprintf(buf, len, "/run/mpops");
+	else
+		n = snprintf(buf, len, "/tmp/mpops-%u", (unsigned)geteuid());
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int mkdir_p(const char *path)
+{
+	char tmp[108];
+	char *p;
+
+	if (strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int region_paths(struct mpops_region *r, const char *name,
+			const char *rundir)
+{
+	int rc = mpops_runtime_dir(rundir, r->rundir, sizeof(r->rundir));
+
+	/* sun_path holds 108 bytes: leave room for "/name.sock". */
+	if (rc < 0 || (size_t)rc + strlen(name) + 7 > 107) {
+		log_err("runtime directory for region '%s' is too long for a unix socket path: set a shorter MPOPS_RUNTIME_DIR",
+			name);
+		return -ENAMETOOLONG;
+	}
+	strlcpy(r->name, name, sizeof(r->name));
+	snprintf(r->lock_path, sizeof(r->lock_path), "%s/%s.lock", r->rundir, name);
+	snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", r->rundir, name);
+	return 0;
+}
+
+static struct mpops_region *region_new(void)
+{
+	struct mpops_region *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->fd = -1;
+	r->listen_fd = -1;
+	r->conn_fd = -1;
+	r->stop_fd[0] = r->stop_fd[1] = -1;
+	pthread_mutex_init(&r->slots_mu, NULL);
+	pthread_mutex_init(&r->chan_mu, NULL);
+	pthread_mutex_init(&r->req_mu, NULL);
+	return r;
+}
+
+static void region_free(struct mpops_region *r)
+{
+	if (r->base)
+		munmap(r->base, r->size);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->slots);
+	free(r->clients);
+	pthread_mutex_destroy(&r->slots_mu);
+	pthread_mutex_destroy(&r->chan_mu);
+	pthread_mutex_destroy(&r->req_mu);
+	free(r);
+}
+
+/* ==== memory ============================================================ */
+
+static int memory_create(struct mpops_region *r, const struct mpops_region_opts *o,
+			 size_t *size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	const char *what = "memfd";
+	int fd = -1;
+
+	switch (o->backing) {
+	case MPOPS_BACKING_MEMFD:
+		*size = ALIGN_UP(*size, (size_t)page);
+		fd = memfd_create(r->name, MFD_CLOEXEC);
+		break;
+	case MPOPS_BACKING_MEMFD_HUGETLB:
+		what = "hugetlb memfd";
+		*size = ALIGN_UP(*size, HUGE_2M);
+		fd = memfd_create(r->name, MFD_CLOEXEC | MFD_HUGETLB);
+		break;
+	case MPOPS_BACKING_HUGETLBFS: {
+		const char *dir = o->hugetlbfs_dir ? o->hugetlbfs_dir : "/dev/hugepages";
+		char path[256];
+		struct statfs sfs;
+
+		what = "hugetlbfs file";
+		if (statfs(dir, &sfs) < 0 || (unsigned long)sfs.f_type != HUGETLBFS_MAGIC_NR) {
+			log_err("region '%s': %s is not a mounted hugetlbfs: mount one (mount -t hugetlbfs nodev %s) or use the memfd backing",
+				r->name, dir, dir);
+			return -ENODEV;
+		}
+		*size = ALIGN_UP(*size, (size_t)sfs.f_bsize);
+		snprintf(path, sizeof(path), "%s/mpops-%s-XXXXXX", dir, r->name);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path); /* the fd is all anyone needs */
+		break;
+	}
+	default:
+		log_err("region '%s': unknown backing %d", r->name, (int)o->backing);
+		return -EINVAL;
+	}
+	if (fd < 0) {
+		int e = errno;
+		log_err("region '%s': cannot create the %s: %s", r->name, what, strerror(e));
+		return -e;
+	}
+	r->fd = fd;
+	if (ftruncate(fd, (off_t)*size) < 0) {
+		int e = errno;
+		log_err("region '%s': cannot size the %s to %zu bytes: %s",
+			r->name, what, *size, strerror(e));
+		return -e;
+	}
+	r->base = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (r->base == MAP_FAILED) {
+		int e = errno;
+		r->base = NULL;
+		if (o->backing != MPOPS_BACKING_MEMFD && e == ENOMEM)
+			log_err("region '%s': not enough free hugepages for %zu bytes: reserve more in /sys/kernel/mm/hugepages/ or use the memfd backing",
+				r->name, *size);
+		else
+			log_err("region '%s': cannot map %zu bytes: %s", r->name, *size, strerror(e));
+		return -e;
+	}
+	r->size = *size;
+	return 0;
+}
+
+static int memory_place(struct mpops_region *r, const struct mpops_region_opts *o)
+{
+	if (!(o->flags & MPOPS_REGION_F_NUMA))
+		return 0;
+	if (numa_available() < 0) {
+		log_info("region '%s': NUMA is not available here: memory left to the kernel's default placement",
+			 r->name);
+		return 0;
+	}
+	if (o->numa_node < 0 || o->numa_node > numa_max_node()) {
+		log_err("region '%s': NUMA node %d does not exist (nodes 0..%d)",
+			r->name, o->numa_node, numa_max_node());
+		return -ENODEV;
+	}
+	/* Before any page is touched, so the first touch lands on the node. */
+	numa_tonode_memory(r->base, r->size, o->numa_node);
+	return 0;
+}
+
+/* ==== create ============================================================ */
+
+static int header_init(struct mpops_region *r, const struct mpops_region_opts *o)
+{
+	struct region_hdr_shared *h = r->base;
+	mpops_off_t heap = ALIGN_UP(sizeof(*h), 4096);
+	mpops_off_t off;
+	int rc;
+
+	if (r->size < heap + (1u << 20)) {
+		log_err("region '%s': size %zu is too small: at least %llu bytes",
+			r->name, r->size, (unsigned long long)(heap + (1u << 20)));
+		return -EINVAL;
+	}
+	r->hdr = h;
+	h->magic = REGION_MAGIC;
+	h->abi_version = MPOPS_ABI_VERSION;
+	h->hdr_size = (uint32_t)heap;
+	h->layout_hash = region_layout_hash();
+	h->size = r->size;
+	h->primary_pid = getpid();
+	h->primary_start_time = mpops_proc_start_time(getpid());
+	strlcpy(h->name, r->name, sizeof(h->name));
+	rc = mpops_build_id(h->primary_build_id, sizeof(h->primary_build_id));
+	h->primary_build_id_len = rc > 0 ? (uint32_t)rc : 0;
+	h->backing = (uint32_t)o->backing;
+	if ((rc = shlock_init(&h->roots_lock)) < 0)
+		return rc;
+	alloc_init(&h->alloc, heap, r->size - heap);
+
+	rc = mpops_alloc(r, mpops_ops_table_size(), 64, "mpops.ops", &off);
+	if (rc < 0)
+		return rc;
+	h->ops_table_off = off;
+	r->ops_table = mpops_ptr(r->base, off);
+	if ((rc = mpops_ops_table_init(r->ops_table, mpops_ops_table_size())) < 0)
+		return rc;
+	if ((rc = proc_table_init(r)) < 0)
+		return rc;
+	return obj_table_init(r);
+}
+
+int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
+			struct mpops_region **out)
+{
+	struct mpops_region_opts o = { .sz = sizeof(o) };
+	struct mpops_region *r;
+	size_t size;
+	pid_t other = 0;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if ((rc = name_check(name)) < 0)
+		return rc;
+	if (opts) {
+		if (opts->sz == 0 || opts->sz > sizeof(o)) {
+			log_err("region '%s': mpops_region_opts.sz must be sizeof(struct mpops_region_opts)", name);
+			return -EINVAL;
+		}
+		memcpy(&o, opts, opts->sz);
+	}
+	if (!(r = region_new()))
+		return -ENOMEM;
+	r->role = MPOPS_ROLE_PRIMARY;
+	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
+		goto fail;
+	if ((rc = mkdir_p(r->rundir)) < 0) {
+		log_err("cannot create runtime directory %s: %s: set MPOPS_RUNTIME_DIR to a directory you can write",
+			r->rundir, strerror(-rc));
+		goto fail;
+	}
+
+	/* One primary per name: the lock file holds an flock and its pid. */
+	r->pidfh = pidfile_open(r->lock_path, 0600, &other);
+	if (!r->pidfh) {
+		rc = -errno;
+		if (rc == -EEXIST) {
+			log_err("region '%s' already has a primary (pid %d): stop it first or pick another name",
+				name, (int)other);
+			rc = -EBUSY;
+		} else {
+			log_err("cannot create lock file %s: %s: set MPOPS_RUNTIME_DIR to a directory you can write",
+				r->lock_path, strerror(-rc));
+		}
+		goto fail;
+	}
+
+	size = o.size ? o.size : DEFAULT_SIZE;
+	if ((rc = memory_create(r, &o, &size)) < 0)
+		goto fail;
+	if ((rc = memory_place(r, &o)) < 0)
+		goto fail;
+	if ((rc = header_init(r, &o)) < 0)
+		goto fail;
+	r->procs = mpops_ptr(r->base, r->hdr->proc_table_off);
+	r->objs = mpops_ptr(r->base, r->hdr->obj_table_off);
+	r->primary_pid = getpid();
+	if ((rc = obj_slots_init(r)) < 0)
+		goto fail;
+	if ((rc = proc_register(r, MPOPS_ROLE_PRIMARY)) < 0)
+		goto fail;
+	if ((rc = mpops_ops_bind(r->ops_table, 0)) < 0)
+		goto fail;
+	r->ops_bound = 1;
+	if ((rc = chan_listen(r, o.socket_mode ? o.socket_mode : 0600)) < 0)
+		goto fail;
+	pidfile_write(r->pidfh);
+	atomic_store(&r->hdr->state, REGION_READY);
+	log_debug("region '%s' created: %zu bytes at %p, socket %s",
+		  name, r->size, r->base, r->sock_path);
+	*out = r;
+	return 0;
+fail:
+	if (r->ops_bound)
+		mpops_ops_unbind(r->ops_table);
+	chan_stop(r);
+	if (r->pidfh)
+		pidfile_remove(r->pidfh);
+	region_free(r);
+	return rc;
+}
+
+/* ==== attach ============================================================ */
+
+static int header_check(struct mpops_region *r, const struct hello_reply *info)
+{
+	const struct region_hdr_shared *h = r->base;
+
+	if (h->magic != REGION_MAGIC) {
+		log_err("region '%s': memory received from the primary is not an mpops region (magic %#llx)",
+			r->name, (unsigned long long)h->magic);
+		return -EPROTO;
+	}
+	if (h->abi_version != MPOPS_ABI_VERSION || h->layout_hash != region_layout_hash()) {
+		log_err("region '%s': the primary's region has ABI %u, layout %#llx; this process was built with ABI %u, layout %#llx: rebuild both from the same mpops version",
+			r->name, h->abi_version, (unsigned long long)h->layout_hash,
+			MPOPS_ABI_VERSION, (unsigned long long)region_layout_hash());
+		return -EPROTO;
+	}
+	if (h->size != r->size || h->size != info->size) {
+		log_err("region '%s': header says %llu bytes, mapping has %zu: the region is corrupt",
+			r->name, (unsigned long long)h->size, r->size);
+		return -EPROTO;
+	}
+	if (atomic_load(&h->state) != REGION_READY) {
+		log_err("region '%s' is not ready (state %u): its primary is starting or stopping; retry",
+			r->name, atomic_load(&h->state));
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
+			struct mpops_region **out)
+{
+	struct mpops_attach_opts o = { .sz = sizeof(o) };
+	struct hello_reply info;
+	struct mpops_region *r;
+	struct stat st;
+	int rc, fd = -1, prot;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if ((rc = name_check(name)) < 0)
+		return rc;
+	if (opts) {
+		if (opts->sz == 0 || opts->sz > sizeof(o)) {
+			log_err("region '%s': mpops_attach_opts.sz must be sizeof(struct mpops_attach_opts)", name);
+			return -EINVAL;
+		}
+		memcpy(&o, opts, opts->sz);
+	}
+	if (!(r = region_new()))
+		return -ENOMEM;
+	r->role = MPOPS_ROLE_SECONDARY;
+	r->readonly = !!(o.flags & MPOPS_ATTACH_F_READONLY);
+	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
+		goto fail;
+	if ((rc = chan_connect(r, o.timeout_ms > 0 ? o.timeout_ms : 5000, &fd, &info)) < 0)
+		goto fail;
+	r->fd = fd;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != info.size) {
+		log_err("region '%s': the fd received from the primary is not the region (size %lld, expected %llu)",
+			name, (long long)st.st_size, (unsigned long long)info.size);
+		rc = -EPROTO;
+		goto fail;
+	}
+	prot = PROT_READ | (r->readonly ? 0 : PROT_WRITE);
+	r->base = mmap(NULL, info.size, prot, MAP_SHARED, fd, 0);
+	if (r->base == MAP_FAILED) {
+		rc = -errno;
+		r->base = NULL;
+		log_err("region '%s': cannot map %llu bytes: %s",
+			name, (unsigned long long)info.size, strerror(-rc));
+		goto fail;
+	}
+	r->size = info.size;
+	if ((rc = header_check(r, &info)) < 0)
+		goto fail;
+	r->hdr = r->base;
+	r->primary_pid = r->hdr->primary_pid;
+	r->procs = mpops_ptr(r->base, r->hdr->proc_table_off);
+	r->objs = mpops_ptr(r->base, r->hdr->obj_table_off);
+	r->ops_table = mpops_ptr(r->base, r->hdr->ops_table_off);
+	if ((rc = obj_slots_init(r)) < 0)
+		goto fail;
+	if (!r->readonly && (rc = proc_register(r, MPOPS_ROLE_SECONDARY)) < 0)
+		goto fail;
+	rc = mpops_ops_bind(r->ops_table, r->readonly ? MPOPS_OPS_BIND_F_LOOKUP_ONLY : 0);
+	if (rc < 0) {
+		if (!r->readonly)
+			proc_unregister(r, getpid(), mpops_proc_start_time(getpid()));
+		goto fail;
+	}
+	r->ops_bound = 1;
+	log_debug("region '%s' attached at %p (primary pid %d)", name, r->base,
+		  (int)r->primary_pid);
+	*out = r;
+	return 0;
+fail:
+	chan_close(r);
+	region_free(r);
+	return rc;
+}
+
+/* ==== detach and accessors ============================================== */
+
+int mpops_region_detach(struct mpops_region *r)
+{
+	if (!r)
+		return -EINVAL;
+	obj_slots_release_all(r);
+	if (r->ops_bound)
+		mpops_ops_unbind(r->ops_table);
+	if (r->role == MPOPS_ROLE_PRIMARY) {
+		atomic_store(&r->hdr->state, REGION_DEAD);
+		chan_stop(r);
+		proc_unregister(r, getpid(), mpops_proc_start_time(getpid()));
+		if (r->pidfh)
+			pidfile_remove(r->pidfh);
+	} else {
+		if (!r->readonly)
+			proc_unregister(r, getpid(), mpops_proc_start_time(getpid()));
+		chan_close(r);
+	}
+	region_free(r);
+	return 0;
+}
+
+void *mpops_region_base(const struct mpops_region *r) { return r->base; }
+size_t mpops_region_size(const struct mpops_region *r) { return r->size; }
+const char *mpops_region_name(const struct mpops_region *r) { return r->name; }
+enum mpops_role mpops_region_role(const struct mpops_region *r) { return r->role; }
+int mpops_region_primary_pid(const struct mpops_region *r) { return r->primary_pid; }
+
+int mpops_region_primary_check(struct mpops_region *r)
+{
+	if (!r)
+		return -EINVAL;
+	if (r->role == MPOPS_ROLE_PRIMARY)
+		return 0;
+	if (!atomic_load(&r->primary_gone) &&
+	    atomic_load(&r->hdr->state) == REGION_READY &&
+	    mpops_proc_alive(r->hdr->primary_pid, r->hdr->primary_start_time))
+		return 0;
+	return region_primary_lost(r);
+}
+
+int region_primary_lost(struct mpops_region *r)
+{
+	if (!atomic_exchange(&r->primary_gone, 1))
+		log_err("region '%s': its primary (pid %d) has exited: restart the primary, then attach again",
+			r->name, (int)r->primary_pid);
+	return -ENOTCONN;
+}
+
+int mpops_region_ptr(struct mpops_region *r, mpops_off_t off, size_t len, void **out)
+{
+	if (!r || !out)
+		return -EINVAL;
+	if (off < r->hdr->hdr_size || off > r->size || len > r->size - off) {
+		log_err("region '%s': offset %#llx (+%zu bytes) is outside the region's objects (%#x..%#zx)",
+			r->name, (unsigned long long)off, len, r->hdr->hdr_size, r->size);
+		return -ERANGE;
+	}
+	*out = (char *)r->base + off;
+	return 0;
+}
+
+/* ==== named roots ======================================================= */
+
+static int root_find(struct region_hdr_shared *h, const char *name)
+{
+	for (int i = 0; i < MPOPS_ROOTS_MAX; i++)
+		if (h->roots[i].off && strcmp(h->roots[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int region_writable(struct mpops_region *r, const char *what)
+{
+	if (r->readonly) {
+		log_err("region '%s': %s needs a writable attach (this one is read-only)",
+			r->name, what);
+		return -EROFS;
+	}
+	return 0;
+}
+
+int mpops_root_set(struct mpops_region *r, const char *name, mpops_off_t off)
+{
+	struct region_hdr_shared *h;
+	int rc, i;
+
+	if (!r || !name || !*name || strlen(name) > MPOPS_NAME_MAX || !off)
+		return -EINVAL;
+	if ((rc = region_writable(r, "mpops_root_set")) < 0)
+		return rc;
+	h = r->hdr;
+	shlock_lock(&h->roots_lock);
+	if (root_find(h, name) >= 0) {
+		rc = -EEXIST;
+		log_err("region '%s': root '%s' is already published", r->name, name);
+		goto out;
+	}
+	rc = -ENOSPC;
+	for (i = 0; i < MPOPS_ROOTS_MAX; i++) {
+		if (h->roots[i].off == 0) {
+			strlcpy(h->roots[i].name, name, sizeof(h->roots[i].name));
+			h->roots[i].off = off;
+			rc = 0;
+			break;
+		}
+	}
+	if (rc)
+		log_err("region '%s': all %d roots are taken", r->name, MPOPS_ROOTS_MAX);
+out:
+	shlock_unlock(&h->roots_lock);
+	return rc;
+}
+
+int mpops_root_get(struct mpops_region *r, const char *name, mpops_off_t *off)
+{
+	int i;
+
+	if (!r || !name || !off)
+		return -EINVAL;
+	/* Read-only attaches cannot take the lock; a root is written before
+	 * its offset is published, so a racing reader sees old or new. */
+	if (!r->readonly)
+		shlock_lock(&r->hdr->roots_lock);
+	i = root_find(r->hdr, name);
+	if (i >= 0)
+		*off = r->hdr->roots[i].off;
+	if (!r->readonly)
+		shlock_unlock(&r->hdr->roots_lock);
+	return i >= 0 ? 0 : -ENOENT;
+}
+
+int mpops_root_del(struct mpops_region *r, const char *name)
+{
+	int rc, i;
+
+	if (!r || !name)
+		return -EINVAL;
+	if ((rc = region_writable(r, "mpops_root_del")) < 0)
+		return rc;
+	shlock_lock(&r->hdr->roots_lock);
+	i = root_find(r->hdr, name);
+	if (i >= 0)
+		memset(&r->hdr->roots[i], 0, sizeof(r->hdr->roots[i]));
+	shlock_unlock(&r->hdr->roots_lock);
+	return i >= 0 ? 0 : -ENOENT;
+}

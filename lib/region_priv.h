@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The region's shared layout and its per-process handle. Never installed. */
+#ifndef MPOPS_LIB_REGION_PRIV_H
+#define MPOPS_LIB_REGION_PRIV_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <mpops/channel.h>
+#include <mpops/obj.h>
+#include <mpops/proc.h>
+#include <mpops/region.h>
+
+#include "priv.h"
+
+#define REGION_MAGIC 0x4e4752534f50504dULL /* "MPPOSRGN" little-endian */
+
+enum region_state {
+	REGION_INIT = 0,
+	REGION_READY = 1,
+	REGION_DEAD = 2,
+};
+
+struct root_shared {
+	char name[MPOPS_NAME_MAX + 1];
+	mpops_off_t off;
+	uint64_t pad[3];
+};
+_Static_assert(sizeof(struct root_shared) == 64, "root layout");
+
+/* Allocator state: a first-fit free list of offset-linked blocks. */
+struct alloc_shared {
+	struct shlock lock;
+	mpops_off_t heap_off;	/* first block */
+	uint64_t heap_size;
+	mpops_off_t free_head;	/* first free block, 0 = none */
+	uint64_t bytes_used;
+	uint32_t objects;
+	uint32_t free_blocks;
+	uint64_t pad[3];
+};
+_Static_assert(sizeof(struct alloc_shared) == 128, "alloc layout");
+
+struct region_hdr_shared {
+	uint64_t magic;
+	uint32_t abi_version;
+	uint32_t hdr_size;
+	uint64_t layout_hash;
+	uint64_t size;
+	_Atomic uint32_t state;		/* enum region_state */
+	int32_t primary_pid;
+	uint64_t primary_start_time;
+	char name[MPOPS_NAME_MAX + 1];
+	uint8_t primary_build_id[MPOPS_BUILD_ID_MAX];
+	uint32_t primary_build_id_len;
+	uint32_t backing;
+	mpops_off_t ops_table_off;
+	mpops_off_t proc_table_off;
+	mpops_off_t obj_table_off;
+	uint64_t pad0[6];
+	struct shlock roots_lock;
+	struct root_shared roots[MPOPS_ROOTS_MAX];
+	struct alloc_shared alloc;
+};
+_Static_assert(offsetof(struct region_hdr_shared, roots_lock) % 64 == 0,
+	       "header lock alignment");
+_Static_assert(sizeof(struct region_hdr_shared) % 64 == 0, "header size");
+
+/* Process table. */
+enum proc_state { PROC_FREE = 0, PROC_LIVE = 1 };
+
+struct proc_entry_shared {
+	int32_t pid;
+	uint32_t role;
+	uint64_t start_time;
+	uint32_t state;
+	uint32_t build_id_len;
+	uint8_t build_id[MPOPS_BUILD_ID_MAX];
+	char exe[256];
+	uint64_t pad[3];
+};
+_Static_assert(sizeof(struct proc_entry_shared) == 336, "proc entry layout");
+
+struct proc_table_shared {
+	struct shlock lock;
+	uint32_t capacity;
+	uint32_t live;
+	uint64_t pad[7];
+	struct proc_entry_shared e[MPOPS_PROC_MAX];
+};
+
+/* Object table. */
+enum obj_state { OBJ_FREE = 0, OBJ_LIVE = 1 };
+
+struct obj_entry_shared {
+	_Atomic uint32_t gen;		/* generation of the current/last object */
+	_Atomic uint32_t state;
+	_Atomic uint32_t epoch;
+	uint16_t cls_id;
+	uint16_t pad0;
+	mpops_off_t shared;
+	int32_t owner_pid;
+	uint32_t pad1;
+	char name[MPOPS_NAME_MAX + 1];
+};
+_Static_assert(sizeof(struct obj_entry_shared) == 64, "obj entry layout");
+
+struct obj_table_shared {
+	struct shlock lock;
+	uint32_t capacity;
+	uint32_t pad[15];
+	struct obj_entry_shared e[MPOPS_OBJ_MAX];
+};
+
+/* ---- per-process handle ------------------------------------------------ */
+
+struct obj_slot_local {
+	mpops_obj_id_t id;	/* object the slot was built for */
+	uint32_t epoch;		/* epoch it was built at */
+	void *slot;		/* what the attach hook returned */
+	mpops_off_t shared;	/* the object's data, for the detach hook */
+	mpops_ops_id_t cls_id;	/* its class: the index may be reused meanwhile */
+	int built;
+};
+
+#define CHAN_HANDLERS_MAX 64
+#define PROC_EXIT_CB_MAX 16
+
+struct chan_handler {
+	uint32_t type;
+	mpops_channel_handler fn;
+	void *arg;
+};
+
+struct chan_client {
+	int fd;
+	int32_t pid;
+	uint64_t start_time;
+};
+
+struct mpops_region {
+	char name[MPOPS_NAME_MAX + 1];
+	char rundir[108];
+	enum mpops_role role;
+	int readonly;
+	int fd;				/* the region memory */
+	void *base;
+	size_t size;
+	struct region_hdr_shared *hdr;
+	struct proc_table_shared *procs;
+	struct obj_table_shared *objs;
+	void *ops_table;
+	int ops_bound;
+	int32_t primary_pid;
+
+	/* per-process object slots */
+	pthread_mutex_t slots_mu;
+	struct obj_slot_local *slots;	/* MPOPS_OBJ_MAX */
+
+	/* primary: lock file, control socket, service thread */
+	struct pidfh *pidfh;
+	char lock_path[160];
+	char sock_path[160];
+	int listen_fd;
+	int stop_fd[2];
+	pthread_t thread;
+	int thread_running;
+	pthread_mutex_t chan_mu;	/* handlers, exit callbacks */
+	struct chan_handler handlers[CHAN_HANDLERS_MAX];
+	struct {
+		mpops_proc_exit_fn fn;
+		void *arg;
+	} exit_cbs[PROC_EXIT_CB_MAX];
+	struct chan_client *clients;
+	unsigned nclients;
+
+	/* secondary: connection to the primary */
+	int conn_fd;
+	pthread_mutex_t req_mu;
+	uint32_t seq;
+	_Atomic int primary_gone;
+};
+
+/* region.c */
+uint64_t region_layout_hash(void);
+
+/* region.c: -EROFS with a log line on a read-only attach */
+int region_writable(struct mpops_region *r, const char *what);
+/* Mark the primary gone (logs once); returns -ENOTCONN. */
+int region_primary_lost(struct mpops_region *r);
+
+/* alloc.c */
+void alloc_init(struct alloc_shared *a, mpops_off_t heap_off, uint64_t heap_size);
+
+/* proc.c */
+int proc_table_init(struct mpops_region *r);
+int proc_register(struct mpops_region *r, enum mpops_role role);
+void proc_unregister(struct mpops_region *r, int32_t pid, uint64_t start_time);
+/* A secondary's connection closed: reclaim its entry if it did not detach
+ * (it died) and run the exit callbacks (primary). */
+void proc_gone(struct mpops_region *r, int32_t pid, uint64_t start_time);
+int proc_read_exe(char *buf, size_t len);
+
+/* obj.c */
+int obj_table_init(struct mpops_region *r);
+int obj_slots_init(struct mpops_region *r);
+void obj_slots_release_all(struct mpops_region *r);
+
+/* channel.c */
+int chan_listen(struct mpops_region *r, unsigned mode);
+void chan_stop(struct mpops_region *r);
+/* Secondary: connect, hand-shake and receive the region fd. */
+struct hello_reply;
+int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
+		 struct hello_reply *info);
+void chan_close(struct mpops_region *r);
+
+/* What the primary tells a secondary in the hand-shake. */
+struct hello_req {
+	uint32_t abi_version;
+	uint32_t flags;
+	uint64_t layout_hash;
+	uint64_t start_time;
+};
+
+struct hello_reply {
+	uint32_t abi_version;
+	uint32_t backing;
+	uint64_t layout_hash;
+	uint64_t size;
+	int32_t primary_pid;
+	uint32_t pad;
+};
+
+/* Built-in message types. */
+enum {
+	MSG_HELLO = 1,
+	MSG_PING = 2,
+};
+
+#endif
