@@ -153,16 +153,16 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
  * with the const table @p ops (type-checked against struct cls_ops).
  * Its descriptor is mpops_impl_<cls>_<impl>.
  */
-#define MPOPS_OPS_IMPL(cls, impl, ops)                                       \
-	const struct mpops_ops_impl mpops_impl_##cls##_##impl = {            \
-		.cls = &mpops_class_##cls,                                   \
-		.name = #impl,                                               \
-		.ops = 1 ? (ops) : (const struct cls##_ops *)0,              \
+#define MPOPS_OPS_IMPL(cls_, impl_, ops_)                                    \
+	const struct mpops_ops_impl mpops_impl_##cls_##_##impl_ = {          \
+		.cls = &mpops_class_##cls_,                                  \
+		.name = #impl_,                                              \
+		.ops = 1 ? (ops_) : (const struct cls_##_ops *)0,            \
 	};                                                                   \
 	__attribute__((constructor)) static void                             \
-	mpops__impl_ctor_##cls##_##impl(void)                                \
+	mpops__impl_ctor_##cls_##_##impl_(void)                              \
 	{                                                                    \
-		mpops_ops_register(&mpops_impl_##cls##_##impl);              \
+		mpops_ops_register(&mpops_impl_##cls_##_##impl_);            \
 	}
 
 /** Hot-path accessor: MPOPS_OPS(vtpci, hw->ops_id)->notify_queue(...). */

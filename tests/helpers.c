@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+extern char **environ;
+
+static pthread_mutex_t cap_mu = PTHREAD_MUTEX_INITIALIZER;
+static char cap_buf[1 << 16];
+static size_t cap_len;
+
+static void cap_fn(enum mpops_log_level level, const char *line, void *arg)
+{
+	(void)arg;
+	(void)level;
+	fprintf(stderr, "log: %s\n", line);
+	pthread_mutex_lock(&cap_mu);
+	cap_len += (size_t)snprintf(cap_buf + cap_len, sizeof(cap_buf) - cap_len, "%s\n", line);
+	if (cap_len >= sizeof(cap_buf))
+		cap_len = sizeof(cap_buf) - 1;
+	pthread_mutex_unlock(&cap_mu);
+}
+
+void logcap_start(void)
+{
+	logcap_reset();
+	mpops_log_set_level(MPOPS_LOG_INFO);
+	mpops_log_set(cap_fn, NULL);
+}
+
+void logcap_reset(void)
+{
+	pthread_mutex_lock(&cap_mu);
+	cap_len = 0;
+	cap_buf[0] = '\0';
+	pthread_mutex_unlock(&cap_mu);
+}
+
+int logcap_count(const char *needle)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&cap_mu);
+	for (const char *p = cap_buf; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	pthread_mutex_unlock(&cap_mu);
+	return n;
+}
+
+static char rundir[64];
+
+const char *rundir_make(void)
+{
+	strcpy(rundir, "/tmp/mpops-test-XXXXXX");
+	if (!mkdtemp(rundir))
+		abort();
+	return rundir;
+}
+
+const char *rundir_path(void)
+{
+	return rundir;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st; (void)flag; (void)f;
+	return remove(p);
+}
+
+void rundir_remove(void)
+{
+	if (rundir[0])
+		nftw(rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rundir[0] = '\0';
+}
+
+struct mpops_region *primary_make(const char *name)
+{
+	struct mpops_region_opts o = { .sz = sizeof(o), .runtime_dir = rundir };
+	struct mpops_region *r = NULL;
+
+	if (mpops_region_create(name, &o, &r) < 0)
+		return NULL;
+	return r;
+}
+
+const char *helper_path(const char *name)
+{
+	static __thread char path[512];
+	const char *dir = getenv("MPOPS_TEST_BINDIR");
+
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : ".", name);
+	return path;
+}
+
+pid_t peer_start(const char *prog, const char *const *args, int *out_fd)
+{
+	const char *argv[16];
+	posix_spawn_file_actions_t fa;
+	int p[2], n = 0;
+	pid_t pid;
+
+	argv[n++] = helper_path(prog);
+	for (; args && *args && n < 15; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	if (posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		return -1;
+	}
+	*out_fd = p[0];
+	return pid;
+}
+
+static long long ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Append what is readable to buf; 0 on EOF, 1 on data, -1 on timeout. */
+static int read_some(int fd, char *buf, size_t len, size_t *used, int timeout_ms)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&pf, 1, timeout_ms) <= 0)
+		return -1;
+	if (*used + 1 >= len) {
+		/* Keep the tail: drop the first half. */
+		memmove(buf, buf + len / 2, *used - len / 2);
+		*used -= len / 2;
+	}
+	n = read(fd, buf + *used, len - *used - 1);
+	if (n <= 0)
+		return 0;
+	*used += (size_t)n;
+	buf[*used] = '\0';
+	return 1;
+}
+
+int peer_wait_line(int out_fd, const char *needle, char *buf, size_t len, int timeout_ms)
+{
+	long long end = ms_now() + timeout_ms;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	while (!strstr(buf, needle)) {
+		long long left = end - ms_now();
+
+		if (left <= 0 || read_some(out_fd, buf, len, &used, (int)left) <= 0)
+			return -1;
+	}
+	return 0;
+}
+
+int peer_finish(pid_t pid, int out_fd, char *buf, size_t len, int timeout_ms)
+{
+	long long end = ms_now() + timeout_ms;
+	size_t used = strlen(buf);
+	int st = -1;
+
+	for (;;) {
+		long long left = end - ms_now();
+		int rc;
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		rc = read_some(out_fd, buf, len, &used, (int)left);
+		if (rc == 0)
+			break;
+	}
+	close(out_fd);
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+int peer_run(const char *prog, const char *const *args, char *buf, size_t len)
+{
+	int fd;
+	pid_t pid = peer_start(prog, args, &fd);
+
+	buf[0] = '\0';
+	if (pid < 0)
+		return -1;
+	return peer_finish(pid, fd, buf, len, 30000);
+}

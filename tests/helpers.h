@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Shared by the tests: log capture, temporary runtime dirs, peer programs. */
+#ifndef MPOPS_TEST_HELPERS_H
+#define MPOPS_TEST_HELPERS_H
+
+#include <sys/types.h>
+
+#include <mpops/mpops.h>
+
+/* Capture every log line of this process (still echoed to stderr). */
+void logcap_start(void);
+/* How many captured lines contain @needle. */
+int logcap_count(const char *needle);
+void logcap_reset(void);
+
+/* A fresh runtime directory under /tmp, removed by rundir_remove(). */
+const char *rundir_make(void);
+const char *rundir_path(void);
+void rundir_remove(void);
+
+/* A region with default options in the test's runtime dir. */
+struct mpops_region *primary_make(const char *name);
+
+/* Path of a helper program built next to the tests. */
+const char *helper_path(const char *name);
+
+/* Start a helper program with stdout+stderr to a pipe (*out_fd). */
+pid_t peer_start(const char *prog, const char *const *args, int *out_fd);
+/* Read until the peer prints a line containing @needle (or timeout). */
+int peer_wait_line(int out_fd, const char *needle, char *buf, size_t len, int timeout_ms);
+/* Collect the peer's output until it exits; returns its wait status. */
+int peer_finish(pid_t pid, int out_fd, char *buf, size_t len, int timeout_ms);
+/* peer_start + peer_finish. */
+int peer_run(const char *prog, const char *const *args, char *buf, size_t len);
+
+/* Is the wait status a clean exit 0? */
+#define EXITED_OK(st) (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+
+#endif
