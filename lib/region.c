@@ -346,7 +346,7 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 			rc = -EBUSY;
 		} else {
 			log_err("cannot create lock file %s: %s: set MPOPS_RUNTIME_DIR to a directory you can write",
-				r->lock_path, strerror(-rc));
+				r->lock_path, rc == -EACCES ? "permission denied" : strerror(-rc));
 		}
 		goto fail;
 	}

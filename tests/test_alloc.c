@@ -1,2 +1,116 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 #include <criterion/criterion.h>
-Test(alloc, placeholder) { cr_assert(1); }
+#include <errno.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static struct mpops_region *r;
+
+static void setup(void)
+{
+	logcap_start();
+	rundir_make();
+	r = primary_make("alloc");
+	cr_assert_not_null(r);
+}
+
+static void teardown(void)
+{
+	mpops_region_detach(r);
+	rundir_remove();
+}
+
+TestSuite(alloc, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(alloc, alignment_is_honoured_and_memory_zeroed)
+{
+	static const size_t aligns[] = { 0, 64, 128, 4096, 65536, 1 << 20 };
+	void *base = mpops_region_base(r);
+	mpops_off_t off;
+
+	for (unsigned i = 0; i < sizeof(aligns) / sizeof(aligns[0]); i++) {
+		size_t a = aligns[i] ? aligns[i] : 64;
+		uint8_t *p;
+
+		cr_assert_eq(mpops_alloc(r, 1000, aligns[i], "aligned", &off), 0);
+		cr_assert_eq(off % a, 0, "offset %#lx not aligned to %zu", (unsigned long)off, a);
+		p = mpops_ptr(base, off);
+		for (int k = 0; k < 1000; k++)
+			cr_assert_eq(p[k], 0);
+		memset(p, 0xab, 1000);
+	}
+}
+
+Test(alloc, free_coalesces_back_to_one_block)
+{
+	struct mpops_alloc_stats before, st;
+	mpops_off_t off[16];
+
+	cr_assert_eq(mpops_alloc_stats(r, &before), 0);
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(mpops_alloc(r, 100 + i * 300, i % 3 ? 0 : 4096, "blk", &off[i]), 0);
+	cr_assert_eq(mpops_alloc_stats(r, &st), 0);
+	cr_assert_eq(st.objects, before.objects + 16);
+	/* Free in an interleaved order so both coalescing directions run. */
+	for (int i = 0; i < 16; i += 2)
+		cr_assert_eq(mpops_free(r, off[i]), 0);
+	for (int i = 1; i < 16; i += 2)
+		cr_assert_eq(mpops_free(r, off[i]), 0);
+	cr_assert_eq(mpops_alloc_stats(r, &st), 0);
+	cr_assert_eq(st.objects, before.objects);
+	cr_assert_eq(st.bytes_used, before.bytes_used);
+	cr_assert_eq(st.free_blocks, before.free_blocks);
+}
+
+Test(alloc, exhaustion_is_enomem_and_recovers)
+{
+	mpops_off_t offs[64];
+	int n = 0, rc;
+
+	while ((rc = mpops_alloc(r, 1 << 20, 0, "big", &offs[n])) == 0 && n < 63)
+		n++;
+	cr_assert_eq(rc, -ENOMEM);
+	cr_assert_gt(n, 8);
+	cr_assert_eq(logcap_count("is out of memory for 1048576 bytes (tag 'big')"), 1);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(mpops_free(r, offs[i]), 0);
+	cr_assert_eq(mpops_alloc(r, 1 << 20, 0, "big", &offs[0]), 0);
+}
+
+Test(alloc, double_free_and_bad_offsets_are_einval)
+{
+	mpops_off_t off;
+
+	cr_assert_eq(mpops_alloc(r, 256, 0, "once", &off), 0);
+	cr_assert_eq(mpops_free(r, off), 0);
+	cr_assert_eq(mpops_free(r, off), -EINVAL);
+	cr_assert_eq(mpops_free(r, off + 8), -EINVAL);
+	cr_assert_eq(mpops_free(r, 0), -EINVAL);
+	cr_assert_eq(mpops_free(r, (mpops_off_t)1 << 40), -EINVAL);
+	cr_assert_eq(logcap_count("not an allocated object"), 4);
+}
+
+Test(alloc, bad_sizes_are_einval)
+{
+	mpops_off_t off;
+
+	cr_assert_eq(mpops_alloc(r, 0, 0, "zero", &off), -EINVAL);
+	cr_assert_eq(mpops_alloc(r, 64, 3, "odd", &off), -EINVAL);
+	cr_assert_eq(mpops_alloc(r, (size_t)1 << 40, 0, "huge", &off), -EINVAL);
+}
+
+Test(alloc, find_names_the_containing_object)
+{
+	mpops_off_t off, start;
+	size_t size;
+	char tag[32];
+
+	cr_assert_eq(mpops_alloc(r, 500, 0, "port0.rxq", &off), 0);
+	cr_assert_eq(mpops_alloc_find(r, off + 123, &start, &size, tag), 0);
+	cr_assert_eq(start, off);
+	cr_assert_eq(size, 500);
+	cr_assert_str_eq(tag, "port0.rxq");
+	cr_assert_eq(mpops_free(r, off), 0);
+	cr_assert_eq(mpops_alloc_find(r, off + 123, &start, &size, tag), -ENOENT);
+}
