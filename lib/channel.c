@@ -318,6 +318,13 @@ static int serve(struct mpops_region *r, struct chan_client *cl)
 		goto out;
 	req->peer_pid = cl->pid;
 	reply->type = req->type;
+	if (cl->refused) {
+		/* Answer the hand-shake so the peer can say why, then drop it. */
+		reply->status = -EACCES;
+		wire_send(cl->fd, WIRE_REPLY, h.seq, reply);
+		rc = -EACCES;
+		goto out;
+	}
 	reply->status = dispatch(r, cl, req, reply);
 	rc = wire_send(cl->fd, WIRE_REPLY, h.seq, reply);
 out:
@@ -336,7 +343,8 @@ static void client_drop(struct mpops_region *r, unsigned i)
 
 	close(cl.fd);
 	r->clients[i] = r->clients[--r->nclients];
-	proc_gone(r, cl.pid, cl.start_time);
+	if (!cl.refused)
+		proc_gone(r, cl.pid, cl.start_time);
 }
 
 static int peer_uid_ok(int sock, struct ucred *cr)
@@ -353,18 +361,14 @@ static void client_accept(struct mpops_region *r)
 	struct chan_client *p;
 	struct ucred cr;
 	int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int ok;
 
 	if (fd < 0)
 		return;
-	if (!peer_uid_ok(fd, &cr)) {
-		struct mpops_msg no = { .status = -EACCES };
-
+	ok = peer_uid_ok(fd, &cr);
+	if (!ok)
 		log_err("region '%s': refused a control connection from pid %d, uid %u: only uid %u or root may attach",
 			r->name, (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
-		wire_send(fd, WIRE_REPLY, 0, &no);
-		close(fd);
-		return;
-	}
 	p = realloc(r->clients, (r->nclients + 1) * sizeof(*p));
 	if (!p) {
 		close(fd);
@@ -374,6 +378,7 @@ static void client_accept(struct mpops_region *r)
 	p[r->nclients].fd = fd;
 	p[r->nclients].pid = cr.pid;
 	p[r->nclients].start_time = mpops_proc_start_time(cr.pid);
+	p[r->nclients].refused = !ok;
 	r->nclients++;
 }
 
@@ -556,7 +561,7 @@ static int exchange(struct mpops_region *r, const struct mpops_msg *req,
 		rc = wire_recv(r->conn_fd, &h, reply, left > 0 ? left : 0);
 		if (rc < 0)
 			return rc;
-		if (h.kind == WIRE_REPLY && (h.seq == seq || h.seq == 0))
+		if (h.kind == WIRE_REPLY && h.seq == seq)
 			return 0;
 		mpops_msg_clear(reply); /* a late reply to a request that timed out */
 	}

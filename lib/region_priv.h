@@ -136,6 +136,7 @@ struct chan_client {
 	int fd;
 	int32_t pid;
 	uint64_t start_time;
+	int refused;		/* failed the credential check: answer, then drop */
 };
 
 struct mpops_region {

@@ -345,3 +345,17 @@ Test(region, numa_placement)
 		cr_assert_eq(logcap_count("NUMA node 4095 does not exist"), 1);
 	}
 }
+
+Test(region, one_region_per_process)
+{
+	struct mpops_region *r = primary_make("first");
+	struct mpops_region_opts o = { .sz = sizeof(o), .runtime_dir = rundir_path() };
+	struct mpops_region *r2;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(mpops_region_create("second", &o, &r2), -EBUSY);
+	cr_assert_eq(logcap_count("already bound to another ops name table"), 1);
+	mpops_region_detach(r);
+	cr_assert_eq(mpops_region_create("second", &o, &r2), 0);
+	mpops_region_detach(r2);
+}
