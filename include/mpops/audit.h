@@ -9,6 +9,12 @@
  * mapping (a pointer where an offset belongs). Each hit is reported with
  * its offset and, in a region, the allocated object that contains it.
  *
+ * "Heap" means the brk heap that /proc/self/maps calls [heap]: where
+ * glibc's malloc puts small allocations of the main thread. Large
+ * allocations and other threads' arenas are anonymous mappings that the
+ * audit cannot tell from any other memory, so pointers into them are
+ * missed (false negatives); so are pointers into other threads' stacks.
+ *
  * False positives are possible: data that merely looks like an address
  * (a random 64-bit value, a hash, a packet payload byte pattern) is
  * reported too. With ASLR the chance that such a value falls in one of the
