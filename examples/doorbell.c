@@ -91,8 +91,8 @@ int queue_view_get(const struct queue_shared *q, struct queue_view *v)
 
 void queue_view_header(FILE *out)
 {
-	fprintf(out, "%-16s %5s %6s  %-16s  %-14s  %-3s  %s\n",
-		"process", "queue", "ops ID", "doorbell", "ops table", "own", "ring()");
+	fprintf(out, "%-9s %6s %5s %6s  %-16s  %-14s  %-3s  %s\n",
+		"process", "pid", "queue", "ops ID", "doorbell", "ops table", "own", "ring()");
 }
 
 void queue_view_print(FILE *out, const char *who, const struct queue_view *v)

@@ -239,11 +239,15 @@ void proc_unregister(struct mpops_region *r, int32_t pid, uint64_t start_time)
 
 static void run_exit_cbs(struct mpops_region *r, const struct mpops_proc_info *p, int died)
 {
+	struct { mpops_proc_exit_fn fn; void *arg; } cbs[PROC_EXIT_CB_MAX];
+
+	/* Copied, then called unlocked: a callback may use the channel API. */
 	pthread_mutex_lock(&r->chan_mu);
-	for (int i = 0; i < PROC_EXIT_CB_MAX; i++)
-		if (r->exit_cbs[i].fn)
-			r->exit_cbs[i].fn(r, p, died, r->exit_cbs[i].arg);
+	memcpy(cbs, r->exit_cbs, sizeof(cbs));
 	pthread_mutex_unlock(&r->chan_mu);
+	for (int i = 0; i < PROC_EXIT_CB_MAX; i++)
+		if (cbs[i].fn)
+			cbs[i].fn(r, p, died, cbs[i].arg);
 }
 
 void proc_gone(struct mpops_region *r, int32_t pid, uint64_t start_time)

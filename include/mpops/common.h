@@ -40,7 +40,8 @@ enum mpops_log_level {
 /**
  * Log callback. @p line is one complete line without a trailing newline.
  * May be called from any thread of the process, including the primary's
- * control-channel thread; it must be thread-safe.
+ * control-channel thread; it must be thread-safe and must not call back
+ * into mpops (calls are serialised under a lock).
  */
 typedef void (*mpops_log_fn)(enum mpops_log_level level, const char *line,
 			     void *arg);

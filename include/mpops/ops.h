@@ -104,14 +104,15 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 	extern MPOPS__VISIBLE const void *mpops__tbl_##cls[MPOPS_OPS_MAX];   \
 	extern MPOPS__VISIBLE const struct mpops_ops_class mpops_class_##cls; \
 	/* Hot path: one masked indexed load, never NULL. */                 \
-	static inline const struct cls##_ops *                               \
+	static inline __attribute__((unused)) const struct cls##_ops *      \
 	mpops_ops_get_##cls(mpops_ops_id_t id)                               \
 	{                                                                    \
 		return (const struct cls##_ops *)                            \
 			mpops__tbl_##cls[id & (MPOPS_OPS_MAX - 1)];          \
 	}                                                                    \
 	/* Checked path: see mpops_ops_resolve(). */                         \
-	static inline int mpops_ops_resolve_##cls(mpops_ops_id_t id,         \
+	static inline __attribute__((unused)) int                            \
+	mpops_ops_resolve_##cls(mpops_ops_id_t id,                           \
 			const struct cls##_ops **out)                        \
 	{                                                                    \
 		const void *p = NULL;                                        \
@@ -126,7 +127,6 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
  */
 #define MPOPS_OPS_CLASS_DEFINE(cls, MEMBERS)                                 \
 	const void *mpops__tbl_##cls[MPOPS_OPS_MAX];                         \
-	extern const struct mpops_ops_class mpops_class_##cls;               \
 	static const struct mpops_ops_class *const mpops__this_class =      \
 		&mpops_class_##cls;                                          \
 	_Pragma("GCC diagnostic push")                                       \
