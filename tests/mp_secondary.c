@@ -277,6 +277,32 @@ static int cmd_audit(struct mpops_region *r)
 	return n != 0;
 }
 
+/* Allocate and free from this process while others do the same. */
+static int cmd_allocstress(struct mpops_region *r, int rounds)
+{
+	mpops_off_t offs[32];
+	int bad = 0;
+
+	for (int k = 0; k < rounds; k++) {
+		for (int i = 0; i < 32; i++) {
+			if (mpops_alloc(r, 64 + (size_t)((k * 7 + i * 13) % 2000), i % 4 ? 0 : 256,
+					"stress", &offs[i]) < 0)
+				return 1;
+			/* Own the memory: a pattern another process must not touch. */
+			memset(mpops_ptr(mpops_region_base(r), offs[i]), 0x40 + i % 32, 64);
+		}
+		for (int i = 0; i < 32; i++) {
+			uint8_t *p = mpops_ptr(mpops_region_base(r), offs[i]);
+
+			for (int b = 0; b < 64; b++)
+				bad |= p[b] != 0x40 + i % 32;
+			bad |= mpops_free(r, offs[i]) != 0;
+		}
+	}
+	printf("stress bad=%d\n", bad);
+	return bad;
+}
+
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
@@ -322,6 +348,8 @@ int main(int argc, char **argv)
 		bad = cmd_request(r, argc > 4 ? (unsigned)atoi(argv[4]) : 600);
 	} else if (strcmp(cmd, "slot") == 0) {
 		bad = cmd_slot(r);
+	} else if (strcmp(cmd, "allocstress") == 0) {
+		bad = cmd_allocstress(r, argc > 4 ? atoi(argv[4]) : 200);
 	} else if (strcmp(cmd, "audit") == 0) {
 		bad = cmd_audit(r);
 	} else if (strcmp(cmd, "info") == 0) {

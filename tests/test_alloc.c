@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "helpers.h"
 
@@ -113,4 +114,37 @@ Test(alloc, find_names_the_containing_object)
 	cr_assert_str_eq(tag, "port0.rxq");
 	cr_assert_eq(mpops_free(r, off), 0);
 	cr_assert_eq(mpops_alloc_find(r, off + 123, &start, &size, tag), -ENOENT);
+}
+
+Test(alloc, concurrent_processes_allocate_and_free_safely)
+{
+	const char *args[] = { "allocstress", rundir_path(), "alloc", "300", NULL };
+	struct mpops_alloc_stats before, after;
+	char buf[2][4096];
+	int fd[2], st;
+	pid_t pid[2];
+
+	cr_assert_eq(mpops_alloc_stats(r, &before), 0);
+	for (int i = 0; i < 2; i++) {
+		pid[i] = peer_start("mp-secondary", args, &fd[i]);
+		cr_assert_gt(pid[i], 0);
+	}
+	/* This process joins in. */
+	for (int k = 0; k < 300; k++) {
+		mpops_off_t off;
+
+		cr_assert_eq(mpops_alloc(r, 100 + (size_t)k, 128, "mine", &off), 0);
+		cr_assert_eq(off % 128, 0);
+		cr_assert_eq(mpops_free(r, off), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		buf[i][0] = '\0';
+		st = peer_finish(pid[i], fd[i], buf[i], sizeof(buf[i]), 60000);
+		cr_assert(EXITED_OK(st), "%s", buf[i]);
+		cr_assert(strstr(buf[i], "stress bad=0"), "%s", buf[i]);
+	}
+	cr_assert_eq(mpops_alloc_stats(r, &after), 0);
+	cr_assert_eq(after.objects, before.objects);
+	cr_assert_eq(after.bytes_used, before.bytes_used);
+	cr_assert_eq(after.free_blocks, before.free_blocks);
 }

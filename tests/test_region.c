@@ -359,3 +359,57 @@ Test(region, one_region_per_process)
 	cr_assert_eq(mpops_region_create("second", &o, &r2), 0);
 	mpops_region_detach(r2);
 }
+
+/* Reserve hugepages for the test's own region and give them back. */
+static long huge_reserve(long more)
+{
+	const char *path = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+	FILE *f = fopen(path, "r");
+	long old = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &old) != 1)
+		old = -1;
+	fclose(f);
+	if (old < 0 || !(f = fopen(path, "w")))
+		return -1;
+	fprintf(f, "%ld\n", old + more);
+	fclose(f);
+	return old;
+}
+
+static void huge_restore(long old)
+{
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "w");
+
+	if (f) {
+		fprintf(f, "%ld\n", old);
+		fclose(f);
+	}
+}
+
+Test(region, hugetlb_memfd_region_is_shared_with_a_secondary)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = rundir_path(),
+		.backing = MPOPS_BACKING_MEMFD_HUGETLB, .size = 8u << 20,
+	};
+	struct mpops_region *r = NULL;
+	long old = huge_reserve(8);
+	int rc, st;
+
+	if (old < 0)
+		cr_skip_test("cannot reserve hugepages here (not root?)");
+	rc = mpops_region_create("hugeok", &o, &r);
+	if (rc == -ENOMEM) {
+		huge_restore(old);
+		cr_skip_test("the kernel found no free 2 MiB pages");
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(mpops_region_size(r), 8u << 20);
+	st = peer_run("mp-secondary", peer_args("attach", "hugeok"), out, sizeof(out));
+	mpops_region_detach(r);
+	huge_restore(old);
+	cr_assert(EXITED_OK(st), "%s", out);
+}
