@@ -55,11 +55,14 @@ struct report_local {
 /*
  * The primary's process-local state. At file scope because the queue
  * object's attach hook needs the eventfds and takes no argument of ours.
+ * The channel thread uses it too, under mu: the main thread fills a
+ * queue's efd, then publishes the queue in q under mu; the reports are
+ * written under mu.
  */
 static struct {
+	pthread_mutex_t mu;
 	struct queue_shared *q[QUEUES];	/* in this process's mapping */
 	int efd[QUEUES];		/* each queue's eventfd, -1 if none */
-	pthread_mutex_t mu;		/* guards the reports */
 	struct report_local *reports;
 	unsigned nreports, reports_cap;
 } P = {
@@ -95,18 +98,23 @@ static int on_queue_fd(struct mpops_region *r, const struct mpops_msg *req,
 		       struct mpops_msg *reply, void *arg)
 {
 	mpops_obj_id_t id;
+	int rc = -ENOENT;
 
 	(void)r;
 	(void)arg;
 	if (req->len != sizeof(id))
 		return -EBADMSG;
 	memcpy(&id, req->data, sizeof(id));
+	pthread_mutex_lock(&P.mu);
 	for (unsigned i = 0; i < QUEUES; i++) {
-		if (P.q[i] && P.q[i]->obj_id == id)
+		if (P.q[i] && P.q[i]->obj_id == id) {
 			/* Borrowed: the fd stays the primary's, the peer gets its own. */
-			return P.efd[i] < 0 ? 0 : mpops_msg_add_fd(reply, P.efd[i]);
+			rc = P.efd[i] < 0 ? 0 : mpops_msg_add_fd(reply, P.efd[i]);
+			break;
+		}
 	}
-	return -ENOENT;
+	pthread_mutex_unlock(&P.mu);
+	return rc;
 }
 
 static int on_report(struct mpops_region *r, const struct mpops_msg *req,
@@ -144,6 +152,7 @@ static int queues_create(struct mpops_region *r)
 		struct queue_shared *q;
 		char name[MPOPS_NAME_MAX + 1];
 		mpops_off_t off;
+		int efd = -1;
 
 		snprintf(name, sizeof(name), QUEUE_ROOT_FMT, i);
 		if ((rc = mpops_alloc(r, sizeof(*q), 64, name, &off)) < 0)
@@ -155,13 +164,17 @@ static int queues_create(struct mpops_region *r)
 			return rc;
 		if (queue_doorbell[i] == &mpops_impl_doorbell_eventfd) {
 			/* Non-blocking: reading it when nobody rang is not an error. */
-			P.efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-			if (P.efd[i] < 0)
+			efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (efd < 0)
 				return -errno;
 		}
+		P.efd[i] = efd; /* run() closes it from here on */
 		if ((rc = mpops_obj_create(r, obj_cls, off, name, &q->obj_id)) < 0)
 			return rc;
+		/* Now on_queue_fd() may hand out efd[i]. */
+		pthread_mutex_lock(&P.mu);
 		P.q[i] = q;
+		pthread_mutex_unlock(&P.mu);
 		/* Last: a secondary finds only a finished queue. */
 		if ((rc = mpops_root_set(r, name, off)) < 0)
 			return rc;
@@ -281,7 +294,7 @@ static int secondaries_run(const struct options *o, const char *rundir,
 		rc = posix_spawn(&pid[started], path, NULL, NULL, argv, environ);
 		if (rc) {
 			fprintf(stderr, PROG ": cannot start %s: %s%s\n", path, strerror(rc),
-				rc == ENOENT ? " (build it: it is built with this program)" : "");
+				rc == ENOENT ? " (ninja builds it with " PROG ")" : "");
 			failed += (int)(o->secondaries - started);
 			break;
 		}
@@ -429,11 +442,13 @@ static int run(const struct options *o, const char *rundir)
 		rc = failed;
 		goto out;
 	}
-	rc = results_check(o, v);
 	if (failed) {
+		/* The counts would only repeat that. */
 		fprintf(stderr, PROG ": error: %d of %u secondaries failed\n", failed,
 			o->secondaries);
-		rc = rc ? rc : -ECHILD;
+		rc = -ECHILD;
+	} else {
+		rc = results_check(o, v);
 	}
 
 	n = mpops_audit(r, NULL, NULL, 0);
@@ -465,7 +480,8 @@ static void usage(FILE *out)
 		"Creates a region with %d queues whose doorbells are stored as ops IDs,\n"
 		"starts N secondaries (" SECONDARY_EXE ", next to this program) that\n"
 		"resolve the IDs in their own code and ring each doorbell, and checks\n"
-		"that every ring arrived. Exit status 0 when it did, 1 otherwise.\n"
+		"that every ring arrived. Exit status 0 when it did, 1 when not, 2 for\n"
+		"bad options.\n"
 		"\n"
 		"  --secondaries N    secondaries to start, 1..%d (default 2)\n"
 		"  --rings N          rings per secondary and queue, 0..%lu (default 1000)\n"
@@ -532,6 +548,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+
+	/* A reader that leaves early (| head) must not kill us before we have
+	 * waited for the secondaries and removed our files. */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (o.runtime_dir) {
 		struct stat st;

@@ -572,15 +572,18 @@ int mpops_channel_request(struct mpops_region *r, const struct mpops_msg *req,
 {
 	int rc;
 
+	/* The reply is always safe to mpops_msg_clear() afterwards. */
+	if (reply) {
+		memset(reply, 0, offsetof(struct mpops_msg, data));
+		reply->fds = NULL;
+		reply->nfds = reply->fds_cap = reply->fds_owned = 0;
+	}
 	if (!r || !req || !reply || req->len > MPOPS_MSG_DATA_MAX)
 		return -EINVAL;
 	if (r->role != MPOPS_ROLE_SECONDARY || r->conn_fd < 0) {
 		log_err("mpops_channel_request: only a secondary of region '%s' sends requests", r->name);
 		return -EPERM;
 	}
-	memset(reply, 0, offsetof(struct mpops_msg, data));
-	reply->fds = NULL;
-	reply->nfds = reply->fds_cap = reply->fds_owned = 0;
 	pthread_mutex_lock(&r->req_mu);
 	if (atomic_load(&r->primary_gone)) {
 		rc = -ENOTCONN;

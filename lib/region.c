@@ -351,6 +351,10 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 		goto fail;
 	}
 
+	/* libbsd opens the lock file without close-on-exec: a child of the
+	 * primary must not keep the lock alive after the primary died. */
+	fcntl(pidfile_fileno(r->pidfh), F_SETFD, FD_CLOEXEC);
+
 	size = o.size ? o.size : DEFAULT_SIZE;
 	if ((rc = memory_create(r, &o, &size)) < 0)
 		goto fail;
@@ -496,12 +500,15 @@ int mpops_region_detach(struct mpops_region *r)
 {
 	if (!r)
 		return -EINVAL;
+	/* The primary stops serving first: handlers may use slots and ops. */
+	if (r->role == MPOPS_ROLE_PRIMARY) {
+		atomic_store(&r->hdr->state, REGION_DEAD);
+		chan_stop(r);
+	}
 	obj_slots_release_all(r);
 	if (r->ops_bound)
 		mpops_ops_unbind(r->ops_table);
 	if (r->role == MPOPS_ROLE_PRIMARY) {
-		atomic_store(&r->hdr->state, REGION_DEAD);
-		chan_stop(r);
 		proc_unregister(r, getpid(), mpops_proc_start_time(getpid()));
 		if (r->pidfh)
 			pidfile_remove(r->pidfh);

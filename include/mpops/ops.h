@@ -256,7 +256,8 @@ MPOPS_API int mpops_ops_resolve(const struct mpops_ops_class *cls,
 				mpops_ops_id_t id, const void **ops);
 
 /**
- * Names of @p id in the bound table (buffers of MPOPS_OPS_NAME_MAX + 1).
+ * Names of @p id in the bound table (buffers of MPOPS_OPS_NAME_MAX + 1;
+ * either may be NULL).
  * @return 0, -ERANGE, -ENOTCONN not bound.
  */
 MPOPS_API int mpops_ops_name(mpops_ops_id_t id, char *cls, char *impl);
