@@ -526,6 +526,7 @@ size_t mpops_region_size(const struct mpops_region *r) { return r->size; }
 const char *mpops_region_name(const struct mpops_region *r) { return r->name; }
 enum mpops_role mpops_region_role(const struct mpops_region *r) { return r->role; }
 int mpops_region_primary_pid(const struct mpops_region *r) { return r->primary_pid; }
+int mpops_region_fd(const struct mpops_region *r) { return r->fd; }
 
 int mpops_region_primary_check(struct mpops_region *r)
 {

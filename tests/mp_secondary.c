@@ -10,15 +10,18 @@
  * lines; the exit status is 0 when the command's own checks hold.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demo_ops.h"
+#include "pkt_stress.h"
 
 static void log_out(enum mpops_log_level level, const char *line, void *arg)
 {
@@ -303,6 +306,41 @@ static int cmd_allocstress(struct mpops_region *r, int rounds)
 	return bad;
 }
 
+/*
+ * Use the test's packet pool while the test process and another secondary
+ * do the same, and free buffers the test process allocated.
+ */
+static int cmd_pktstress(struct mpops_region *r, int rounds)
+{
+	struct pkt_xfer_shared *x = root(r, PKT_MP_XFER);
+	struct pkt_stress_stats st = { 0 };
+	struct mpops_pktpool *p;
+	mpops_off_t off;
+	time_t end;
+	int rc;
+
+	if ((rc = mpops_root_get(r, PKT_MP_POOL, &off)) < 0 ||
+	    (rc = mpops_pktpool_open(r, off, &p)) < 0) {
+		printf("pktpool open=%d\n", rc);
+		return 1;
+	}
+	for (int k = 0; k < rounds; k++) {
+		pkt_stress_round(p, (uint32_t)getpid(), (unsigned)k, &st);
+		if (k % 8 == 0)
+			pkt_stress_take(p, x, &st);
+	}
+	/* Make sure some of the test's buffers were freed here. */
+	end = time(NULL) + 20;
+	while (st.xfer < 100 && time(NULL) < end) {
+		pkt_stress_take(p, x, &st);
+		sched_yield();
+	}
+	mpops_pktpool_close(p);
+	__atomic_add_fetch(&x->done, 1, __ATOMIC_ACQ_REL);
+	printf("pktstress bad=%u xfer=%u enobufs=%u\n", st.bad, st.xfer, st.enobufs);
+	return st.bad != 0 || st.xfer < 100;
+}
+
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
@@ -350,6 +388,8 @@ int main(int argc, char **argv)
 		bad = cmd_slot(r);
 	} else if (strcmp(cmd, "allocstress") == 0) {
 		bad = cmd_allocstress(r, argc > 4 ? atoi(argv[4]) : 200);
+	} else if (strcmp(cmd, "pktstress") == 0) {
+		bad = cmd_pktstress(r, argc > 4 ? atoi(argv[4]) : 2000);
 	} else if (strcmp(cmd, "audit") == 0) {
 		bad = cmd_audit(r);
 	} else if (strcmp(cmd, "info") == 0) {

@@ -10,4 +10,5 @@
 #include <mpops/proc.h>
 #include <mpops/info.h>
 #include <mpops/audit.h>
+#include <mpops/pkt.h>
 #endif

@@ -128,6 +128,12 @@ MPOPS_API size_t mpops_region_size(const struct mpops_region *r);
 MPOPS_API const char *mpops_region_name(const struct mpops_region *r);
 /** Role of this process in the region. */
 MPOPS_API enum mpops_role mpops_region_role(const struct mpops_region *r);
+/**
+ * The fd of the region's memory in this process (memfd or hugetlbfs file),
+ * for handing the memory to a device, e.g. vhost-user SET_MEM_TABLE. Owned
+ * by the region: do not close it.
+ */
+MPOPS_API int mpops_region_fd(const struct mpops_region *r);
 /** pid of the primary that created the region. */
 MPOPS_API int mpops_region_primary_pid(const struct mpops_region *r);
 

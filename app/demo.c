@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * mpops-demo: the whole multi-process picture in one command.
+ *
+ * Starts a vhost-user backend (our mpops-vhost in loopback mode, unless
+ * --vhost-socket names one that runs already), becomes the primary of a
+ * region with a virtio-net port of N queue pairs, and starts N secondaries
+ * (mpops-demo-worker, another executable), each claiming one queue pair
+ * and exchanging packets through the backend. Prints a live line per
+ * second with every process's rates, then a summary (or --json).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mpops/mpops.h>
+#include <mpops/vtnet.h>
+
+extern char **environ;
+
+struct worker {
+	pid_t pid;
+	int out;		/* its stdout */
+	char line[512];		/* its final JSON line */
+	size_t len;
+	int status;
+	int done;
+};
+
+struct opts {
+	int secondaries;
+	double duration;
+	const char *vhost_socket;
+	int vhost_server;
+	int mergeable;
+	int kick_driven;
+	int json;
+	unsigned size;
+	const char *rundir;
+};
+
+static volatile sig_atomic_t interrupted;
+static void on_int(int sig) { (void)sig; interrupted = 1; }
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mpops-demo [options]\n"
+		"  --secondaries N      secondaries, one queue pair each (1..%d, default 2)\n"
+		"  --duration SECONDS   how long they exchange packets (default 5)\n"
+		"  --size BYTES         packet size (default 64)\n"
+		"  --mergeable on|off   mergeable rx buffers (default on)\n"
+		"  --vhost-socket PATH  use a running vhost-user backend (dpdk-testpmd, a switch)\n"
+		"                       instead of starting mpops-vhost; it must loop packets back\n"
+		"  --vhost-server       listen on the socket; the backend connects to us\n"
+		"  --kick-driven        run mpops-vhost in kick-driven mode\n"
+		"  --runtime-dir DIR    where the region's socket goes (default: a fresh /tmp dir)\n"
+		"  --json               one JSON object at the end instead of the summary\n",
+		VTNET_MAX_QP);
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "secondaries", required_argument, NULL, 's' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "size", required_argument, NULL, 'z' },
+		{ "mergeable", required_argument, NULL, 'm' },
+		{ "vhost-socket", required_argument, NULL, 'v' },
+		{ "vhost-server", no_argument, NULL, 'S' },
+		{ "kick-driven", no_argument, NULL, 'k' },
+		{ "runtime-dir", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	*o = (struct opts){ .secondaries = 2, .duration = 5, .mergeable = 1, .size = 64 };
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 's': o->secondaries = atoi(optarg); break;
+		case 'd': o->duration = atof(optarg); break;
+		case 'z': o->size = (unsigned)atoi(optarg); break;
+		case 'm':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "mpops-demo: --mergeable takes on or off\n");
+				return 2;
+			}
+			o->mergeable = strcmp(optarg, "on") == 0;
+			break;
+		case 'v': o->vhost_socket = optarg; break;
+		case 'S': o->vhost_server = 1; break;
+		case 'k': o->kick_driven = 1; break;
+		case 'r': o->rundir = optarg; break;
+		case 'j': o->json = 1; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc || o->secondaries < 1 || o->secondaries > VTNET_MAX_QP ||
+	    o->duration <= 0 || o->size < 60 || o->size > 1514) {
+		fprintf(stderr, "mpops-demo: bad arguments: 1..%d secondaries, duration > 0, size 60..1514\n",
+			VTNET_MAX_QP);
+		return 2;
+	}
+	return 0;
+}
+
+/* A program of ours: next to this executable, in the build tree, or on PATH. */
+static void find_prog(const char *name, const char *subdir, char *out, size_t len)
+{
+	char self[PATH_MAX], dir[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	snprintf(out, len, "%s", name);
+	if (n <= 0)
+		return;
+	self[n] = '\0';
+	snprintf(dir, sizeof(dir), "%s", dirname(self));
+	snprintf(out, len, "%.3000s/%.64s", dir, name);
+	if (access(out, X_OK) == 0)
+		return;
+	snprintf(out, len, "%.3000s/../%.64s/%.64s", dir, subdir, name);
+	if (access(out, X_OK) == 0)
+		return;
+	snprintf(out, len, "%s", name);	/* posix_spawnp looks in PATH */
+}
+
+static pid_t spawn(const char *prog, char *const argv[], int *out_fd, int quiet)
+{
+	posix_spawn_file_actions_t fa;
+	int p[2] = { -1, -1 };
+	pid_t pid;
+
+	posix_spawn_file_actions_init(&fa);
+	if (out_fd) {
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return -1;
+		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	} else if (quiet) {
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	}
+	if (posix_spawnp(&pid, prog, &fa, NULL, argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	if (out_fd) {
+		close(p[1]);
+		*out_fd = p[0];
+		if (pid < 0)
+			close(p[0]);
+	}
+	return pid;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st; (void)flag; (void)f;
+	return remove(p);
+}
+
+/* Read what a worker printed; mark it done when it closed its stdout. */
+static void worker_read(struct worker *w)
+{
+	char buf[512];
+	ssize_t n = read(w->out, buf, sizeof(buf));
+
+	if (n <= 0) {
+		w->done = 1;
+		return;
+	}
+	if ((size_t)n > sizeof(w->line) - 1 - w->len)
+		n = (ssize_t)(sizeof(w->line) - 1 - w->len);
+	memcpy(w->line + w->len, buf, (size_t)n);
+	w->len += (size_t)n;
+	w->line[w->len] = '\0';
+}
+
+static unsigned long long json_u64(const char *line, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(line, pat);
+	return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 96u << 20 };
+	struct vtnet_conf vc = { .sz = sizeof(vc) };
+	struct worker w[VTNET_MAX_QP] = { 0 };
+	char rundir[PATH_MAX], sock[PATH_MAX], prog[PATH_MAX], vhost[PATH_MAX];
+	uint64_t last_rx[VTNET_MAX_QP] = { 0 }, last_tx[VTNET_MAX_QP] = { 0 };
+	struct vtnet_port *port = NULL;
+	struct mpops_region *r = NULL;
+	FILE *live;
+	pid_t backend = -1;
+	struct opts o;
+	double t0, last;
+	int rc, failed = 0, audit = -1, made_dir = 0;
+
+	if ((rc = parse(argc, argv, &o)) != 0)
+		return rc;
+	live = o.json ? stderr : stdout;
+	signal(SIGINT, on_int);
+	signal(SIGTERM, on_int);
+	signal(SIGPIPE, SIG_IGN);
+	if (o.rundir) {
+		snprintf(rundir, sizeof(rundir), "%s", o.rundir);
+	} else {
+		snprintf(rundir, sizeof(rundir), "/tmp/mpops-demo-XXXXXX");
+		if (!mkdtemp(rundir)) {
+			perror("mpops-demo: mkdtemp");
+			return 1;
+		}
+		made_dir = 1;
+	}
+	ro.runtime_dir = rundir;
+
+	/* The backend. */
+	if (o.vhost_socket) {
+		snprintf(sock, sizeof(sock), "%s", o.vhost_socket);
+	} else {
+		char qs[8], *bargv[12];
+		int n = 0;
+
+		snprintf(sock, sizeof(sock), "%.3000s/vhost.sock", rundir);
+		snprintf(qs, sizeof(qs), "%d", o.secondaries);
+		find_prog("mpops-vhost", "drivers/virtio/backend", vhost, sizeof(vhost));
+		bargv[n++] = vhost;
+		bargv[n++] = "--socket";
+		bargv[n++] = sock;
+		bargv[n++] = "--queues";
+		bargv[n++] = qs;
+		bargv[n++] = "--mode";
+		bargv[n++] = "loopback";
+		bargv[n++] = "--quiet";
+		if (o.vhost_server)
+			bargv[n++] = "--client";
+		if (o.kick_driven)
+			bargv[n++] = "--kick-driven";
+		bargv[n] = NULL;
+		backend = spawn(vhost, bargv, NULL, 1);
+		if (backend < 0) {
+			fprintf(stderr, "mpops-demo: cannot start %s: build it, or pass --vhost-socket\n", vhost);
+			failed = 1;
+			goto out;
+		}
+	}
+
+	/* The primary: region, port, start. */
+	if ((rc = mpops_region_create("demo", &ro, &r)) < 0) {
+		failed = 1;
+		goto out;
+	}
+	vc.vhost_path = sock;
+	vc.server = o.vhost_server;
+	vc.nb_qp = (uint16_t)o.secondaries;
+	vc.mergeable = o.mergeable ? 1 : -1;
+	if ((rc = vtnet_port_create(r, "port0", &vc, &port)) < 0 ||
+	    (rc = vtnet_port_start(port)) < 0) {
+		fprintf(stderr, "mpops-demo: the port did not come up: %s\n", strerror(-rc));
+		failed = 1;
+		goto out;
+	}
+	{
+		struct vtnet_info in;
+		char feat[256];
+
+		vtnet_info_get(port, &in);
+		vtnet_features_str(in.features, feat, sizeof(feat));
+		fprintf(live, "mpops-demo: primary pid %d, port0 %02x:%02x:%02x:%02x:%02x:%02x, %u queue pairs, transport %s (ops ID %u)\n",
+			(int)getpid(), in.mac[0], in.mac[1], in.mac[2], in.mac[3], in.mac[4], in.mac[5],
+			in.nb_qp, in.transport, in.ops_id);
+		fprintf(live, "  features: %s\n  backend: %s%s\n", feat,
+			o.vhost_socket ? sock : vhost, o.vhost_socket ? "" : " (loopback)");
+	}
+
+	/* The secondaries. */
+	find_prog("mpops-demo-worker", "app", prog, sizeof(prog));
+	for (int i = 0; i < o.secondaries; i++) {
+		char qs[8], ds[32], zs[16];
+		char *wargv[] = { prog, rundir, "demo", "port0", qs, ds, zs, NULL };
+
+		snprintf(qs, sizeof(qs), "%d", i);
+		snprintf(ds, sizeof(ds), "%.3f", o.duration);
+		snprintf(zs, sizeof(zs), "%u", o.size);
+		w[i].pid = spawn(prog, wargv, &w[i].out, 0);
+		if (w[i].pid < 0) {
+			fprintf(stderr, "mpops-demo: cannot start %s\n", prog);
+			w[i].done = 1;
+			failed = 1;
+		}
+	}
+
+	/* Live rates, from the shared counters of each queue. */
+	t0 = last = now_s();
+	for (;;) {
+		struct pollfd pf[VTNET_MAX_QP];
+		int open = 0;
+
+		for (int i = 0; i < o.secondaries; i++) {
+			pf[i].fd = w[i].done ? -1 : w[i].out;
+			pf[i].events = POLLIN;
+			open += !w[i].done;
+		}
+		if (!open)
+			break;
+		poll(pf, (nfds_t)o.secondaries, 100);
+		for (int i = 0; i < o.secondaries; i++)
+			if (!w[i].done && (pf[i].revents & (POLLIN | POLLHUP)))
+				worker_read(&w[i]);
+		if (interrupted) {
+			for (int i = 0; i < o.secondaries; i++)
+				if (w[i].pid > 0 && !w[i].done)
+					kill(w[i].pid, SIGTERM);
+			interrupted = 0;
+		}
+		if (now_s() - last >= 1.0) {
+			struct vtnet_link l;
+			double dt = now_s() - last;
+
+			last = now_s();
+			vtnet_link_get(port, &l);
+			fprintf(live, "%5.1fs link %-4s", last - t0, l.up ? "up" : "down");
+			for (int i = 0; i < o.secondaries; i++) {
+				struct vtnet_queue_stats rx, tx;
+
+				vtnet_stats_get(port, (uint16_t)i, &rx, &tx);
+				fprintf(live, " | pid %d q%d rx %.2f tx %.2f Mpps", (int)w[i].pid, i,
+					(double)(rx.packets - last_rx[i]) / dt / 1e6,
+					(double)(tx.packets - last_tx[i]) / dt / 1e6);
+				last_rx[i] = rx.packets;
+				last_tx[i] = tx.packets;
+			}
+			fputc('\n', live);
+			fflush(live);
+		}
+	}
+	for (int i = 0; i < o.secondaries; i++) {
+		if (w[i].pid > 0) {
+			waitpid(w[i].pid, &w[i].status, 0);
+			close(w[i].out);
+			if (!WIFEXITED(w[i].status) || WEXITSTATUS(w[i].status) != 0 || !w[i].len)
+				failed = 1;
+		}
+	}
+	audit = mpops_audit(r, NULL, NULL, 0);
+	if (audit != 0)
+		failed = 1;
+
+out:
+	if (o.json) {
+		printf("{\"processes\": [{\"role\": \"primary\", \"pid\": %d, \"queue\": -1, \"rx_packets\": 0, \"tx_packets\": 0, \"errors\": %d, \"exit_status\": %d}",
+		       (int)getpid(), audit > 0 ? audit : 0, failed);
+		for (int i = 0; i < o.secondaries; i++) {
+			if (w[i].pid <= 0)
+				continue;
+			printf(", {\"role\": \"secondary\", \"pid\": %d, \"queue\": %d, \"rx_packets\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"exit_status\": %d}",
+			       (int)w[i].pid, i, json_u64(w[i].line, "rx_packets"),
+			       json_u64(w[i].line, "tx_packets"), json_u64(w[i].line, "errors"),
+			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
+		}
+		printf("]}\n");
+	} else if (r && port) {
+		uint64_t trx = 0, ttx = 0;
+
+		printf("\nsummary (%.1f s):\n  %-9s %7s %5s %12s %12s %7s %6s %s\n", o.duration, "role",
+		       "pid", "queue", "rx packets", "tx packets", "errors", "kicks", "exit");
+		for (int i = 0; i < o.secondaries; i++) {
+			if (w[i].pid <= 0)
+				continue;
+			trx += json_u64(w[i].line, "rx_packets");
+			ttx += json_u64(w[i].line, "tx_packets");
+			printf("  %-9s %7d %5d %12llu %12llu %7llu %6llu %d\n", "secondary", (int)w[i].pid, i,
+			       json_u64(w[i].line, "rx_packets"), json_u64(w[i].line, "tx_packets"),
+			       json_u64(w[i].line, "errors"), json_u64(w[i].line, "kicks"),
+			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
+		}
+		printf("  %-9s %7d %5s %12llu %12llu\n", "total", (int)getpid(), "-",
+		       (unsigned long long)trx, (unsigned long long)ttx);
+		printf("audit: %d process-local pointers in shared memory (primary); each secondary audited too\n",
+		       audit);
+		printf("%s\n", failed ? "FAILED" : "ok");
+	}
+	if (port)
+		vtnet_port_close(port);
+	if (r)
+		mpops_region_detach(r);
+	if (backend > 0) {
+		kill(backend, SIGTERM);
+		waitpid(backend, NULL, 0);
+	}
+	if (made_dir)
+		nftw(rundir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	return failed;
+}

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The fast path: rx_burst and tx_burst on a claimed queue pair, from any
+ * process. Notifications go through the transport ops resolved in *this*
+ * process (cached per queue pair), to this process's own kick fd.
+ *
+ * Everything the device wrote is checked before use: used-ring ids,
+ * lengths and num_buffers. A bad entry is counted (errors, drops), logged
+ * once per queue, and skipped.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vtnet_priv.h"
+
+static inline uint64_t gpa(mpops_off_t off)
+{
+	return off;
+}
+
+static void vq_log_once(struct vtnet_port *p, struct vtnet_vq *q, uint32_t bit,
+			const char *what, unsigned a, unsigned b)
+{
+	if (atomic_fetch_or(&q->sh->logged, bit) & bit)
+		return;
+	mpops_log(MPOPS_LOG_ERR, "vtnet %s: queue %u: %s (%u, %u): entry dropped and counted; further ones are only counted",
+		  p->sh->name, q->sh->index, what, a, b);
+}
+
+static inline void desc_put(struct vtnet_vq *q, uint16_t d)
+{
+	if (q->sh->num_free == 0)
+		q->sh->free_head = d;
+	else
+		q->desc[q->sh->free_tail].next = d;
+	q->sh->free_tail = d;
+	q->sh->num_free++;
+}
+
+static inline uint16_t desc_get(struct vtnet_vq *q)
+{
+	uint16_t d = q->sh->free_head;
+
+	q->sh->free_head = q->desc[d].next & q->mask;
+	q->sh->num_free--;
+	return d;
+}
+
+/*
+ * Enter a burst: mark the pair busy, then check the port is started (the
+ * primary does the opposite when it stops: state first, then waits for
+ * busy to clear), and that this process's cached fast path is current.
+ */
+static inline int burst_enter(struct vtnet_port *p, uint16_t qp, struct vtnet_vq *rxq)
+{
+	struct vtnet_qp *h;
+
+	if (qp >= p->sh->nb_qp || !p->qp[qp].claimed)
+		return -EPERM;
+	h = &p->qp[qp];
+	atomic_store(&rxq->sh->busy, 1);
+	if (atomic_load(&p->sh->state) != VTNET_STARTED) {
+		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
+		return 0;
+	}
+	if (h->slot_epoch != 0 && vtnet_qp_refresh(p, qp) < 0) {
+		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
+		return 0;
+	}
+	return 1;
+}
+
+static inline void burst_leave(struct vtnet_vq *rxq)
+{
+	atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
+}
+
+static inline void kick(struct vtnet_port *p, uint16_t qp, struct vtnet_vq *q, uint16_t old)
+{
+	if (vq_need_kick(p, q, old, q->sh->avail_idx)) {
+		q->sh->kicks++;
+#ifdef VTNET_ORIGIN_BUG
+		/* vq->hw->vtpci_ops->notify_queue(vq->hw, vq), as in the report */
+		((const struct vtpci_ops *)p->sh->raw_ops)->notify_queue(p, q->sh->index);
+		(void)qp;
+#else
+		p->qp[qp].ops->notify_queue(p, q->sh->index);
+#endif
+	}
+}
+
+/* ==== rx ================================================================ */
+
+/* Take the used entry at last_used if it is one of ours; NULL if not. */
+static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint32_t *len)
+{
+	struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
+	struct mpops_pkt *m;
+	uint32_t posted;
+
+	q->sh->last_used++;
+	if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
+		q->sh->errors++;
+		vq_log_once(p, q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
+			    e.id, q->sh->size);
+		return NULL;
+	}
+	m = mpops_ptr(p->base, q->cookie[e.id]);
+	posted = q->desc[e.id].len;
+	q->cookie[e.id] = 0;
+	desc_put(q, (uint16_t)e.id);
+	if (e.len > posted) {
+		q->sh->errors++;
+		q->sh->drops++;
+		vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote more than the buffer holds",
+			    e.len, posted);
+		mpops_pkt_free(p->pool, m);
+		return NULL;
+	}
+	*len = e.len;
+	return m;
+}
+
+int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, uint16_t n)
+{
+	struct vtnet_vq *q = &p->vq[2 * qp];
+	uint16_t hdr, used, old;
+	int mrg, nb = 0, rc;
+
+	if ((rc = burst_enter(p, qp, q)) <= 0)
+		return rc;
+	hdr = p->sh->hdr_size;
+	mrg = !!(p->sh->features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
+	used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx, memory_order_acquire);
+	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
+		q->sh->errors++;
+		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
+			    used, q->sh->last_used);
+		used = q->sh->last_used;
+	}
+	while (nb < n && q->sh->last_used != used) {
+		struct virtio_net_hdr_mrg_rxbuf *vh;
+		struct mpops_pkt *m, *prev;
+		uint32_t len;
+		uint16_t nbuf = 1;
+
+		if (mrg) {
+			/* Peek the first buffer's header: wait for all of the packet. */
+			struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
+
+			if (e.id < q->sh->size && q->cookie[e.id]) {
+				struct mpops_pkt *f = mpops_ptr(p->base, q->cookie[e.id]);
+
+				vh = (void *)((char *)mpops_pkt_data(p->base, f) - hdr);
+				nbuf = vh->num_buffers;
+				if (nbuf == 0 || nbuf > q->sh->size) {
+					q->sh->errors++;
+					q->sh->drops++;
+					vq_log_once(p, q, VQ_LOG_BAD_NUMBUF,
+						    "device wrote an impossible num_buffers", nbuf,
+						    q->sh->size);
+					nbuf = 1; /* drop just this buffer */
+					if ((m = rx_take(p, q, &len)))
+						mpops_pkt_free(p->pool, m);
+					continue;
+				}
+				if ((uint16_t)(used - q->sh->last_used) < nbuf)
+					break;
+			}
+		}
+		if (!(m = rx_take(p, q, &len)))
+			continue;
+		if (len < hdr) {
+			q->sh->errors++;
+			q->sh->drops++;
+			vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote less than a header", len, hdr);
+			mpops_pkt_free(p->pool, m);
+			continue;
+		}
+		m->data_len = (uint16_t)(len - hdr);
+		m->pkt_len = m->data_len;
+		m->nb_segs = 1;
+		m->next = 0;
+		m->port = 0;
+		m->queue = qp;
+		prev = m;
+		for (uint16_t k = 1; k < nbuf; k++) {
+			struct mpops_pkt *s = rx_take(p, q, &len);
+
+			if (!s) {
+				q->sh->drops++;
+				mpops_pkt_free(p->pool, m);
+				m = NULL;
+				/* Skip what is left of this packet. */
+				for (k++; k < nbuf; k++)
+					if ((s = rx_take(p, q, &len)))
+						mpops_pkt_free(p->pool, s);
+				break;
+			}
+			/* Later buffers hold data from their first byte. */
+			s->data_off = (uint16_t)(s->data_off - hdr);
+			s->data_len = (uint16_t)len;
+			s->next = 0;
+			prev->next = mpops_off(p->base, s);
+			prev = s;
+			m->pkt_len += len;
+			m->nb_segs++;
+		}
+		if (!m)
+			continue;
+		q->sh->packets++;
+		q->sh->bytes += m->pkt_len;
+		pkts[nb++] = m;
+	}
+	/* Refill what was consumed, then tell the device if it wants to know. */
+	old = q->sh->avail_idx;
+	while (q->sh->num_free > 0) {
+		struct mpops_pkt *m = mpops_pkt_alloc(p->pool);
+		uint16_t d;
+
+		if (!m) {
+			vq_log_once(p, q, VQ_LOG_NOBUF, "packet pool empty: rx refill postponed",
+				    q->sh->num_free, 0);
+			break;
+		}
+		d = desc_get(q);
+		q->desc[d].addr = gpa(m->buf_off + m->data_off - hdr);
+		q->desc[d].len = (uint32_t)(m->buf_len - m->data_off + hdr);
+		q->desc[d].flags = VRING_DESC_F_WRITE;
+		q->cookie[d] = mpops_off(p->base, m);
+		q->avail->ring[q->sh->avail_idx & q->mask] = d;
+		q->sh->avail_idx++;
+	}
+	if (old != q->sh->avail_idx) {
+		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
+				      memory_order_release);
+		kick(p, qp, q, old);
+	}
+	burst_leave(q);
+	return nb;
+}
+
+/* ==== tx ================================================================ */
+
+/* Free the descriptor chain at @head and its packet. */
+static void tx_free_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t head)
+{
+	uint16_t d = head;
+
+	mpops_pkt_free(p->pool, mpops_ptr(p->base, q->cookie[head]));
+	q->cookie[head] = 0;
+	for (uint16_t steps = 0; steps < q->sh->size; steps++) {
+		uint16_t flags = q->desc[d].flags, next = q->desc[d].next & q->mask;
+
+		desc_put(q, d);
+		if (!(flags & VRING_DESC_F_NEXT))
+			break;
+		d = next;
+	}
+}
+
+static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
+{
+	uint16_t used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx,
+					     memory_order_acquire);
+	int in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
+
+	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
+		q->sh->errors++;
+		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
+			    used, q->sh->last_used);
+		return;
+	}
+	while (q->sh->last_used != used) {
+		uint32_t id = q->used->ring[q->sh->last_used & q->mask].id;
+
+		q->sh->last_used++;
+		if (id >= q->sh->size || q->cookie[id] == 0) {
+			q->sh->errors++;
+			vq_log_once(p, q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
+				    id, q->sh->size);
+			continue;
+		}
+		if (!in_order) {
+			tx_free_chain(p, q, (uint16_t)id);
+			continue;
+		}
+		/* In order, one entry may stand for every earlier buffer too. */
+		while (q->sh->inflight_head != q->sh->inflight_tail) {
+			uint16_t h = q->inflight[q->sh->inflight_head & q->mask];
+
+			q->sh->inflight_head++;
+			tx_free_chain(p, q, h);
+			if (h == id)
+				break;
+		}
+	}
+}
+
+int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, uint16_t n)
+{
+	struct vtnet_vq *rxq = &p->vq[2 * qp], *q = &p->vq[2 * qp + 1];
+	int in_order, nb = 0, rc;
+	uint16_t hdr, old;
+
+	if ((rc = burst_enter(p, qp, rxq)) <= 0)
+		return rc;
+	hdr = p->sh->hdr_size;
+	in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
+	tx_cleanup(p, q);
+	old = q->sh->avail_idx;
+	for (; nb < n; nb++) {
+		struct mpops_pkt *m = pkts[nb], *s;
+		uint16_t head, d, nseg = m->nb_segs ? m->nb_segs : 1;
+
+		if (nseg > q->sh->num_free)
+			break;
+		if (m->data_off < hdr || nseg > q->sh->size) {
+			/* No room for the header: the caller broke the contract. */
+			q->sh->errors++;
+			q->sh->drops++;
+			mpops_pkt_free(p->pool, m);
+			continue;
+		}
+		memset((char *)mpops_pkt_data(p->base, m) - hdr, 0, hdr);
+		head = d = desc_get(q);
+		q->desc[d].addr = gpa(m->buf_off + m->data_off - hdr);
+		q->desc[d].len = (uint32_t)m->data_len + hdr;
+		q->desc[d].flags = 0;
+		s = m;
+		for (uint16_t k = 1; k < nseg && (s = mpops_pkt_next(p->base, s)); k++) {
+			uint16_t nd = desc_get(q);
+
+			q->desc[d].flags = VRING_DESC_F_NEXT;
+			q->desc[d].next = nd;
+			d = nd;
+			q->desc[d].addr = gpa(s->buf_off + s->data_off);
+			q->desc[d].len = s->data_len;
+			q->desc[d].flags = 0;
+		}
+		q->cookie[head] = mpops_off(p->base, m);
+		if (in_order)
+			q->inflight[q->sh->inflight_tail++ & q->mask] = head;
+		q->avail->ring[q->sh->avail_idx & q->mask] = head;
+		q->sh->avail_idx++;
+		q->sh->packets++;
+		q->sh->bytes += m->pkt_len ? m->pkt_len : m->data_len;
+	}
+	if (old != q->sh->avail_idx) {
+		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
+				      memory_order_release);
+		kick(p, qp, q, old);
+	}
+	burst_leave(rxq);
+	return nb;
+}

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vtnet internals: the shared layouts of a port and its virtqueues, the
+ * per-process handles, and the transport ops class (the origin's
+ * vtpci_ops), which shared memory refers to by ID only.
+ */
+#ifndef MPOPS_VTNET_PRIV_H
+#define MPOPS_VTNET_PRIV_H
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <mpops/mpops.h>
+#include <mpops/pkt.h>
+#include <mpops/vtnet.h>
+
+#define VTNET_MAGIC 0x54454e54u /* "TNET" */
+#define VTNET_VERSION 1
+#define VTNET_MAX_VQ (2 * VTNET_MAX_QP + 1)
+#define VTNET_CVQ(maxqp) (2 * (maxqp))
+
+/* Control-channel request: a secondary asks the primary for the kick fds. */
+#define VTNET_MSG_KICKFDS (MPOPS_MSG_USER + 0x100)
+
+#define BIT64(n) (1ULL << (n))
+
+/* What this driver can do; the rest is negotiated away. */
+#define VTNET_DRIVER_FEATURES                                                 \
+	(BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_NET_F_MAC) |                  \
+	 BIT64(VIRTIO_NET_F_STATUS) | BIT64(VIRTIO_NET_F_MRG_RXBUF) |           \
+	 BIT64(VIRTIO_RING_F_EVENT_IDX) | BIT64(VIRTIO_F_IN_ORDER) |            \
+	 BIT64(VIRTIO_NET_F_MQ) | BIT64(VIRTIO_NET_F_CTRL_VQ))
+
+enum vtnet_state {
+	VTNET_CREATED = 1,
+	VTNET_STARTED = 2,
+	VTNET_STOPPED = 3,
+	VTNET_RESETTING = 4,	/* backend gone or reconnecting: bursts return 0 */
+	VTNET_CLOSED = 5,
+};
+
+/* Log-once bits of a virtqueue. */
+enum {
+	VQ_LOG_BAD_ID = 1u << 0,
+	VQ_LOG_BAD_LEN = 1u << 1,
+	VQ_LOG_BAD_NUMBUF = 1u << 2,
+	VQ_LOG_NOBUF = 1u << 3,
+};
+
+/* One virtqueue. The ring indices are driver state, written only by the
+ * queue's owner (the claiming process, or the primary for control); the
+ * counters likewise, read by anyone. */
+struct vtnet_vq_shared {
+	uint16_t index;
+	uint16_t size;
+	uint16_t avail_idx;	/* next avail->idx to publish */
+	uint16_t last_used;	/* next used entry to consume */
+	uint16_t free_head;	/* descriptor free list, FIFO so that with */
+	uint16_t free_tail;	/* IN_ORDER descriptors are used in ring order */
+	uint16_t num_free;
+	uint16_t dev_last_avail; /* emulated device (control queue): next avail */
+	uint16_t inflight_head;	/* in-order tx: heads in submission order */
+	uint16_t inflight_tail;
+	uint32_t pad0;
+	mpops_off_t desc_off;
+	mpops_off_t avail_off;
+	mpops_off_t used_off;
+	mpops_off_t cookie_off;	/* uint64_t per descriptor: mpops_pkt offset, 0 = free */
+	mpops_off_t inflight_off; /* uint16_t per descriptor */
+	mpops_off_t scratch_off; /* control queue: command buffers */
+	_Atomic uint32_t busy;	/* the owner is inside a burst */
+	_Atomic uint32_t logged;
+	uint64_t packets;
+	uint64_t bytes;
+	uint64_t errors;
+	uint64_t drops;
+	uint64_t kicks;
+	uint64_t pad1;
+};
+_Static_assert(sizeof(struct vtnet_vq_shared) == 128, "vq layout");
+
+struct vtnet_claim_shared {
+	_Atomic int32_t pid;
+	uint32_t pad;
+	uint64_t start_time;
+};
+
+struct vtnet_port_shared {
+	uint32_t magic;
+	uint32_t version;
+	char name[MPOPS_NAME_MAX + 1];
+	_Atomic uint32_t state;		/* enum vtnet_state */
+	mpops_ops_id_t ops_id;		/* transport, class vtpci */
+	uint16_t nb_qp;
+	uint16_t max_qp;		/* the device's */
+	uint16_t ring_size;
+	uint16_t hdr_size;		/* virtio-net header: 12, or 10 (legacy, no mrg) */
+	uint16_t mtu;
+	uint64_t device_features;
+	uint64_t features;		/* negotiated */
+	uint8_t mac[6];
+	_Atomic uint16_t link_up;
+	mpops_off_t pool_off;
+	mpops_obj_id_t obj_id;		/* per-process slot: kick fds */
+	int32_t primary_pid;
+	_Atomic uint32_t link_changes;
+	_Atomic uint32_t reconnects;
+	int32_t server;
+	uint32_t pad;
+	char vhost_path[108];
+	struct vtnet_claim_shared claims[VTNET_MAX_QP];
+	mpops_off_t vq_off[VTNET_MAX_VQ];
+#ifdef VTNET_ORIGIN_BUG
+	/* Test builds only: the field report's layout, the primary's ops
+	 * pointer in shared memory. Secondaries crash calling through it. */
+	const void *raw_ops;
+#endif
+};
+
+/* ---- per process ------------------------------------------------------- */
+
+struct vtnet_port;
+
+/* What only this process can hold for a port: its copies of the kick fds. */
+struct vtnet_slot {
+	int nfds;
+	int kickfd[VTNET_MAX_VQ];
+};
+
+/* Process-local view of a virtqueue: its rings at this process's addresses. */
+struct vtnet_vq {
+	struct vtnet_vq_shared *sh;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint64_t *cookie;
+	uint16_t *inflight;
+	uint16_t mask;
+};
+
+/* Process-local handle of one claimed queue pair: its fast path. */
+struct vtnet_qp {
+	int claimed;
+	uint32_t slot_epoch;		/* epoch the cached fast path was built at */
+	const struct vtpci_ops *ops;	/* resolved transport ops, cached */
+	struct vtnet_slot *slot;
+};
+
+struct vtnet_dev;	/* the transport's private state, primary only */
+
+struct vtnet_port {
+	struct mpops_region *r;
+	void *base;
+	struct vtnet_port_shared *sh;
+	mpops_off_t sh_off;
+	int owner;			/* created by this process (primary) */
+	struct mpops_pktpool *pool;
+	struct vtnet_vq vq[VTNET_MAX_VQ];
+	struct vtnet_qp qp[VTNET_MAX_QP];
+	struct vtnet_dev *dev;
+	struct vtnet_port *next;	/* this process's open ports */
+};
+
+/* ---- the transport ops class (the origin's vtpci_ops) ------------------- */
+
+#define VTPCI_OPS(OP)                                                         \
+	OP(int, get_features, (struct vtnet_port *p, uint64_t *features))      \
+	OP(int, set_features, (struct vtnet_port *p, uint64_t features))       \
+	OP(int, get_status, (struct vtnet_port *p, uint8_t *status))           \
+	OP(int, set_status, (struct vtnet_port *p, uint8_t status))            \
+	OP(int, read_config, (struct vtnet_port *p, uint32_t off, void *buf,   \
+			      uint32_t len))                                   \
+	OP(int, setup_queue, (struct vtnet_port *p, uint16_t vq))              \
+	OP(int, del_queue, (struct vtnet_port *p, uint16_t vq))                \
+	OP(int, notify_queue, (struct vtnet_port *p, uint16_t vq))             \
+	OP(int, enable_qp, (struct vtnet_port *p, uint16_t qp, int on))
+
+MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)
+
+/* The transports this build has. */
+extern const struct mpops_ops_impl mpops_impl_vtpci_user;
+
+/* virtqueue.c */
+int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size);
+void vq_map(struct vtnet_port *p, uint16_t index);
+void vq_reset(struct vtnet_port *p, uint16_t index);
+int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool);
+void vq_drain(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool);
+int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *data,
+		 uint16_t len);
+int vq_ctrl_device(struct vtnet_port *p, int (*exec)(struct vtnet_port *, uint8_t, uint8_t,
+						     const uint8_t *, uint32_t));
+
+/* vtnet.c */
+int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp);
+void vtnet_slot_drop_all(struct vtnet_port *p);
+struct vtnet_port *vtnet_port_find(const char *name);
+
+/* virtio_user.c */
+int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c);
+void vu_dev_destroy(struct vtnet_port *p);
+int vu_dev_start(struct vtnet_port *p);
+void vu_dev_stop(struct vtnet_port *p);
+void vu_kickfds(struct vtnet_port *p, int *fds, int *n);
+
+/* The device's avail_event, just past the used ring's entries. */
+static inline volatile uint16_t *vq_avail_event(const struct vtnet_vq *q)
+{
+	return (volatile uint16_t *)((char *)q->used + offsetof(struct vring_used, ring) +
+				     sizeof(struct vring_used_elem) * q->sh->size);
+}
+
+/*
+ * Does the device want a kick after the driver moved avail->idx from @old
+ * to @now? Its suppression state is read after the new index is visible:
+ * a full fence, as every virtio driver does here.
+ */
+static inline int vq_need_kick(const struct vtnet_port *p, const struct vtnet_vq *q,
+			       uint16_t old, uint16_t now)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (p->sh->features & BIT64(VIRTIO_RING_F_EVENT_IDX)) {
+		uint16_t ev = *vq_avail_event(q);
+
+		return vring_need_event(ev, now, old);
+	}
+	return !(*(volatile uint16_t *)&q->used->flags & VRING_USED_F_NO_NOTIFY);
+}
+
+/* Wait until no process is inside a burst of the port. */
+void vtnet_quiesce(struct vtnet_port *p);
+
+#endif

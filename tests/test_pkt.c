@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "pkt_stress.h"
+
+/* The layout every process relies on. */
+_Static_assert(sizeof(struct mpops_pkt) == 64, "mpops_pkt is 64 bytes");
+_Static_assert(offsetof(struct mpops_pkt, flags) == 44, "mpops_pkt.flags");
+
+static struct mpops_region *r;
+static void *base;
+
+static void setup(void)
+{
+	logcap_start();
+	rundir_make();
+	r = primary_make("pkt");
+	cr_assert_not_null(r);
+	base = mpops_region_base(r);
+}
+
+static void teardown(void)
+{
+	mpops_region_detach(r);
+	rundir_remove();
+}
+
+TestSuite(pkt, .init = setup, .fini = teardown, .timeout = 60);
+
+static mpops_off_t pool_make(const char *name, uint32_t count, uint32_t cache)
+{
+	struct mpops_pktpool_opts o = {
+		.sz = sizeof(o), .count = count, .buf_size = 1024, .headroom = 64,
+		.cache_size = cache,
+	};
+	mpops_off_t off = 0;
+
+	cr_assert_eq(mpops_pktpool_create(r, name, &o, &off), 0);
+	cr_assert_neq(off, 0);
+	return off;
+}
+
+static struct mpops_pktpool *pool_open(mpops_off_t off)
+{
+	struct mpops_pktpool *p = NULL;
+
+	cr_assert_eq(mpops_pktpool_open(r, off, &p), 0);
+	cr_assert_not_null(p);
+	return p;
+}
+
+static int allocated(const struct mpops_pkt *m)
+{
+	return (__atomic_load_n(&m->flags, __ATOMIC_ACQUIRE) & MPOPS_PKT_F_ALLOCATED) != 0;
+}
+
+/* ---- alloc and free ---------------------------------------------------- */
+
+Test(pkt, alloc_and_free_keep_count_and_avail)
+{
+	mpops_off_t off = pool_make("p", 256, 32), root;
+	struct mpops_pktpool *p = pool_open(off);
+	struct mpops_pkt *m[10];
+
+	cr_assert_eq(mpops_root_get(r, "p", &root), 0);
+	cr_assert_eq(root, off);
+	cr_assert_eq(mpops_pktpool_count(p), 256);
+	cr_assert_eq(mpops_pktpool_avail(p), 256);
+	cr_assert_eq(mpops_pktpool_base(p), base);
+	for (int i = 0; i < 10; i++) {
+		cr_assert_not_null(m[i] = mpops_pkt_alloc(p));
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(m[i], m[k]);
+	}
+	cr_assert_eq(mpops_pktpool_avail(p), 246);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(mpops_pkt_free(p, m[i]), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 256);
+	cr_assert_eq(mpops_pkt_free(p, NULL), 0);
+	mpops_pktpool_close(p);
+	cr_assert_eq(logcap_count("pktpool"), 0);
+}
+
+Test(pkt, bulk_alloc_is_all_or_nothing)
+{
+	struct mpops_pktpool *p = pool_open(pool_make("p", 64, 16));
+	struct mpops_pkt *m[80];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 65), -ENOBUFS);
+	cr_assert_eq(mpops_pktpool_avail(p), 64);
+	/* More than the cache holds: straight from the ring. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 40), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 24);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m + 40, 25), -ENOBUFS);
+	cr_assert_eq(mpops_pktpool_avail(p), 24);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m + 40, 10), 0);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m + 50, 14), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 0);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m + 64, 1), -ENOBUFS);
+	cr_assert_null(mpops_pkt_alloc(p));
+	for (int i = 0; i < 64; i++)
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(m[i], m[k]);
+	/* Logged once per handle: an empty pool is a fast-path condition. */
+	cr_assert_eq(logcap_count("no 65 free buffers"), 1);
+	cr_assert_eq(logcap_count("free buffers sooner"), 1);
+	cr_assert_eq(mpops_pkt_free_bulk(p, m, 64), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 64);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 64), 0);
+	cr_assert_eq(mpops_pkt_free_bulk(p, m, 64), 0);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 0), 0);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, alloc_resets_fields)
+{
+	mpops_off_t off = pool_make("p", 128, 16);
+	struct mpops_pktpool *p = pool_open(off);
+	struct mpops_pkt *m = mpops_pkt_alloc(p), *again;
+
+	cr_assert_not_null(m);
+	cr_assert_eq(m->pool, off);
+	cr_assert_eq(m->buf_len, 1024);
+	cr_assert_eq(m->buf_off % 64, 0);
+	cr_assert_lt(m->buf_off + m->buf_len, mpops_region_size(r));
+	cr_assert_eq(mpops_pkt_data(base, m), (char *)base + m->buf_off + 64);
+	m->data_off = 7;
+	m->data_len = 99;
+	m->pkt_len = 99;
+	m->nb_segs = 5;
+	m->port = 3;
+	m->queue = 4;
+	m->udata = 5;
+	cr_assert_eq(mpops_pkt_free(p, m), 0);
+	/* The cache is a stack: the same buffer comes back. */
+	again = mpops_pkt_alloc(p);
+	cr_assert_eq(again, m);
+	cr_assert_eq(m->data_off, 64);
+	cr_assert_eq(m->data_len, 0);
+	cr_assert_eq(m->pkt_len, 0);
+	cr_assert_eq(m->nb_segs, 1);
+	cr_assert_eq(m->next, 0);
+	cr_assert_eq(m->port, 0);
+	cr_assert_eq(m->queue, 0);
+	cr_assert_eq(m->udata, 0);
+	cr_assert_eq(m->flags, MPOPS_PKT_F_ALLOCATED);
+	cr_assert_eq(mpops_pkt_next(base, m), NULL);
+	cr_assert_eq(mpops_pkt_free(p, m), 0);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, chain_of_three_segments_frees_at_once)
+{
+	struct mpops_pktpool *p = pool_open(pool_make("p", 128, 16));
+	struct mpops_pkt *m[3];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 3), 0);
+	m[0]->next = mpops_off(base, m[1]);
+	m[1]->next = mpops_off(base, m[2]);
+	m[0]->nb_segs = 3;
+	cr_assert_eq(mpops_pkt_next(base, m[0]), m[1]);
+	cr_assert_eq(mpops_pktpool_avail(p), 125);
+	cr_assert_eq(mpops_pkt_free(p, m[0]), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 128);
+	for (int i = 0; i < 3; i++)
+		cr_assert_not(allocated(m[i]));
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, close_returns_cached_buffers)
+{
+	mpops_off_t off = pool_make("p", 256, 32);
+	struct mpops_pktpool *a = pool_open(off), *b = pool_open(off);
+	struct mpops_pkt *m;
+
+	cr_assert_not_null(m = mpops_pkt_alloc(a));
+	cr_assert_eq(mpops_pkt_free(a, m), 0);
+	cr_assert_eq(mpops_pktpool_avail(a), 256);
+	/* b sees the ring only: a's cache holds the rest. */
+	cr_assert_lt(mpops_pktpool_avail(b), 256);
+	mpops_pktpool_close(a);
+	cr_assert_eq(mpops_pktpool_avail(b), 256);
+	mpops_pktpool_close(b);
+	mpops_pktpool_close(NULL);
+}
+
+Test(pkt, buffers_freed_through_another_handle)
+{
+	mpops_off_t off = pool_make("p", 256, 32);
+	struct mpops_pktpool *a = pool_open(off), *b = pool_open(off);
+	struct mpops_pkt *m[100];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(a, m, 100), 0);
+	cr_assert_eq(mpops_pkt_free_bulk(b, m, 100), 0);
+	mpops_pktpool_close(a);
+	mpops_pktpool_close(b);
+	b = pool_open(off);
+	cr_assert_eq(mpops_pktpool_avail(b), 256);
+	mpops_pktpool_close(b);
+}
+
+/* ---- what free refuses ------------------------------------------------- */
+
+Test(pkt, double_free_is_einval_and_logged)
+{
+	struct mpops_pktpool *p = pool_open(pool_make("p", 128, 16));
+	struct mpops_pkt *m = mpops_pkt_alloc(p);
+
+	cr_assert_eq(mpops_pkt_free(p, m), 0);
+	cr_assert_eq(mpops_pkt_free(p, m), -EINVAL);
+	cr_assert_eq(logcap_count("segment 0 (buffer "), 1);
+	cr_assert_eq(logcap_count("is not allocated (double free): nothing of the chain freed"), 1);
+	cr_assert_eq(mpops_pktpool_avail(p), 128);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, foreign_pointers_are_einval_and_logged)
+{
+	struct mpops_pktpool *a = pool_open(pool_make("a", 128, 16));
+	struct mpops_pktpool *b = pool_open(pool_make("b", 128, 16));
+	struct mpops_pkt *m = mpops_pkt_alloc(a), *other = mpops_pkt_alloc(b);
+	struct mpops_pkt copy = *m;
+
+	cr_assert_eq(mpops_pkt_free(a, &copy), -EINVAL);
+	cr_assert_eq(mpops_pkt_free(a, (struct mpops_pkt *)((char *)m + 8)), -EINVAL);
+	cr_assert_eq(mpops_pkt_free(a, other), -EINVAL);
+	cr_assert_eq(logcap_count("is not a buffer of this pool (foreign pointer or corrupt next): nothing of the chain freed"), 3);
+	/* Nothing changed: both still allocated, each pool one short. */
+	cr_assert(allocated(m));
+	cr_assert(allocated(other));
+	cr_assert_eq(mpops_pktpool_avail(a), 127);
+	cr_assert_eq(mpops_pktpool_avail(b), 127);
+	cr_assert_eq(mpops_pkt_free(a, m), 0);
+	cr_assert_eq(mpops_pkt_free(b, other), 0);
+	mpops_pktpool_close(a);
+	mpops_pktpool_close(b);
+}
+
+Test(pkt, chain_with_a_bad_segment_frees_nothing)
+{
+	struct mpops_pktpool *p = pool_open(pool_make("p", 128, 16));
+	struct mpops_pkt *m[3];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 3), 0);
+	m[0]->next = mpops_off(base, m[1]);
+	m[1]->next = mpops_off(base, m[2]);
+
+	/* A freed segment at the end. */
+	cr_assert_eq(mpops_pkt_free(p, m[2]), 0);
+	cr_assert_eq(mpops_pkt_free(p, m[0]), -EINVAL);
+	cr_assert_eq(logcap_count("segment 2 (buffer "), 1);
+	cr_assert(allocated(m[0]) && allocated(m[1]));
+	cr_assert_eq(mpops_pktpool_avail(p), 126);
+
+	/* A next offset that is no buffer of the pool. */
+	m[1]->next = mpops_off(base, m[1]) + 8;
+	cr_assert_eq(mpops_pkt_free(p, m[0]), -EINVAL);
+	cr_assert_eq(logcap_count("outside this pool's buffers"), 1);
+
+	/* A cycle: the walk stops after count segments. */
+	m[1]->next = mpops_off(base, m[0]);
+	cr_assert_eq(mpops_pkt_free(p, m[0]), -EINVAL);
+	cr_assert_eq(logcap_count("a next cycle"), 1);
+	cr_assert(allocated(m[0]) && allocated(m[1]));
+	cr_assert_eq(mpops_pktpool_avail(p), 126);
+
+	m[1]->next = 0;
+	cr_assert_eq(mpops_pkt_free(p, m[0]), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 128);
+	mpops_pktpool_close(p);
+}
+
+struct racer {
+	mpops_off_t pool;
+	pthread_barrier_t *bar;
+	struct mpops_pkt *volatile *victim;
+	int ok;			/* frees that succeeded */
+	int rounds;
+};
+
+static void *race_free(void *arg)
+{
+	struct racer *rc = arg;
+	struct mpops_pktpool *p = NULL;
+
+	if (mpops_pktpool_open(r, rc->pool, &p) < 0)
+		return NULL;
+	for (int i = 0; i < rc->rounds; i++) {
+		pthread_barrier_wait(rc->bar);
+		if (mpops_pkt_free(p, *rc->victim) == 0)
+			rc->ok++;
+		pthread_barrier_wait(rc->bar);
+	}
+	mpops_pktpool_close(p);
+	return NULL;
+}
+
+Test(pkt, concurrent_double_free_frees_exactly_once)
+{
+	enum { ROUNDS = 200 };
+	mpops_off_t off = pool_make("p", 256, 32);
+	struct mpops_pktpool *p = pool_open(off);
+	struct mpops_pkt *volatile victim = NULL;
+	pthread_barrier_t bar;
+	struct racer rc[2];
+	pthread_t t[2];
+
+	pthread_barrier_init(&bar, NULL, 3);
+	for (int i = 0; i < 2; i++) {
+		rc[i] = (struct racer){ .pool = off, .bar = &bar, .victim = &victim, .rounds = ROUNDS };
+		cr_assert_eq(pthread_create(&t[i], NULL, race_free, &rc[i]), 0);
+	}
+	for (int i = 0; i < ROUNDS; i++) {
+		victim = mpops_pkt_alloc(p);
+		cr_assert_not_null(victim);
+		pthread_barrier_wait(&bar);	/* go */
+		pthread_barrier_wait(&bar);	/* both tried */
+		cr_assert_not(allocated(victim));
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&bar);
+	cr_assert_eq(rc[0].ok + rc[1].ok, ROUNDS);
+	cr_assert_eq(logcap_count("double free"), ROUNDS);
+	cr_assert_eq(mpops_pktpool_avail(p), 256);
+	mpops_pktpool_close(p);
+}
+
+/* ---- create and open --------------------------------------------------- */
+
+Test(pkt, invalid_opts_are_einval)
+{
+	struct mpops_pktpool_opts o = { .sz = sizeof(o) };
+	struct mpops_alloc_stats before, after;
+	char longname[MPOPS_NAME_MAX + 2];
+	mpops_off_t off;
+
+	cr_assert_eq(mpops_alloc_stats(r, &before), 0);
+	o.buf_size = 256;
+	o.headroom = 256;
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -EINVAL);
+	cr_assert_eq(logcap_count("headroom 256 leaves no room for data"), 1);
+	o = (struct mpops_pktpool_opts){ .sz = sizeof(o), .count = (1u << 24) + 1 };
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -EINVAL);
+	cr_assert_eq(logcap_count("use several pools"), 1);
+	o = (struct mpops_pktpool_opts){ .sz = sizeof(o), .count = 64, .cache_size = 65 };
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -EINVAL);
+	cr_assert_eq(logcap_count("cache_size 65 is more than count 64"), 1);
+	o = (struct mpops_pktpool_opts){ .sz = 0 };
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -EINVAL);
+	o.sz = sizeof(o) + 8;
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -EINVAL);
+	cr_assert_eq(logcap_count("mpops_pktpool_opts.sz must be"), 2);
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	cr_assert_eq(mpops_pktpool_create(r, "", NULL, &off), -EINVAL);
+	cr_assert_eq(mpops_pktpool_create(r, longname, NULL, &off), -EINVAL);
+	cr_assert_eq(mpops_pktpool_create(r, NULL, NULL, &off), -EINVAL);
+	cr_assert_eq(logcap_count("must be 1 to 31 characters"), 3);
+	cr_assert_eq(mpops_pktpool_create(NULL, "p", NULL, &off), -EINVAL);
+	cr_assert_eq(mpops_pktpool_create(r, "p", NULL, NULL), -EINVAL);
+	/* Too big for the 16 MiB region. */
+	o = (struct mpops_pktpool_opts){ .sz = sizeof(o), .count = 1u << 20 };
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), -ENOMEM);
+	cr_assert_eq(logcap_count("create the region larger or the pool smaller"), 1);
+	cr_assert_eq(mpops_alloc_stats(r, &after), 0);
+	cr_assert_eq(after.objects, before.objects);
+	cr_assert_eq(mpops_root_get(r, "p", &off), -ENOENT);
+}
+
+Test(pkt, defaults_apply_and_smaller_sz_is_accepted)
+{
+	struct mpops_pktpool_opts o = { .sz = offsetof(struct mpops_pktpool_opts, buf_size) };
+	struct mpops_pktpool *p;
+	struct mpops_pkt *m;
+	mpops_off_t off;
+
+	o.count = 100;
+	cr_assert_eq(mpops_pktpool_create(r, "p", &o, &off), 0);
+	p = pool_open(off);
+	cr_assert_eq(mpops_pktpool_count(p), 100);
+	cr_assert_not_null(m = mpops_pkt_alloc(p));
+	cr_assert_eq(m->buf_len, 2176);
+	cr_assert_eq(m->data_off, 128);
+	cr_assert_eq(mpops_pkt_free(p, m), 0);
+	mpops_pktpool_close(p);
+	cr_assert_eq(mpops_pktpool_create(r, "q", NULL, &off), 0);
+	p = pool_open(off);
+	cr_assert_eq(mpops_pktpool_count(p), 4096);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, name_clash_is_eexist)
+{
+	struct mpops_alloc_stats before, after;
+	mpops_off_t off, other;
+
+	pool_make("p", 64, 16);
+	cr_assert_eq(mpops_alloc_stats(r, &before), 0);
+	cr_assert_eq(mpops_pktpool_create(r, "p", NULL, &off), -EEXIST);
+	cr_assert_eq(logcap_count("pktpool 'p': region 'pkt' already has a root of that name"), 1);
+	/* Any root counts, not only pools. */
+	cr_assert_eq(mpops_alloc(r, 64, 0, "thing", &other), 0);
+	cr_assert_eq(mpops_root_set(r, "thing", other), 0);
+	cr_assert_eq(mpops_pktpool_create(r, "thing", NULL, &off), -EEXIST);
+	cr_assert_eq(mpops_alloc_stats(r, &after), 0);
+	cr_assert_eq(after.objects, before.objects + 1);
+}
+
+Test(pkt, open_rejects_what_is_not_a_pool)
+{
+	struct mpops_pktpool *p = (void *)1;
+	mpops_off_t off;
+
+	cr_assert_eq(mpops_alloc(r, 4096, 0, "thing", &off), 0);
+	cr_assert_eq(mpops_pktpool_open(r, off, &p), -EINVAL);
+	cr_assert_null(p);
+	cr_assert_eq(logcap_count("is not a packet pool (magic 0)"), 1);
+	cr_assert_eq(mpops_pktpool_open(r, 0, &p), -EINVAL);
+	cr_assert_eq(mpops_pktpool_open(r, (mpops_off_t)1 << 40, &p), -EINVAL);
+	cr_assert_eq(logcap_count("is not a packet pool (outside the region's objects)"), 2);
+	cr_assert_eq(mpops_pktpool_open(NULL, off, &p), -EINVAL);
+}
+
+Test(pkt, pool_holds_no_process_local_pointers)
+{
+	struct mpops_pktpool *p = pool_open(pool_make("p", 512, 32));
+	struct mpops_pkt *m[64];
+	struct mpops_audit_finding f[4];
+
+	for (int k = 0; k < 10; k++) {
+		struct pkt_stress_stats st = { 0 };
+
+		pkt_stress_round(p, 7, (unsigned)k * 5, &st);
+		cr_assert_eq(st.bad, 0);
+	}
+	/* Some in flight, chained, while the audit runs. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 64), 0);
+	for (int i = 0; i < 63; i++) {
+		pkt_stress_fill(base, m[i], 9);
+		m[i]->next = mpops_off(base, m[i + 1]);
+	}
+	cr_assert_eq(mpops_audit(r, NULL, f, 4), 0);
+	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
+	cr_assert_eq(mpops_pkt_free(p, m[0]), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), 512);
+	mpops_pktpool_close(p);
+	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
+}
+
+/* ---- several processes ------------------------------------------------- */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+Test(pkt, processes_share_the_pool_and_free_each_others_buffers, .timeout = 120)
+{
+	enum { COUNT = 1024 };
+	struct mpops_pktpool_opts o = {
+		.sz = sizeof(o), .count = COUNT, .buf_size = 512, .headroom = 64,
+		.cache_size = 32,
+	};
+	const char *args[] = { "pktstress", rundir_path(), "pkt", "3000", NULL };
+	struct pkt_stress_stats st = { 0 };
+	static struct mpops_pkt *all[COUNT];
+	static uint8_t seen[COUNT];
+	struct pkt_xfer_shared *x;
+	struct mpops_pktpool *p;
+	mpops_off_t pool, xoff;
+	static char buf[2][1 << 14];
+	long long end;
+	unsigned rounds = 0;
+	int fd[2], status;
+	pid_t pid[2];
+
+	cr_assert_eq(mpops_pktpool_create(r, PKT_MP_POOL, &o, &pool), 0);
+	cr_assert_eq(mpops_alloc(r, sizeof(*x), 0, "test.pktxfer", &xoff), 0);
+	cr_assert_eq(mpops_root_set(r, PKT_MP_XFER, xoff), 0);
+	x = mpops_ptr(base, xoff);
+	p = pool_open(pool);
+
+	for (int i = 0; i < 2; i++) {
+		pid[i] = peer_start("mp-secondary", args, &fd[i]);
+		cr_assert_gt(pid[i], 0);
+	}
+	/* Stress alongside them and hand buffers over until both are done. */
+	end = now_ms() + 60000;
+	while (__atomic_load_n(&x->done, __ATOMIC_ACQUIRE) < 2 && now_ms() < end) {
+		pkt_stress_round(p, (uint32_t)getpid(), rounds++, &st);
+		if (rounds % 4 == 0)
+			pkt_stress_give(p, x, &st);
+	}
+	for (int i = 0; i < 2; i++) {
+		buf[i][0] = '\0';
+		status = peer_finish(pid[i], fd[i], buf[i], sizeof(buf[i]), 30000);
+		cr_assert(EXITED_OK(status), "%s", buf[i]);
+		cr_assert(strstr(buf[i], "pktstress bad=0 "), "%s", buf[i]);
+		cr_log_info("peer %d: %.*s", i, (int)strcspn(strstr(buf[i], "pktstress"), "\n"),
+			    strstr(buf[i], "pktstress"));
+	}
+	cr_assert_eq(st.bad, 0, "test process saw %u bad buffers", st.bad);
+	cr_assert_gt(rounds, 0);
+	cr_log_info("test process: %u rounds, handed over %u, enobufs %u", rounds,
+		    st.xfer, st.enobufs);
+
+	/* Free what is still handed over, then every buffer must be back. */
+	pkt_stress_take(p, x, &st);
+	cr_assert_eq(st.bad, 0);
+	mpops_pktpool_close(p);
+	p = pool_open(pool);
+	cr_assert_eq(mpops_pktpool_avail(p), COUNT);
+	/* Each exactly once: take them all and look. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, all, COUNT), 0);
+	for (int i = 0; i < COUNT; i++) {
+		cr_assert_lt(all[i]->index, COUNT);
+		cr_assert_not(seen[all[i]->index], "buffer %u twice", all[i]->index);
+		seen[all[i]->index] = 1;
+		cr_assert_eq(all[i]->pool, pool);
+	}
+	cr_assert_eq(mpops_pkt_free_bulk(p, all, COUNT), 0);
+	cr_assert_eq(mpops_pktpool_avail(p), COUNT);
+	mpops_pktpool_close(p);
+	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
+	cr_assert_eq(logcap_count("pktpool"), 0);
+}
