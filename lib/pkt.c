@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Packet buffer pool in shared memory: a lock-free MPMC ring of free
- * buffer indices shared by every process, and a cache per handle (per
- * thread) so the fast path reaches the ring only once per refill or flush.
+ * Packet buffer pool in shared memory: a ring of free buffer indices shared
+ * by every process, and a lock-free cache per handle (per thread) so the
+ * fast path reaches the shared ring, under a robust lock, only once per
+ * bulk refill or flush.
  *
  * Whether a buffer is allocated is recorded in its metadata
  * (MPOPS_PKT_F_ALLOCATED), set at alloc and cleared at free with an atomic
@@ -11,7 +12,6 @@
  * the shared part holds integers and offsets only.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,131 +49,62 @@ uint64_t pkt_layout_hash(void)
 	h = H_FIELD(h, struct pktpool_shared, ring_off);
 	h = H_FIELD(h, struct pktpool_shared, name);
 	h = H_STRUCT(h, struct pkt_ring_shared);
-	h = H_FIELD(h, struct pkt_ring_shared, cons_head);
+	h = H_FIELD(h, struct pkt_ring_shared, head);
 	h = H_FIELD(h, struct pkt_ring_shared, size);
 	return fnv1a_u64(h, MPOPS_PKT_F_ALLOCATED);
 }
 
 /* ==== ring ============================================================== */
 
-/*
- * A side (producer or consumer) first claims n entries by moving its head
- * with compare-and-swap, then copies the slots, then publishes by moving its
- * tail; claims that started earlier must publish first, so a finishing
- * claimant waits for the tail to reach its head. The other side reads the
- * tail with acquire, so the slots it covers are visible.
- *
- * The head loads are acquire so the following load of the other side's tail
- * is not satisfied earlier than the head (an older tail with a newer head
- * would make the free/used count wrap). The tail waits are acquire too so
- * an earlier claimant's slot writes happen before ours are published.
- */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
-/* Spin a little, then give the CPU to a claimant that was preempted. */
-static inline void ring_wait(unsigned *spins)
-{
-	if (++*spins % 128 == 0)
-		sched_yield();
-	else
-		cpu_relax();
-}
-
-/* Claim @n free slots (all or nothing). @return n, or 0 when full. */
-static unsigned ring_prod_start(struct pkt_ring_shared *rg, unsigned n, uint32_t *head)
-{
-	uint32_t old = atomic_load_explicit(&rg->prod_head, memory_order_acquire);
-
-	for (;;) {
-		uint32_t cons_tail = atomic_load_explicit(&rg->cons_tail, memory_order_acquire);
-		uint32_t room = rg->capacity + cons_tail - old;
-
-		if (n > room)
-			return 0;
-		if (atomic_compare_exchange_weak_explicit(&rg->prod_head, &old, old + n,
-							  memory_order_acquire,
-							  memory_order_acquire))
-			break;
-	}
-	*head = old;
-	return n;
-}
-
-static void ring_prod_finish(struct pkt_ring_shared *rg, uint32_t head, unsigned n)
-{
-	unsigned spins = 0;
-
-	while (atomic_load_explicit(&rg->prod_tail, memory_order_acquire) != head)
-		ring_wait(&spins);
-	atomic_store_explicit(&rg->prod_tail, head + n, memory_order_release);
-}
-
-/* Claim @n used slots (all or nothing). @return n, or 0 when too few. */
-static unsigned ring_cons_start(struct pkt_ring_shared *rg, unsigned n, uint32_t *head)
-{
-	uint32_t old = atomic_load_explicit(&rg->cons_head, memory_order_acquire);
-
-	for (;;) {
-		uint32_t prod_tail = atomic_load_explicit(&rg->prod_tail, memory_order_acquire);
-		uint32_t used = prod_tail - old;
-
-		if (n > used)
-			return 0;
-		if (atomic_compare_exchange_weak_explicit(&rg->cons_head, &old, old + n,
-							  memory_order_acquire,
-							  memory_order_acquire))
-			break;
-	}
-	*head = old;
-	return n;
-}
-
-static void ring_cons_finish(struct pkt_ring_shared *rg, uint32_t head, unsigned n)
-{
-	unsigned spins = 0;
-
-	while (atomic_load_explicit(&rg->cons_tail, memory_order_acquire) != head)
-		ring_wait(&spins);
-	atomic_store_explicit(&rg->cons_tail, head + n, memory_order_release);
-}
-
+/* Give back @n indices (all or nothing). @return n, or 0 when full. */
 static unsigned ring_enqueue(struct pkt_ring_shared *rg, const uint32_t *idx, unsigned n)
 {
-	uint32_t head;
+	uint32_t head, tail;
 
-	if (n == 0 || !ring_prod_start(rg, n, &head))
+	if (n == 0)
 		return 0;
+	shlock_lock(&rg->lock);
+	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
+	if (n > rg->capacity - (tail - head)) {
+		shlock_unlock(&rg->lock);
+		return 0;
+	}
 	for (unsigned i = 0; i < n; i++)
-		rg->slots[(head + i) & rg->mask] = idx[i];
-	ring_prod_finish(rg, head, n);
+		rg->slots[(tail + i) & rg->mask] = idx[i];
+	/* Published last: a holder that dies before this gave nothing back. */
+	atomic_store_explicit(&rg->tail, tail + n, memory_order_release);
+	shlock_unlock(&rg->lock);
 	return n;
 }
 
+/* Take @n indices (all or nothing). @return n, or 0 when too few. */
 static unsigned ring_dequeue(struct pkt_ring_shared *rg, uint32_t *idx, unsigned n)
 {
-	uint32_t head;
+	uint32_t head, tail;
 
-	if (n == 0 || !ring_cons_start(rg, n, &head))
+	if (n == 0)
 		return 0;
+	shlock_lock(&rg->lock);
+	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
+	if (n > tail - head) {
+		shlock_unlock(&rg->lock);
+		return 0;
+	}
 	for (unsigned i = 0; i < n; i++)
 		idx[i] = rg->slots[(head + i) & rg->mask];
-	ring_cons_finish(rg, head, n);
+	/* Taken last: a holder that dies before this took nothing. */
+	atomic_store_explicit(&rg->head, head + n, memory_order_release);
+	shlock_unlock(&rg->lock);
 	return n;
 }
 
 /* Entries in the ring; a snapshot, exact only when nobody is moving. */
 static unsigned ring_count(const struct pkt_ring_shared *rg)
 {
-	uint32_t cons = atomic_load_explicit(&rg->cons_tail, memory_order_acquire);
-	uint32_t prod = atomic_load_explicit(&rg->prod_tail, memory_order_acquire);
+	uint32_t cons = atomic_load_explicit(&rg->head, memory_order_acquire);
+	uint32_t prod = atomic_load_explicit(&rg->tail, memory_order_acquire);
 	uint32_t n = prod - cons;
 
 	return n > rg->capacity ? rg->capacity : n;
@@ -285,10 +216,9 @@ static void pool_init(char *base, mpops_off_t off, const char *name,
 	rg->capacity = l->ring_size - 1;
 	for (uint32_t i = 0; i < o->count; i++)
 		rg->slots[i] = i;
-	atomic_store_explicit(&rg->cons_head, 0, memory_order_relaxed);
-	atomic_store_explicit(&rg->cons_tail, 0, memory_order_relaxed);
-	atomic_store_explicit(&rg->prod_head, o->count, memory_order_relaxed);
-	atomic_store_explicit(&rg->prod_tail, o->count, memory_order_relaxed);
+	shlock_init(&rg->lock);
+	atomic_store_explicit(&rg->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&rg->tail, o->count, memory_order_relaxed);
 
 	/* The magic last: a header with the magic is complete. */
 	atomic_thread_fence(memory_order_release);
@@ -512,13 +442,15 @@ static int cache_refill(struct mpops_pktpool *p, unsigned n)
 static int alloc_big(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
 	unsigned need = n - p->len;
-	uint32_t head;
+	uint32_t *idx = malloc(sizeof(*idx) * need);
 
-	if (!ring_cons_start(p->ring, need, &head))
+	if (!idx || !ring_dequeue(p->ring, idx, need)) {
+		free(idx);
 		return alloc_fail(p, n);
+	}
 	for (unsigned i = 0; i < need; i++)
-		pkts[p->len + i] = pkt_take(p, p->ring->slots[(head + i) & p->ring->mask]);
-	ring_cons_finish(p->ring, head, need);
+		pkts[p->len + i] = pkt_take(p, idx[i]);
+	free(idx);
 	for (unsigned i = 0; p->len; i++)
 		pkts[i] = pkt_take(p, p->cache[--p->len]);
 	return 0;

@@ -10,32 +10,34 @@
 #include <mpops/pkt.h>
 #include <mpops/region.h>
 
+#include "priv.h"
+
 #define PKTPOOL_MAGIC 0x4c4f4f50544b504dULL /* "MPKTPOOL" little-endian */
 #define PKTPOOL_VERSION 1
 #define PKTPOOL_COUNT_MAX (1u << 24)
 
 /*
- * Bounded multi-producer/multi-consumer ring of buffer indices, as in
- * DPDK's rte_ring: each side has a head (claimed by compare-and-swap) and a
- * tail (published in claim order), on its own cache line. Indices run
- * freely and wrap at 2^32; a slot is index & mask.
+ * Bounded ring of free buffer indices shared by every process. Taking and
+ * giving back happen in bulk (a handle's cache refill or flush) under a
+ * robust shared lock: a process killed in the middle leaves the ring
+ * consistent, because the slots are copied first and head or tail moves
+ * with one store at the end; the next locker takes the lock over. (A
+ * lock-free two-phase ring, as DPDK's rte_ring, would wait forever for the
+ * dead process's claim to be published.) Indices run freely and wrap at
+ * 2^32; a slot is index & mask.
  */
 struct pkt_ring_shared {
-	_Atomic uint32_t prod_head;
-	_Atomic uint32_t prod_tail;
-	uint32_t pad0[14];
-	_Atomic uint32_t cons_head;
-	_Atomic uint32_t cons_tail;
-	uint32_t pad1[14];
+	struct shlock lock;
+	_Atomic uint32_t head;	/* next entry to take */
+	_Atomic uint32_t tail;	/* next slot to fill */
 	uint32_t size;		/* slots, a power of two */
 	uint32_t mask;		/* size - 1 */
 	uint32_t capacity;	/* most entries held: size - 1 >= count */
-	uint32_t pad2[13];
+	uint32_t pad[11];
 	uint32_t slots[];
 };
-_Static_assert(sizeof(struct pkt_ring_shared) == 192, "pkt ring layout");
-_Static_assert(offsetof(struct pkt_ring_shared, cons_head) == 64, "pkt ring layout");
-_Static_assert(offsetof(struct pkt_ring_shared, size) == 128, "pkt ring layout");
+_Static_assert(sizeof(struct pkt_ring_shared) == 128, "pkt ring layout");
+_Static_assert(offsetof(struct pkt_ring_shared, head) == 64, "pkt ring layout");
 
 /*
  * One allocation holds the whole pool, in this order, each part aligned to

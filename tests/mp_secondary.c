@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "demo_ops.h"
+#include "pkt_priv.h"
 #include "pkt_stress.h"
 
 static void log_out(enum mpops_log_level level, const char *line, void *arg)
@@ -341,6 +342,23 @@ static int cmd_pktstress(struct mpops_region *r, int rounds)
 	return st.bad != 0 || st.xfer < 100;
 }
 
+/* Die holding the pool's ring lock, as a process killed mid-refill would. */
+static int cmd_pktdie(struct mpops_region *r)
+{
+	struct pktpool_shared *sh;
+	struct pkt_ring_shared *rg;
+	mpops_off_t off;
+
+	if (mpops_root_get(r, PKT_MP_POOL, &off) < 0)
+		return 1;
+	sh = mpops_ptr(mpops_region_base(r), off);
+	rg = mpops_ptr(mpops_region_base(r), sh->ring_off);
+	pthread_mutex_lock(&rg->lock.m);
+	printf("locked\n");
+	fflush(stdout);
+	_exit(0);
+}
+
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
@@ -388,6 +406,8 @@ int main(int argc, char **argv)
 		bad = cmd_slot(r);
 	} else if (strcmp(cmd, "allocstress") == 0) {
 		bad = cmd_allocstress(r, argc > 4 ? atoi(argv[4]) : 200);
+	} else if (strcmp(cmd, "pktdie") == 0) {
+		bad = cmd_pktdie(r);
 	} else if (strcmp(cmd, "pktstress") == 0) {
 		bad = cmd_pktstress(r, argc > 4 ? atoi(argv[4]) : 2000);
 	} else if (strcmp(cmd, "audit") == 0) {

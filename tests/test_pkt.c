@@ -466,6 +466,31 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+Test(pkt, a_process_dying_inside_the_ring_does_not_wedge_the_pool, .timeout = 30)
+{
+	struct mpops_pktpool_opts o = { .sz = sizeof(o), .count = 256, .cache_size = 16 };
+	const char *args[] = { "pktdie", rundir_path(), "pkt", NULL };
+	struct mpops_pkt *m[64];
+	struct mpops_pktpool *p;
+	mpops_off_t pool;
+	char out[4096];
+	int st;
+
+	cr_assert_eq(mpops_pktpool_create(r, PKT_MP_POOL, &o, &pool), 0);
+	st = peer_run("mp-secondary", args, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert(strstr(out, "locked"), "%s", out);
+	/* The dead holder's lock is taken over; every buffer is still there. */
+	p = pool_open(pool);
+	for (int k = 0; k < 50; k++) {
+		cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 64), 0);
+		cr_assert_eq(mpops_pkt_free_bulk(p, m, 64), 0);
+	}
+	cr_assert_eq(logcap_count("a process died holding a shared lock"), 1);
+	cr_assert_eq(mpops_pktpool_avail(p), 256);
+	mpops_pktpool_close(p);
+}
+
 Test(pkt, processes_share_the_pool_and_free_each_others_buffers, .timeout = 120)
 {
 	enum { COUNT = 1024 };

@@ -5,10 +5,13 @@
  *
  * A pool is created inside a region by any writable process: fixed-size
  * buffers, each with a metadata struct (struct mpops_pkt) and headroom.
- * Free buffers sit in a lock-free multi-producer/multi-consumer ring of
- * buffer indices; every process (in practice every thread that does rx/tx)
- * opens its own handle with a local cache, so the fast path touches the
- * shared ring only once per cache refill or flush.
+ * Free buffers sit in a shared ring of buffer indices; every process (in
+ * practice every thread that does rx/tx) opens its own handle with a local
+ * cache, so the fast path is lock-free and touches the shared ring only
+ * once per bulk refill or flush. That exchange runs under a robust shared
+ * lock, so a process killed at any point (SIGKILL) cannot wedge the pool
+ * for the others; the buffers in a dead process's cache are lost to the
+ * pool.
  *
  * Everything in a buffer's metadata is an offset or plain data, so a
  * buffer allocated in one process may be freed in another. A multi-buffer
