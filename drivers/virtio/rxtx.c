@@ -148,7 +148,9 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 			/* Peek the first buffer's header: wait for all of the packet. */
 			struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
 
-			if (e.id < q->sh->size && q->cookie[e.id]) {
+			/* The header is the device's only if its length says so. */
+			if (e.id < q->sh->size && q->cookie[e.id] && e.len >= hdr &&
+			    e.len <= q->desc[e.id].len) {
 				struct mpops_pkt *f = mpops_ptr(p->base, q->cookie[e.id]);
 
 				vh = (void *)((char *)mpops_pkt_data(p->base, f) - hdr);

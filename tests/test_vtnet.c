@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The vtnet driver against a scripted vhost-user backend (fake_vhost.c):
+ * negotiation, a backend that misbehaves in the protocol, a device that
+ * writes bad used-ring entries (this test writes them itself, through its
+ * mapping of the rings, as a device would), link loss and reconnection.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "fake_vhost.h"
+#include "vhost_user.h"
+#include "helpers.h"
+#include "vtnet_priv.h"
+
+static struct mpops_region *r;
+static struct fake_vhost fv;
+static char sock[100];
+
+static void setup(void)
+{
+	struct mpops_region_opts o = { .sz = sizeof(o), .size = 64u << 20 };
+
+	logcap_start();
+	o.runtime_dir = rundir_make();
+	cr_assert_eq(mpops_region_create("vt", &o, &r), 0);
+	snprintf(sock, sizeof(sock), "%s/vhost.sock", rundir_path());
+	memset(&fv, 0, sizeof(fv));
+	snprintf(fv.path, sizeof(fv.path), "%s", sock);
+}
+
+static void teardown(void)
+{
+	if (fv.thr)
+		fake_vhost_stop(&fv);
+	mpops_region_detach(r);
+	rundir_remove();
+}
+
+TestSuite(vtnet, .init = setup, .fini = teardown, .timeout = 60);
+
+static struct vtnet_conf conf(void)
+{
+	struct vtnet_conf c = {
+		.sz = sizeof(c), .vhost_path = sock, .pool_size = 1024,
+		.ring_size = 64, .connect_timeout_ms = 2000,
+	};
+
+	return c;
+}
+
+static struct vtnet_port *started(struct vtnet_conf c)
+{
+	struct vtnet_port *p = NULL;
+
+	cr_assert_eq(fake_vhost_start(&fv), 0);
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
+	cr_assert_eq(vtnet_port_start(p), 0);
+	return p;
+}
+
+Test(vtnet, negotiates_what_both_sides_have)
+{
+	struct vtnet_port *p = started(conf());
+	struct vtnet_info in;
+	struct vtnet_link l;
+
+	cr_assert_eq(vtnet_info_get(p, &in), 0);
+	/* The fake offers VERSION_1 and MRG_RXBUF; MAC, STATUS, CTRL_VQ are emulated. */
+	cr_assert(in.features & BIT64(VIRTIO_F_VERSION_1));
+	cr_assert(in.features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
+	cr_assert(in.features & BIT64(VIRTIO_NET_F_MAC));
+	cr_assert_not(in.features & BIT64(VIRTIO_RING_F_EVENT_IDX));	/* not offered */
+	cr_assert_not(in.features & BIT64(VIRTIO_F_IN_ORDER));
+	cr_assert_eq(in.hdr_size, 12);
+	cr_assert_str_eq(in.transport, "vtpci/user");
+	/* The backend is told only what it offered, not the emulated bits. */
+	cr_assert_eq(fv.acked_features & BIT64(VIRTIO_NET_F_MAC), 0);
+	cr_assert(fv.acked_features & BIT64(VIRTIO_F_VERSION_1));
+	cr_assert_eq(fv.requests[VHOST_USER_SET_MEM_TABLE], 1);
+	cr_assert_eq(fv.requests[VHOST_USER_SET_VRING_KICK], 2);
+	cr_assert_eq(vtnet_link_get(p, &l), 0);
+	cr_assert_eq(l.up, 1);
+	cr_assert_eq(logcap_count("vtnet p0: negotiated "), 1);
+	cr_assert_eq(vtnet_port_close(p), 0);
+	cr_assert_eq(fv.requests[VHOST_USER_GET_VRING_BASE], 2);	/* rings taken back */
+}
+
+Test(vtnet, mergeable_off_is_negotiated_away)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+	struct vtnet_info in;
+
+	c.mergeable = -1;
+	p = started(c);
+	vtnet_info_get(p, &in);
+	cr_assert_not(in.features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
+	cr_assert_eq(fv.acked_features & BIT64(VIRTIO_NET_F_MRG_RXBUF), 0);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, no_backend_is_enoent)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+
+	c.connect_timeout_ms = 100;
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -ENOENT);
+	cr_assert_eq(logcap_count("no vhost-user backend listens on"), 1);
+}
+
+Test(vtnet, garbage_reply_is_ebadmsg)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+
+	fv.mode = FAKE_GARBAGE;
+	cr_assert_eq(fake_vhost_start(&fv), 0);
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EBADMSG);
+	cr_assert_eq(logcap_count("vhost-user backend sent a malformed reply to GET_FEATURES"), 1);
+	/* Nothing was left behind: the name can be used again. */
+	fv.mode = FAKE_OK;
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, backend_closing_mid_negotiation_is_econnreset)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+
+	fv.mode = FAKE_CLOSE_EARLY;
+	cr_assert_eq(fake_vhost_start(&fv), 0);
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -ECONNRESET);
+	cr_assert_eq(logcap_count("vhost-user backend closed the connection during GET_FEATURES"), 1);
+}
+
+Test(vtnet, bad_conf_is_einval)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+
+	c.ring_size = 100;
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	c = conf();
+	c.nb_qp = VTNET_MAX_QP + 1;
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	c = conf();
+	c.transport = "pci-modern";
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("unknown transport 'pci-modern'"), 1);
+	c = conf();
+	c.nb_qp = 2;	/* the fake has no MQ */
+	cr_assert_eq(fake_vhost_start(&fv), 0);
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -ENOTSUP);
+	cr_assert_eq(logcap_count("the device offers no multiqueue"), 1);
+}
+
+/* Play the device: put a used entry in the rx ring. */
+static void dev_used(struct vtnet_vq *q, uint32_t id, uint32_t len)
+{
+	uint16_t u = q->used->idx;
+
+	q->used->ring[u & q->mask].id = id;
+	q->used->ring[u & q->mask].len = len;
+	__atomic_store_n(&q->used->idx, (uint16_t)(u + 1), __ATOMIC_RELEASE);
+}
+
+Test(vtnet, bad_used_entries_are_counted_and_dropped)
+{
+	struct vtnet_port *p = started(conf());
+	struct vtnet_vq *rxq = &p->vq[0], *txq = &p->vq[1];
+	struct vtnet_queue_stats rx, tx;
+	struct mpops_pkt *pk[8];
+	struct virtio_net_hdr_mrg_rxbuf *vh;
+	struct mpops_pkt *m;
+	uint16_t head;
+
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	/* An id past the ring. */
+	dev_used(rxq, 4000, 64);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	/* Longer than the buffer the driver posted. */
+	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	dev_used(rxq, head, 100000);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	/* Shorter than a header. */
+	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	dev_used(rxq, head, 3);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	/* An impossible num_buffers. */
+	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	m = mpops_ptr(p->base, rxq->cookie[head]);
+	vh = (void *)((char *)mpops_pkt_data(p->base, m) - 12);
+	vh->num_buffers = 0;
+	dev_used(rxq, head, 12 + 60);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	/* A good one still arrives. */
+	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	m = mpops_ptr(p->base, rxq->cookie[head]);
+	vh = (void *)((char *)mpops_pkt_data(p->base, m) - 12);
+	vh->num_buffers = 1;
+	memset(mpops_pkt_data(p->base, m), 0xab, 60);
+	dev_used(rxq, head, 12 + 60);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 1);
+	cr_assert_eq(pk[0]->pkt_len, 60);
+	cr_assert_eq(((uint8_t *)mpops_pkt_data(p->base, pk[0]))[59], 0xab);
+	mpops_pkt_free(vtnet_pool(p), pk[0]);
+	/* The used index jumping beyond the ring. */
+	__atomic_store_n(&rxq->used->idx, (uint16_t)(rxq->used->idx + 1000), __ATOMIC_RELEASE);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	/* tx: an id the driver never posted. */
+	dev_used(txq, 7, 0);
+	cr_assert_geq(vtnet_tx_burst(p, 0, pk, 0), 0);
+
+	vtnet_stats_get(p, 0, &rx, &tx);
+	cr_assert_eq(rx.errors, 5, "rx errors %llu", (unsigned long long)rx.errors);
+	cr_assert_eq(rx.drops, 3);
+	cr_assert_eq(rx.packets, 1);
+	cr_assert_eq(tx.errors, 1);
+	cr_assert_eq(logcap_count("device returned a used id that is not in flight"), 2);
+	cr_assert_eq(logcap_count("device wrote more than the buffer holds"), 1);
+	cr_assert_eq(logcap_count("device wrote an impossible num_buffers"), 1);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, claims_are_exclusive_and_checked)
+{
+	struct vtnet_port *p = started(conf());
+	struct mpops_pkt *pk[1];
+
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 1), -EPERM);
+	cr_assert_eq(vtnet_queue_claim(p, 1), -ERANGE);
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);	/* ours already */
+	cr_assert_eq(vtnet_queue_release(p, 0), 0);
+	cr_assert_eq(vtnet_queue_release(p, 0), -EPERM);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
+{
+	struct vtnet_port *p = started(conf());
+	struct mpops_pkt *pk[4];
+	struct vtnet_link l;
+	int i;
+
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	signal(SIGPIPE, SIG_DFL);	/* a SIGPIPE would kill this test */
+	fake_vhost_hangup(&fv);
+	for (i = 0; i < 200; i++) {
+		vtnet_link_get(p, &l);
+		if (!l.up)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(l.up, 0);
+	cr_assert_eq(logcap_count("disconnected: link down"), 1);
+	/* Bursts return nothing while down, and send nothing. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 4), 0);
+	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 4), 0);
+	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 4), 0);
+	mpops_pkt_free_bulk(vtnet_pool(p), pk, 4);
+	/* The fake accepts the next connection: the link comes back. */
+	for (i = 0; i < 300; i++) {
+		vtnet_link_get(p, &l);
+		if (l.up)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(l.up, 1);
+	cr_assert_eq(l.reconnects, 2);
+	cr_assert_eq(l.changes, 3);	/* up, down, up */
+	cr_assert_eq(fv.sessions, 2);
+	cr_assert_eq(fv.requests[VHOST_USER_SET_MEM_TABLE], 2);
+	cr_assert_eq(logcap_count("reconnected: link up"), 1);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, server_mode_waits_for_the_backend)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+	struct vtnet_link l;
+
+	c.server = 1;
+	fv.client = 1;
+	cr_assert_eq(fake_vhost_start(&fv), 0);
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
+	cr_assert_eq(vtnet_port_start(p), 0);
+	vtnet_link_get(p, &l);
+	cr_assert_eq(l.up, 1);
+	cr_assert_eq(logcap_count("waiting for a vhost-user backend to connect"), 1);
+	vtnet_port_close(p);
+}
+
+Test(vtnet, audit_is_clean_after_start_and_traffic)
+{
+	struct vtnet_port *p = started(conf());
+	struct mpops_pkt *pk[8];
+
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 8), 0);
+	for (int i = 0; i < 8; i++)
+		pk[i]->data_len = (uint16_t)(pk[i]->pkt_len = 64);
+	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 8), 8);
+	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
+	vtnet_port_close(p);
+}
