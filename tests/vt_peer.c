@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vt-peer: a vtnet secondary in its own executable, for the driver's
+ * multi-process tests. Built twice: vt-peer with the real driver and
+ * vt-peer-origin with the field report's bug (a raw ops pointer in the
+ * shared port).
+ *
+ *   vt-peer CMD RUNDIR REGION PORT QP COUNT [SIZE]
+ *     tx    send COUNT packets of SIZE bytes (default 64)
+ *     rx    receive COUNT packets (10 s at most)
+ *     loop  send COUNT and receive them back, checking each stamp
+ *     hold  claim QP and wait for SIGTERM
+ *
+ * Prints "key=value" lines; exits 0 when the command's own checks hold.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mpops/mpops.h>
+#include <mpops/vtnet.h>
+
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void log_out(enum mpops_log_level level, const char *line, void *arg)
+{
+	(void)level;
+	(void)arg;
+	printf("log: %s\n", line);
+	fflush(stdout);
+}
+
+struct stamp {
+	uint8_t dst[6], src[6];
+	uint16_t type;
+	int32_t pid;
+	uint32_t seq;
+} __attribute__((packed));
+
+int main(int argc, char **argv)
+{
+	struct mpops_attach_opts ao = { .sz = sizeof(ao) };
+	uint64_t sent = 0, got = 0, bad = 0;
+	struct vtnet_queue_stats rs, ts;
+	struct mpops_region *r;
+	struct mpops_pktpool *pool;
+	struct vtnet_port *p;
+	const char *cmd;
+	unsigned size = 64;
+	uint64_t count;
+	double end;
+	uint16_t qp;
+	void *base;
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	mpops_log_set(log_out, NULL);
+	if (argc < 7) {
+		fprintf(stderr, "usage: vt-peer CMD RUNDIR REGION PORT QP COUNT [SIZE]\n");
+		return 2;
+	}
+	signal(SIGTERM, on_term);
+	cmd = argv[1];
+	ao.runtime_dir = argv[2];
+	qp = (uint16_t)atoi(argv[5]);
+	count = strtoull(argv[6], NULL, 10);
+	if (argc > 7)
+		size = (unsigned)atoi(argv[7]);
+	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
+		return 1;
+	if ((rc = vtnet_port_open(r, argv[4], &p)) < 0)
+		return 1;
+	rc = vtnet_queue_claim(p, qp);
+	printf("claim=%d\n", rc);
+	if (rc < 0)
+		return 1;
+	pool = vtnet_pool(p);
+	base = mpops_region_base(r);
+	if (strcmp(cmd, "hold") == 0) {
+		printf("holding\n");
+		while (!stop)
+			pause();
+		goto out;
+	}
+	end = now_s() + 10;
+	while (!stop && now_s() < end) {
+		struct mpops_pkt *pk[32];
+		int n;
+
+		if (strcmp(cmd, "rx") != 0 && sent < count) {
+			unsigned want = count - sent < 32 ? (unsigned)(count - sent) : 32;
+
+			if (mpops_pkt_alloc_bulk(pool, pk, want) == 0) {
+				for (unsigned i = 0; i < want; i++) {
+					struct stamp *s = mpops_pkt_data(base, pk[i]);
+
+					memset(s, 0, sizeof(*s));
+					memset(s->dst, 0xff, 6);
+					s->type = 0xb588;
+					s->pid = getpid();
+					s->seq = (uint32_t)(sent + i);
+					pk[i]->data_len = (uint16_t)size;
+					pk[i]->pkt_len = size;
+				}
+				n = vtnet_tx_burst(p, qp, pk, (uint16_t)want);
+				if (n < 0)
+					n = 0;
+				sent += (uint64_t)n;
+				if ((unsigned)n < want)
+					mpops_pkt_free_bulk(pool, pk + n, want - (unsigned)n);
+			}
+		}
+		n = vtnet_rx_burst(p, qp, pk, 32);
+		for (int i = 0; i < n; i++) {
+			struct stamp *s = mpops_pkt_data(base, pk[i]);
+
+			if (strcmp(cmd, "loop") == 0 && (s->pid != getpid() || pk[i]->pkt_len != size))
+				bad++;
+			mpops_pkt_free(pool, pk[i]);
+		}
+		if (n > 0)
+			got += (uint64_t)n;
+		if (strcmp(cmd, "tx") == 0 && sent >= count)
+			break;
+		if (strcmp(cmd, "tx") != 0 && got >= count)
+			break;
+	}
+out:
+	vtnet_stats_get(p, qp, &rs, &ts);
+	printf("sent=%llu received=%llu bad=%llu rx_kicks=%llu tx_kicks=%llu rx_errors=%llu tx_errors=%llu audit=%d\n",
+	       (unsigned long long)sent, (unsigned long long)got, (unsigned long long)bad,
+	       (unsigned long long)rs.kicks, (unsigned long long)ts.kicks,
+	       (unsigned long long)rs.errors, (unsigned long long)ts.errors,
+	       mpops_audit(r, NULL, NULL, 0));
+	vtnet_port_close(p);
+	mpops_region_detach(r);
+	if (strcmp(cmd, "hold") == 0)
+		return 0;
+	if (strcmp(cmd, "tx") == 0)
+		return sent >= count ? 0 : 1;
+	return got >= count && bad == 0 ? 0 : 1;
+}
