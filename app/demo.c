@@ -48,6 +48,7 @@ struct opts {
 	int mergeable;
 	int kick_driven;
 	int json;
+	int verbose;
 	unsigned size;
 	const char *rundir;
 };
@@ -76,6 +77,7 @@ static void usage(FILE *f)
 		"  --vhost-server       listen on the socket; the backend connects to us\n"
 		"  --kick-driven        run mpops-vhost in kick-driven mode\n"
 		"  --runtime-dir DIR    where the region's socket goes (default: a fresh /tmp dir)\n"
+		"  --verbose            show the backend's log\n"
 		"  --json               one JSON object at the end instead of the summary\n",
 		VTNET_MAX_QP);
 }
@@ -92,6 +94,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "kick-driven", no_argument, NULL, 'k' },
 		{ "runtime-dir", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -115,6 +118,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'k': o->kick_driven = 1; break;
 		case 'r': o->rundir = optarg; break;
 		case 'j': o->json = 1; break;
+		case 'V': o->verbose = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -161,6 +165,7 @@ static pid_t spawn(const char *prog, char *const argv[], int *out_fd, int quiet)
 		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	} else if (quiet) {
 		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	}
 	if (posix_spawnp(&pid, prog, &fa, NULL, argv, environ) != 0)
 		pid = -1;
@@ -263,7 +268,7 @@ int main(int argc, char **argv)
 		if (o.kick_driven)
 			bargv[n++] = "--kick-driven";
 		bargv[n] = NULL;
-		backend = spawn(vhost, bargv, NULL, 1);
+		backend = spawn(vhost, bargv, NULL, !o.verbose);
 		if (backend < 0) {
 			fprintf(stderr, "mpops-demo: cannot start %s: build it, or pass --vhost-socket\n", vhost);
 			failed = 1;

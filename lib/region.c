@@ -527,6 +527,7 @@ const char *mpops_region_name(const struct mpops_region *r) { return r->name; }
 enum mpops_role mpops_region_role(const struct mpops_region *r) { return r->role; }
 int mpops_region_primary_pid(const struct mpops_region *r) { return r->primary_pid; }
 int mpops_region_fd(const struct mpops_region *r) { return r->fd; }
+int mpops_region_is_writable(const struct mpops_region *r) { return !r->readonly; }
 
 int mpops_region_primary_check(struct mpops_region *r)
 {

@@ -261,3 +261,37 @@ Test(vtnet_mp, backend_exit_turns_the_link_down_everywhere_and_server_mode_recov
 	vtnet_port_close(p);
 	mpops_region_detach(r);
 }
+
+Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
+{
+	const char *a[] = { "loop", rundir_path(), "vm", "p0", "1", "500", NULL };
+	const char *d[] = { "--json", "--runtime-dir", rundir_path(), "vm", "p0", NULL };
+	static struct proc s;
+	static char out[1 << 15];
+	int st;
+
+	backend_start(0);
+	primary_start("vt-primary", "2", "1", 0);
+	start(&s, "vt-peer", a, NULL);
+	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
+	cr_assert(EXITED_OK(st), "%s", s.out);
+	st = peer_run("../app/mpops-dump", d, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert(strstr(out, "\"name\": \"vtpci/user\"}"), "%s", out);
+	cr_assert(strstr(out, "\"started\": true, \"link_up\": true"), "%s", out);
+	cr_assert(strstr(out, "VERSION_1"), "%s", out);
+	cr_assert(strstr(out, "\"nb_qp\": 2"), "%s", out);
+	/* Queue pair 1 carried the secondary's 500 packets each way. */
+	cr_assert(strstr(out, "{\"vq\": 3, \"dir\": \"tx\""), "%s", out);
+	cr_assert(strstr(out, "\"packets\": 500, \"bytes\": 32000"), "%s", out);
+	/* The text form too. */
+	d[0] = "--runtime-dir";
+	d[1] = rundir_path();
+	d[2] = "vm";
+	d[3] = "p0";
+	d[4] = NULL;
+	st = peer_run("../app/mpops-dump", d, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert(strstr(out, "transport: ops ID"), "%s", out);
+	cr_assert(strstr(out, "= vtpci/user"), "%s", out);
+}

@@ -471,7 +471,9 @@ int vtnet_port_open(struct mpops_region *r, const char *name, struct vtnet_port 
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
 		if (p->sh->vq_off[i])
 			vq_map(p, i);
-	if ((rc = mpops_pktpool_open(r, p->sh->pool_off, &p->pool)) < 0) {
+	/* A read-only handle (a dump tool) looks, it does not move packets. */
+	if (mpops_region_is_writable(r) &&
+	    (rc = mpops_pktpool_open(r, p->sh->pool_off, &p->pool)) < 0) {
 		free(p);
 		return rc;
 	}
@@ -519,7 +521,8 @@ int vtnet_port_close(struct vtnet_port *p)
 		mpops_free(p->r, p->sh_off);
 	} else {
 		ports_del(p);
-		mpops_pktpool_close(p->pool);
+		if (p->pool)
+			mpops_pktpool_close(p->pool);
 	}
 	free(p);
 	return 0;
@@ -600,6 +603,10 @@ int vtnet_queue_claim(struct vtnet_port *p, uint16_t qp)
 	if (qp >= p->sh->nb_qp) {
 		vt_err("vtnet %s: no queue pair %u (the port has %u)", p->sh->name, qp, p->sh->nb_qp);
 		return -ERANGE;
+	}
+	if (!p->pool) {
+		vt_err("vtnet %s: a read-only attach cannot claim queues", p->sh->name);
+		return -EROFS;
 	}
 	c = &p->sh->claims[qp];
 	while (!atomic_compare_exchange_strong(&c->pid, &cur, me)) {

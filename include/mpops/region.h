@@ -134,6 +134,8 @@ MPOPS_API enum mpops_role mpops_region_role(const struct mpops_region *r);
  * by the region: do not close it.
  */
 MPOPS_API int mpops_region_fd(const struct mpops_region *r);
+/** 1 if this process may write the region, 0 for a read-only attach. */
+MPOPS_API int mpops_region_is_writable(const struct mpops_region *r);
 /** pid of the primary that created the region. */
 MPOPS_API int mpops_region_primary_pid(const struct mpops_region *r);
 
