@@ -34,8 +34,9 @@ extern char **environ;
 struct worker {
 	pid_t pid;
 	int out;		/* its stdout */
-	char line[512];		/* its final JSON line */
+	char line[1024];	/* what it printed: a "resolved" line, then JSON */
 	size_t len;
+	int told;		/* its "resolved" line was shown */
 	int status;
 	int done;
 };
@@ -302,6 +303,8 @@ int main(int argc, char **argv)
 			in.nb_qp, in.transport, in.ops_id);
 		fprintf(live, "  features: %s\n  backend: %s%s\n", feat,
 			o.vhost_socket ? sock : vhost, o.vhost_socket ? "" : " (loopback)");
+		fprintf(live, "  primary pid %d: ops ID %u = %s -> ops table %p in its own process\n",
+			(int)getpid(), in.ops_id, in.transport, in.ops_local);
 	}
 
 	/* The secondaries. */
@@ -335,9 +338,17 @@ int main(int argc, char **argv)
 		if (!open)
 			break;
 		poll(pf, (nfds_t)o.secondaries, 100);
-		for (int i = 0; i < o.secondaries; i++)
+		for (int i = 0; i < o.secondaries; i++) {
+			char *nl;
+
 			if (!w[i].done && (pf[i].revents & (POLLIN | POLLHUP)))
 				worker_read(&w[i]);
+			if (!w[i].told && strncmp(w[i].line, "resolved: ", 10) == 0 &&
+			    (nl = strchr(w[i].line, '\n'))) {
+				fprintf(live, "  %.*s\n", (int)(nl - w[i].line - 10), w[i].line + 10);
+				w[i].told = 1;
+			}
+		}
 		if (interrupted) {
 			for (int i = 0; i < o.secondaries; i++)
 				if (w[i].pid > 0 && !w[i].done)

@@ -80,6 +80,14 @@ int main(int argc, char **argv)
 		mpops_region_detach(r);
 		return 1;
 	}
+	{
+		struct vtnet_info in;
+
+		vtnet_info_get(p, &in);
+		printf("resolved: secondary pid %d, queue %u: ops ID %u = %s -> ops table %p in its own process\n",
+		       (int)getpid(), q, in.ops_id, in.transport, in.ops_local);
+		fflush(stdout);
+	}
 	pool = vtnet_pool(p);
 	base = mpops_region_base(r);
 	end = now_s() + atof(argv[5]);

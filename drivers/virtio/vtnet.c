@@ -711,6 +711,7 @@ int vtnet_info_get(struct vtnet_port *p, struct vtnet_info *info)
 	info->ops_id = sh->ops_id;
 	mpops_ops_name(sh->ops_id, cls, impl);
 	snprintf(info->transport, sizeof(info->transport), "%s/%s", cls, impl);
+	info->ops_local = MPOPS_OPS(vtpci, sh->ops_id);
 	info->started = atomic_load(&sh->state) == VTNET_STARTED;
 	info->primary_pid = sh->primary_pid;
 	for (int q = 0; q < VTNET_MAX_QP; q++)

@@ -167,6 +167,7 @@ struct vtnet_info {
 	uint16_t nb_qp, max_qp, ring_size, hdr_size, mtu;
 	uint16_t ops_id;		/**< transport ops ID (class vtpci) */
 	char transport[32];		/**< "vtpci/user" */
+	const void *ops_local;		/**< the transport's ops table in *this* process */
 	int started;
 	int32_t primary_pid;
 	int32_t owner_pid[VTNET_MAX_QP];	/**< claim holders, 0 = free */
