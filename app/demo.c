@@ -250,7 +250,7 @@ int main(int argc, char **argv)
 	if (o.vhost_socket) {
 		snprintf(sock, sizeof(sock), "%s", o.vhost_socket);
 	} else {
-		char qs[8], *bargv[12];
+		char qs[16], *bargv[12];
 		int n = 0;
 
 		snprintf(sock, sizeof(sock), "%.3000s/vhost.sock", rundir);
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
 	/* The secondaries. */
 	find_prog("mpops-demo-worker", "app", prog, sizeof(prog));
 	for (int i = 0; i < o.secondaries; i++) {
-		char qs[8], ds[32], zs[16];
+		char qs[16], ds[32], zs[16];
 		char *wargv[] = { prog, rundir, "demo", "port0", qs, ds, zs, NULL };
 
 		snprintf(qs, sizeof(qs), "%d", i);
