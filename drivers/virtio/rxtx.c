@@ -13,11 +13,6 @@
 
 #include "vtnet_priv.h"
 
-static inline uint64_t gpa(mpops_off_t off)
-{
-	return off;
-}
-
 static void vq_log_once(struct vtnet_port *p, struct vtnet_vq *q, uint32_t bit,
 			const char *what, unsigned a, unsigned b)
 {
@@ -25,25 +20,6 @@ static void vq_log_once(struct vtnet_port *p, struct vtnet_vq *q, uint32_t bit,
 		return;
 	mpops_log(MPOPS_LOG_ERR, "vtnet %s: queue %u: %s (%u, %u): entry dropped and counted; further ones are only counted",
 		  p->sh->name, q->sh->index, what, a, b);
-}
-
-static inline void desc_put(struct vtnet_vq *q, uint16_t d)
-{
-	if (q->sh->num_free == 0)
-		q->sh->free_head = d;
-	else
-		q->desc[q->sh->free_tail].next = d;
-	q->sh->free_tail = d;
-	q->sh->num_free++;
-}
-
-static inline uint16_t desc_get(struct vtnet_vq *q)
-{
-	uint16_t d = q->sh->free_head;
-
-	q->sh->free_head = q->desc[d].next & q->mask;
-	q->sh->num_free--;
-	return d;
 }
 
 /*
@@ -108,7 +84,7 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 	m = mpops_ptr(p->base, q->cookie[e.id]);
 	posted = q->desc[e.id].len;
 	q->cookie[e.id] = 0;
-	desc_put(q, (uint16_t)e.id);
+	vq_desc_put(q, (uint16_t)e.id);
 	if (e.len > posted) {
 		q->sh->errors++;
 		q->sh->drops++;
@@ -216,28 +192,11 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 	}
 	/* Refill what was consumed, then tell the device if it wants to know. */
 	old = q->sh->avail_idx;
-	while (q->sh->num_free > 0) {
-		struct mpops_pkt *m = mpops_pkt_alloc(p->pool);
-		uint16_t d;
-
-		if (!m) {
-			vq_log_once(p, q, VQ_LOG_NOBUF, "packet pool empty: rx refill postponed",
-				    q->sh->num_free, 0);
-			break;
-		}
-		d = desc_get(q);
-		q->desc[d].addr = gpa(m->buf_off + m->data_off - hdr);
-		q->desc[d].len = (uint32_t)(m->buf_len - m->data_off + hdr);
-		q->desc[d].flags = VRING_DESC_F_WRITE;
-		q->cookie[d] = mpops_off(p->base, m);
-		q->avail->ring[q->sh->avail_idx & q->mask] = d;
-		q->sh->avail_idx++;
-	}
-	if (old != q->sh->avail_idx) {
-		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
-				      memory_order_release);
+	if (q->sh->num_free > 0 && vq_rx_fill(p, q->sh->index, p->pool) > 0)
 		kick(p, qp, q, old);
-	}
+	else if (q->sh->num_free == q->sh->size)
+		vq_log_once(p, q, VQ_LOG_NOBUF, "packet pool empty and no rx buffer posted",
+			    q->sh->num_free, 0);
 	burst_leave(q);
 	return nb;
 }
@@ -254,7 +213,7 @@ static void tx_free_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t hea
 	for (uint16_t steps = 0; steps < q->sh->size; steps++) {
 		uint16_t flags = q->desc[d].flags, next = q->desc[d].next & q->mask;
 
-		desc_put(q, d);
+		vq_desc_put(q, d);
 		if (!(flags & VRING_DESC_F_NEXT))
 			break;
 		d = next;
@@ -325,18 +284,18 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 			continue;
 		}
 		memset((char *)mpops_pkt_data(p->base, m) - hdr, 0, hdr);
-		head = d = desc_get(q);
-		q->desc[d].addr = gpa(m->buf_off + m->data_off - hdr);
+		head = d = vq_desc_get(q);
+		q->desc[d].addr = vq_gpa(m->buf_off + m->data_off - hdr);
 		q->desc[d].len = (uint32_t)m->data_len + hdr;
 		q->desc[d].flags = 0;
 		s = m;
 		for (uint16_t k = 1; k < nseg && (s = mpops_pkt_next(p->base, s)); k++) {
-			uint16_t nd = desc_get(q);
+			uint16_t nd = vq_desc_get(q);
 
 			q->desc[d].flags = VRING_DESC_F_NEXT;
 			q->desc[d].next = nd;
 			d = nd;
-			q->desc[d].addr = gpa(s->buf_off + s->data_off);
+			q->desc[d].addr = vq_gpa(s->buf_off + s->data_off);
 			q->desc[d].len = s->data_len;
 			q->desc[d].flags = 0;
 		}

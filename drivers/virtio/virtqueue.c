@@ -15,11 +15,6 @@
 
 #include "vtnet_priv.h"
 
-static inline uint64_t gpa(mpops_off_t off)
-{
-	return off;
-}
-
 /* ==== layout ============================================================ */
 
 int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
@@ -89,29 +84,6 @@ void vq_reset(struct vtnet_port *p, uint16_t index)
 	q->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 }
 
-/* ==== descriptors ======================================================= */
-
-/* Take one descriptor from the free list; the caller checked num_free. */
-static inline uint16_t desc_get(struct vtnet_vq *q)
-{
-	uint16_t d = q->sh->free_head;
-
-	q->sh->free_head = q->desc[d].next & q->mask;
-	q->sh->num_free--;
-	return d;
-}
-
-/* Return one descriptor to the tail of the free list. */
-static inline void desc_put(struct vtnet_vq *q, uint16_t d)
-{
-	if (q->sh->num_free == 0)
-		q->sh->free_head = d;
-	else
-		q->desc[q->sh->free_tail].next = d;
-	q->sh->free_tail = d;
-	q->sh->num_free++;
-}
-
 /* ==== rx fill and drain ================================================= */
 
 int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
@@ -126,8 +98,9 @@ int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
 
 		if (!m)
 			break;
-		d = desc_get(q);
-		q->desc[d].addr = gpa(m->buf_off + m->data_off - hdr);
+		/* The header goes in the headroom, right before the data. */
+		d = vq_desc_get(q);
+		q->desc[d].addr = vq_gpa(m->buf_off + m->data_off - hdr);
 		q->desc[d].len = (uint32_t)(m->buf_len - m->data_off + hdr);
 		q->desc[d].flags = VRING_DESC_F_WRITE;
 		q->cookie[d] = mpops_off(p->base, m);
@@ -135,8 +108,9 @@ int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
 		q->sh->avail_idx++;
 		n++;
 	}
-	atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
-			      memory_order_release);
+	if (n)
+		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
+				      memory_order_release);
 	return n;
 }
 
@@ -179,13 +153,13 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	memcpy(scratch + CTRL_DATA_OFF, data, len);
 	scratch[CTRL_ACK_OFF] = 0xff;
 
-	d0 = desc_get(q);
-	d1 = desc_get(q);
-	d2 = desc_get(q);
-	q->desc[d0] = (struct vring_desc){ gpa(q->sh->scratch_off), 2, VRING_DESC_F_NEXT, d1 };
-	q->desc[d1] = (struct vring_desc){ gpa(q->sh->scratch_off + CTRL_DATA_OFF), len,
+	d0 = vq_desc_get(q);
+	d1 = vq_desc_get(q);
+	d2 = vq_desc_get(q);
+	q->desc[d0] = (struct vring_desc){ vq_gpa(q->sh->scratch_off), 2, VRING_DESC_F_NEXT, d1 };
+	q->desc[d1] = (struct vring_desc){ vq_gpa(q->sh->scratch_off + CTRL_DATA_OFF), len,
 					   VRING_DESC_F_NEXT, d2 };
-	q->desc[d2] = (struct vring_desc){ gpa(q->sh->scratch_off + CTRL_ACK_OFF), 1,
+	q->desc[d2] = (struct vring_desc){ vq_gpa(q->sh->scratch_off + CTRL_ACK_OFF), 1,
 					   VRING_DESC_F_WRITE, 0 };
 	q->cookie[d0] = 1;
 	old = q->sh->avail_idx;
@@ -217,9 +191,9 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	}
 	q->sh->last_used++;
 	q->cookie[d0] = 0;
-	desc_put(q, d0);
-	desc_put(q, d1);
-	desc_put(q, d2);
+	vq_desc_put(q, d0);
+	vq_desc_put(q, d1);
+	vq_desc_put(q, d2);
 	if (scratch[CTRL_ACK_OFF] != VIRTIO_NET_OK) {
 		mpops_log(MPOPS_LOG_ERR, "vtnet %s: the device rejected control command class %u cmd %u (ack %u)",
 			  p->sh->name, cls, cmd, scratch[CTRL_ACK_OFF]);

@@ -206,6 +206,35 @@ int vu_dev_start(struct vtnet_port *p);
 void vu_dev_stop(struct vtnet_port *p);
 void vu_kickfds(struct vtnet_port *p, int *fds, int *n);
 
+/* Device address of a region offset: the memory table maps the region at
+ * guest-physical 0, so it is the same in every process. */
+static inline uint64_t vq_gpa(mpops_off_t off)
+{
+	return off;
+}
+
+/* Take one descriptor from the free list; the caller checked num_free. */
+static inline uint16_t vq_desc_get(struct vtnet_vq *q)
+{
+	uint16_t d = q->sh->free_head;
+
+	q->sh->free_head = q->desc[d].next & q->mask;
+	q->sh->num_free--;
+	return d;
+}
+
+/* Return one descriptor to the tail of the free list (FIFO: with IN_ORDER
+ * descriptors must be used in ring order). */
+static inline void vq_desc_put(struct vtnet_vq *q, uint16_t d)
+{
+	if (q->sh->num_free == 0)
+		q->sh->free_head = d;
+	else
+		q->desc[q->sh->free_tail].next = d;
+	q->sh->free_tail = d;
+	q->sh->num_free++;
+}
+
 /* The device's avail_event, just past the used ring's entries. */
 static inline volatile uint16_t *vq_avail_event(const struct vtnet_vq *q)
 {
