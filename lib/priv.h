@@ -55,6 +55,10 @@ static inline uint64_t fnv1a_u64(uint64_t h, uint64_t v)
 	return fnv1a(h, &v, sizeof(v));
 }
 
+/* Layout hashes: sizes and offsets of shared structs. */
+#define H_STRUCT(h, T) fnv1a_u64((h), sizeof(T))
+#define H_FIELD(h, T, f) fnv1a_u64((h), offsetof(T, f))
+
 /* Copy a name into a fixed shared field; -ENAMETOOLONG if it does not fit. */
 static inline int name_copy(char *dst, size_t cap, const char *src)
 {

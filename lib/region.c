@@ -27,8 +27,6 @@
 
 /* ==== layout hash ======================================================= */
 
-#define H_STRUCT(h, T) fnv1a_u64((h), sizeof(T))
-#define H_FIELD(h, T, f) fnv1a_u64((h), offsetof(T, f))
 
 uint64_t region_layout_hash(void)
 {
