@@ -337,7 +337,7 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 		      struct vtnet_port **out)
 {
 	struct mpops_pktpool_opts po = { .sz = sizeof(po) };
-	static int channel_ready;
+	static struct mpops_region *served;	/* the region our handlers serve */
 	struct vtnet_port_shared *sh;
 	struct vtnet_port *p = NULL;
 	char root[MPOPS_NAME_MAX + 1];
@@ -399,12 +399,13 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 	if ((rc = mpops_pktpool_open(r, sh->pool_off, &p->pool)) < 0)
 		goto fail;
 
-	if (!channel_ready) {
+	/* Once per region: the kick-fd handler and the exit callback. */
+	if (served != r) {
 		rc = mpops_channel_register(r, VTNET_MSG_KICKFDS, kickfds_handler, NULL);
 		if (rc < 0 && rc != -EEXIST)
 			goto fail;
 		mpops_proc_on_exit(r, on_proc_exit, NULL);
-		channel_ready = 1;
+		served = r;
 	}
 	ports_add(p);
 	if ((rc = vu_dev_create(p, c)) < 0)
