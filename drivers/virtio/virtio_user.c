@@ -57,6 +57,7 @@ struct vtnet_dev {
 	int callfd[VTNET_MAX_VQ];
 	uint8_t status;
 	int want_started;		/* the port should be running */
+	struct mpops_pktpool *pool;	/* the monitor thread's own pool handle */
 	pthread_t mon;
 	int mon_running;
 	int stop_pipe[2];
@@ -426,7 +427,7 @@ static void dev_lost(struct vtnet_dev *d)
 	pthread_mutex_unlock(&d->mu);
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
 		if (p->vq[i].sh)
-			vq_drain(p, i, p->pool);
+			vq_drain(p, i, d->pool);
 }
 
 /* A backend is there again: the same features, the rings afresh. */
@@ -448,7 +449,7 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 	p->sh->features = had;
 	if (rc == 0 && d->want_started) {
 		for (uint16_t q = 0; q < p->sh->nb_qp; q++)
-			vq_rx_fill(p, (uint16_t)(2 * q), p->pool);
+			vq_rx_fill(p, (uint16_t)(2 * q), d->pool);
 		pthread_mutex_lock(&d->mu);
 		rc = dev_rings_start(d);
 		for (uint16_t q = 1; rc == 0 && q < p->sh->nb_qp; q++)
@@ -536,6 +537,9 @@ int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 		rc = -errno;
 		goto fail;
 	}
+	/* Pool handles are per thread: the monitor refills and drains with its own. */
+	if ((rc = mpops_pktpool_open(p->r, p->sh->pool_off, &d->pool)) < 0)
+		goto fail;
 	if (d->server) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
@@ -605,6 +609,8 @@ void vu_dev_destroy(struct vtnet_port *p)
 	for (int i = 0; i < 2; i++)
 		if (d->stop_pipe[i] >= 0)
 			close(d->stop_pipe[i]);
+	if (d->pool)
+		mpops_pktpool_close(d->pool);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 	p->dev = NULL;
