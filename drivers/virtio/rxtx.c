@@ -60,7 +60,7 @@ static inline void kick(struct vtnet_port *p, uint16_t qp, struct vtnet_vq *q, u
 		((const struct vtpci_ops *)p->sh->raw_ops)->notify_queue(p, q->sh->index);
 		(void)qp;
 #else
-		p->qp[qp].ops->notify_queue(p, q->sh->index);
+		p->qp[qp].notify(p, q->sh->index);
 #endif
 	}
 }

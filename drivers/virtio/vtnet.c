@@ -183,6 +183,7 @@ int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp)
 	if (slot != h->slot || !h->ops) {
 		h->slot = slot;
 		h->ops = MPOPS_OPS(vtpci, p->sh->ops_id);
+		h->notify = h->ops->notify_queue;
 	}
 	return 0;
 }
@@ -627,6 +628,7 @@ int vtnet_queue_claim(struct vtnet_port *p, uint16_t qp)
 	p->qp[qp].claimed = 1;
 	p->qp[qp].slot = NULL;
 	p->qp[qp].ops = NULL;
+	p->qp[qp].notify = NULL;
 	if ((rc = vtnet_qp_refresh(p, qp)) < 0 && rc != -ENOTCONN) {
 		vtnet_queue_release(p, qp);
 		return rc;

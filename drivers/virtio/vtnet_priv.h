@@ -146,6 +146,7 @@ struct vtnet_qp {
 	int claimed;
 	uint32_t slot_epoch;		/* epoch the cached fast path was built at */
 	const struct vtpci_ops *ops;	/* resolved transport ops, cached */
+	int (*notify)(struct vtnet_port *p, uint16_t vq); /* ops->notify_queue: one miss, not two */
 	struct vtnet_slot *slot;
 };
 
