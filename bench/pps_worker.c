@@ -337,6 +337,21 @@ static int run_loop(struct opts *o, struct vtnet_port *p, uint16_t qp, void *bas
 	return 0;
 }
 
+/* Claim the queue pair, say so, run the measured loop, release it. */
+static int claim_and_run(struct opts *o, struct mpops_region *r, struct vtnet_port *p)
+{
+	int rc, ret;
+
+	if ((rc = vtnet_queue_claim(p, (uint16_t)o->qp)) < 0) {
+		printf("result error=\"claim: %s\"\n", strerror(-rc));
+		return 1;
+	}
+	printf("ready pid=%d\n", (int)getpid());
+	ret = run_loop(o, p, (uint16_t)o->qp, mpops_region_base(r));
+	vtnet_queue_release(p, (uint16_t)o->qp);
+	return ret;
+}
+
 static int run_primary(struct opts *o)
 {
 	struct mpops_region_opts ro = { .sz = sizeof(ro), .runtime_dir = o->rundir };
@@ -368,13 +383,7 @@ static int run_primary(struct opts *o)
 		ret = 0;
 		goto out_port;
 	}
-	if ((rc = vtnet_queue_claim(p, (uint16_t)o->qp)) < 0) {
-		printf("result error=\"claim: %s\"\n", strerror(-rc));
-		goto out_port;
-	}
-	printf("ready pid=%d\n", (int)getpid());
-	ret = run_loop(o, p, (uint16_t)o->qp, mpops_region_base(r));
-	vtnet_queue_release(p, (uint16_t)o->qp);
+	ret = claim_and_run(o, r, p);
 out_port:
 	vtnet_port_close(p);
 out_region:
@@ -397,14 +406,7 @@ static int run_secondary(struct opts *o)
 		printf("result error=\"port open: %s\"\n", strerror(-rc));
 		goto out_region;
 	}
-	if ((rc = vtnet_queue_claim(p, (uint16_t)o->qp)) < 0) {
-		printf("result error=\"claim: %s\"\n", strerror(-rc));
-		goto out_port;
-	}
-	printf("ready pid=%d\n", (int)getpid());
-	ret = run_loop(o, p, (uint16_t)o->qp, mpops_region_base(r));
-	vtnet_queue_release(p, (uint16_t)o->qp);
-out_port:
+	ret = claim_and_run(o, r, p);
 	vtnet_port_close(p);
 out_region:
 	mpops_region_detach(r);
