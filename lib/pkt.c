@@ -176,9 +176,11 @@ static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
 	return 0;
 }
 
-static void pool_init(char *base, mpops_off_t off, const char *name,
+static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 		      const struct mpops_pktpool_opts *o, const struct pool_layout *l)
 {
+	char *base = r->base;
+	uint32_t usable = 0;
 	struct pktpool_shared *sh = (struct pktpool_shared *)(base + off);
 	struct pkt_ring_shared *rg = (struct pkt_ring_shared *)(base + off + l->ring_rel);
 	struct mpops_pkt *meta = (struct mpops_pkt *)(base + off + l->meta_rel);
@@ -208,15 +210,25 @@ static void pool_init(char *base, mpops_off_t off, const char *name,
 		meta[i].nb_segs = 1;
 	}
 
-	/* Every buffer starts in the ring. */
+	/* Every buffer starts in the ring, but one whose bytes a device could
+	 * not reach in one piece (it spans two hugepages that are not
+	 * physically adjacent): that one stays out for good. */
 	rg->size = l->ring_size;
 	rg->mask = l->ring_size - 1;
 	rg->capacity = l->ring_size - 1;
-	for (uint32_t i = 0; i < o->count; i++)
-		rg->slots[i] = i;
+	for (uint32_t i = 0; i < o->count; i++) {
+		if (mpops_region_iova(r, meta[i].buf_off, meta[i].buf_len, &meta[i].buf_iova) < 0) {
+			meta[i].flags = MPOPS_PKT_F_ALLOCATED;
+			continue;
+		}
+		rg->slots[usable++] = i;
+	}
+	if (usable < o->count)
+		log_info("pktpool '%s': %u of %u buffers span two hugepages that are not physically adjacent: left out",
+			 name, o->count - usable, o->count);
 	shlock_init(&rg->lock);
 	atomic_store_explicit(&rg->head, 0, memory_order_relaxed);
-	atomic_store_explicit(&rg->tail, o->count, memory_order_relaxed);
+	atomic_store_explicit(&rg->tail, usable, memory_order_relaxed);
 
 	/* The magic last: a header with the magic is complete. */
 	atomic_thread_fence(memory_order_release);
@@ -259,7 +271,7 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 	snprintf(tag, sizeof(tag), "pktpool.%s", name);
 	if ((rc = mpops_alloc(r, l.total, 64, tag, &off)) < 0)
 		return rc;
-	pool_init(r->base, off, name, &o, &l);
+	pool_init(r, off, name, &o, &l);
 	/* Another process may have taken the name meanwhile: root_set says. */
 	if ((rc = mpops_root_set(r, name, off)) < 0) {
 		mpops_free(r, off);

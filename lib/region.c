@@ -37,6 +37,7 @@ uint64_t region_layout_hash(void)
 	h = H_FIELD(h, struct region_hdr_shared, layout_hash);
 	h = H_FIELD(h, struct region_hdr_shared, state);
 	h = H_FIELD(h, struct region_hdr_shared, ops_table_off);
+	h = H_FIELD(h, struct region_hdr_shared, iova_table_off);
 	h = H_FIELD(h, struct region_hdr_shared, roots);
 	h = H_FIELD(h, struct region_hdr_shared, alloc);
 	h = H_STRUCT(h, struct root_shared);
@@ -359,6 +360,8 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	if ((rc = memory_place(r, &o)) < 0)
 		goto fail;
 	if ((rc = header_init(r, &o)) < 0)
+		goto fail;
+	if ((rc = region_iova_init(r, &o)) < 0)
 		goto fail;
 	r->procs = mpops_ptr(r->base, r->hdr->proc_table_off);
 	r->objs = mpops_ptr(r->base, r->hdr->obj_table_off);

@@ -57,7 +57,10 @@ struct region_hdr_shared {
 	mpops_off_t ops_table_off;
 	mpops_off_t proc_table_off;
 	mpops_off_t obj_table_off;
-	uint64_t pad0[6];
+	uint32_t iova_mode;		/* enum mpops_iova_mode */
+	uint32_t iova_page_shift;	/* MPOPS_IOVA_PA: log2 of the page size */
+	mpops_off_t iova_table_off;	/* MPOPS_IOVA_PA: uint64_t address per page */
+	uint64_t pad0[4];
 	struct shlock roots_lock;
 	struct root_shared roots[MPOPS_ROOTS_MAX];
 	struct alloc_shared alloc;
@@ -189,6 +192,9 @@ uint64_t region_layout_hash(void);
 int region_writable(struct mpops_region *r, const char *what);
 /* Mark the primary gone (logs once); returns -ENOTCONN. */
 int region_primary_lost(struct mpops_region *r);
+
+/* iova.c: record the pages' physical addresses (primary, at create) */
+int region_iova_init(struct mpops_region *r, const struct mpops_region_opts *o);
 
 /* alloc.c */
 void alloc_init(struct alloc_shared *a, mpops_off_t heap_off, uint64_t heap_size);

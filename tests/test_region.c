@@ -413,3 +413,105 @@ Test(region, hugetlb_memfd_region_is_shared_with_a_secondary)
 	huge_restore(old);
 	cr_assert(EXITED_OK(st), "%s", out);
 }
+
+Test(region, device_addresses_default_to_the_offset)
+{
+	struct mpops_region_opts o = { .sz = sizeof(o), .runtime_dir = rundir_path() };
+	struct mpops_region *r = NULL;
+	uint64_t iova = 1;
+
+	cr_assert_eq(mpops_region_create("iovaoff", &o, &r), 0);
+	cr_assert_eq(mpops_region_iova_mode(r), MPOPS_IOVA_OFF);
+	cr_assert_eq(mpops_region_page_size(r), (size_t)sysconf(_SC_PAGESIZE));
+	cr_assert_eq(mpops_region_iova(r, 0x12345, 100, &iova), 0);
+	cr_assert_eq(iova, 0x12345);
+	cr_assert_eq(mpops_region_iova(r, mpops_region_size(r), 1, &iova), -ERANGE);
+	cr_assert_eq(mpops_region_iova(r, mpops_region_size(r) - 10, 11, &iova), -ERANGE);
+	mpops_region_detach(r);
+}
+
+Test(region, physical_addresses_need_hugepages)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = rundir_path(), .flags = MPOPS_REGION_F_PHYS,
+	};
+	struct mpops_region *r = NULL;
+
+	cr_assert_eq(mpops_region_create("physsmall", &o, &r), -EINVAL);
+	cr_assert_null(r);
+	cr_assert_eq(logcap_count("need hugepage memory"), 1);
+}
+
+/* The physical address of the page at @va, read here independently. */
+static uint64_t test_pa(const void *va)
+{
+	uint64_t ent = 0, page = (uint64_t)sysconf(_SC_PAGESIZE);
+	FILE *f = fopen("/proc/self/pagemap", "r");
+
+	cr_assert_not_null(f);
+	cr_assert_eq(fseek(f, (long)((uintptr_t)va / page * 8), SEEK_SET), 0);
+	cr_assert_eq(fread(&ent, 8, 1, f), 1);
+	fclose(f);
+	return (ent & ((1ULL << 55) - 1)) * page + (uintptr_t)va % page;
+}
+
+Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = rundir_path(), .size = 8u << 20,
+		.backing = MPOPS_BACKING_MEMFD_HUGETLB, .flags = MPOPS_REGION_F_PHYS,
+	};
+	struct mpops_pktpool_opts po = { .sz = sizeof(po), .count = 2048, .cache_size = 1 };
+	const size_t huge = 2u << 20;
+	struct mpops_region *r = NULL;
+	struct mpops_pktpool *pool;
+	struct mpops_pkt *m;
+	mpops_off_t pool_off;
+	uint64_t iova, pa[4];
+	unsigned straddle = 0, seen = 0, gaps = 0;
+	long old = huge_reserve(4);
+	int rc;
+
+	if (old < 0)
+		cr_skip_test("cannot reserve hugepages here (not root?)");
+	rc = mpops_region_create("phys", &o, &r);
+	if (rc == -ENOMEM) {
+		huge_restore(old);
+		cr_skip_test("the kernel found no free 2 MiB pages");
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(mpops_region_iova_mode(r), MPOPS_IOVA_PA);
+	cr_assert_eq(mpops_region_page_size(r), huge);
+	for (int i = 0; i < 4; i++) {
+		pa[i] = test_pa((char *)mpops_region_base(r) + i * huge);
+		cr_assert_neq(pa[i], 0);
+		cr_assert_eq(mpops_region_iova(r, i * huge + 0x1234, 64, &iova), 0);
+		cr_assert_eq(iova, pa[i] + 0x1234, "page %d: %#llx, pagemap says %#llx", i,
+			     (unsigned long long)iova, (unsigned long long)pa[i] + 0x1234);
+	}
+	/* Across a page boundary only when the two pages are adjacent. */
+	rc = mpops_region_iova(r, huge - 8, 16, &iova);
+	cr_assert_eq(rc, pa[1] == pa[0] + huge ? 0 : -EFAULT);
+
+	/* A pool: every buffer's device address, and the ones left out. */
+	cr_assert_eq(mpops_pktpool_create(r, "physpool", &po, &pool_off), 0);
+	cr_assert_eq(mpops_pktpool_open(r, pool_off, &pool), 0);
+	while ((m = mpops_pkt_alloc(pool))) {
+		char *buf = mpops_ptr(mpops_region_base(r), m->buf_off);
+
+		cr_assert_eq(m->buf_iova, test_pa(buf));
+		cr_assert_eq(test_pa(buf + m->buf_len - 1), m->buf_iova + m->buf_len - 1,
+			     "buffer %u is not in one piece", m->index);
+		seen++;
+	}
+	/* Each boundary between pages that are not adjacent costs at most one
+	 * buffer; adjacent ones cost none. */
+	straddle = po.count - seen;
+	for (int i = 1; i < 4; i++)
+		gaps += pa[i] != pa[i - 1] + huge;
+	cr_assert_leq(straddle, gaps, "%u buffers left out, %u gaps between pages", straddle, gaps);
+	cr_assert_eq(logcap_count("span two hugepages"), straddle ? 1 : 0);
+	mpops_pktpool_close(pool);
+	mpops_region_detach(r);
+	huge_restore(old);
+}

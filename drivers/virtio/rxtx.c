@@ -285,7 +285,7 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 		}
 		memset((char *)mpops_pkt_data(p->base, m) - hdr, 0, hdr);
 		head = d = vq_desc_get(q);
-		q->desc[d].addr = vq_gpa(m->buf_off + m->data_off - hdr);
+		q->desc[d].addr = m->buf_iova + m->data_off - hdr;
 		q->desc[d].len = (uint32_t)m->data_len + hdr;
 		q->desc[d].flags = 0;
 		s = m;
@@ -295,7 +295,7 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 			q->desc[d].flags = VRING_DESC_F_NEXT;
 			q->desc[d].next = nd;
 			d = nd;
-			q->desc[d].addr = vq_gpa(s->buf_off + s->data_off);
+			q->desc[d].addr = s->buf_iova + s->data_off;
 			q->desc[d].len = s->data_len;
 			q->desc[d].flags = 0;
 		}

@@ -4,9 +4,10 @@
  * drain, and the control queue (driver side, and the device side that the
  * virtio-user transport emulates).
  *
- * Descriptor addresses are device addresses: region offsets (the memory
- * table maps the region at guest-physical 0), so every process can post
- * buffers wherever it mapped the region.
+ * Descriptor addresses are device addresses (mpops_region_iova): region
+ * offsets for virtio-user (the memory table maps the region at 0), physical
+ * addresses for a PCI device. Either is the same in every process, so any
+ * process can post buffers wherever it mapped the region.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
 {
 	struct mpops_region *r = p->r;
 	struct vtnet_vq_shared *sh;
+	size_t ring, align;
 	char tag[32];
 	mpops_off_t off;
 	int rc;
@@ -32,15 +34,24 @@ int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
 	sh = mpops_ptr(p->base, off);
 	sh->index = index;
 	sh->size = size;
-	if ((rc = mpops_alloc(r, sizeof(struct vring_desc) * size, 4096, tag, &sh->desc_off)) < 0 ||
-	    (rc = mpops_alloc(r, 6 + 2u * size, 64, tag, &sh->avail_off)) < 0 ||
-	    (rc = mpops_alloc(r, 6 + 8u * size, 4096, tag, &sh->used_off)) < 0 ||
-	    (rc = mpops_alloc(r, 8u * size, 64, tag, &sh->cookie_off)) < 0 ||
+	/* The ring in one block, laid out as a legacy device expects it (one
+	 * address: descriptors, avail, then used at the next 4 KiB), aligned to
+	 * its size rounded up to a power of two so that it never spans two
+	 * pages: a device that reads physical addresses sees it in one piece. */
+	ring = vring_size(size, VTNET_VRING_ALIGN);
+	for (align = 4096; align < ring; align <<= 1)
+		;
+	if ((rc = mpops_alloc(r, ring, align, tag, &sh->desc_off)) < 0)
+		return rc;
+	sh->avail_off = sh->desc_off + sizeof(struct vring_desc) * size;
+	sh->used_off = sh->desc_off +
+		       ALIGN_POW2(sizeof(struct vring_desc) * size + 2u * (3 + size), VTNET_VRING_ALIGN);
+	if ((rc = mpops_alloc(r, 8u * size, 64, tag, &sh->cookie_off)) < 0 ||
 	    (rc = mpops_alloc(r, 2u * size, 64, tag, &sh->inflight_off)) < 0)
 		return rc;
 	/* Control queue: room for one command at a time. */
 	if (index == VTNET_CVQ(p->sh->max_qp) &&
-	    (rc = mpops_alloc(r, 256, 64, tag, &sh->scratch_off)) < 0)
+	    (rc = mpops_alloc(r, 256, 256, tag, &sh->scratch_off)) < 0)
 		return rc;
 	vq_map(p, index);
 	vq_reset(p, index);
@@ -100,7 +111,7 @@ int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
 			break;
 		/* The header goes in the headroom, right before the data. */
 		d = vq_desc_get(q);
-		q->desc[d].addr = vq_gpa(m->buf_off + m->data_off - hdr);
+		q->desc[d].addr = m->buf_iova + m->data_off - hdr;
 		q->desc[d].len = (uint32_t)(m->buf_len - m->data_off + hdr);
 		q->desc[d].flags = VRING_DESC_F_WRITE;
 		q->cookie[d] = mpops_off(p->base, m);
@@ -156,10 +167,10 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	d0 = vq_desc_get(q);
 	d1 = vq_desc_get(q);
 	d2 = vq_desc_get(q);
-	q->desc[d0] = (struct vring_desc){ vq_gpa(q->sh->scratch_off), 2, VRING_DESC_F_NEXT, d1 };
-	q->desc[d1] = (struct vring_desc){ vq_gpa(q->sh->scratch_off + CTRL_DATA_OFF), len,
+	q->desc[d0] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off), 2, VRING_DESC_F_NEXT, d1 };
+	q->desc[d1] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off + CTRL_DATA_OFF), len,
 					   VRING_DESC_F_NEXT, d2 };
-	q->desc[d2] = (struct vring_desc){ vq_gpa(q->sh->scratch_off + CTRL_ACK_OFF), 1,
+	q->desc[d2] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off + CTRL_ACK_OFF), 1,
 					   VRING_DESC_F_WRITE, 0 };
 	q->cookie[d0] = 1;
 	old = q->sh->avail_idx;

@@ -506,9 +506,7 @@ int vtnet_port_close(struct vtnet_port *p)
 			if (!v)
 				continue;
 			vq_drain(p, i, p->pool);
-			mpops_free(p->r, v->desc_off);
-			mpops_free(p->r, v->avail_off);
-			mpops_free(p->r, v->used_off);
+			mpops_free(p->r, v->desc_off);	/* the whole ring */
 			mpops_free(p->r, v->cookie_off);
 			mpops_free(p->r, v->inflight_off);
 			if (v->scratch_off)

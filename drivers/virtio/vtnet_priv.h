@@ -26,6 +26,9 @@
 #define VTNET_MSG_KICKFDS (MPOPS_MSG_USER + 0x100)
 
 #define BIT64(n) (1ULL << (n))
+#define ALIGN_POW2(x, a) (((x) + ((a) - 1)) & ~((size_t)(a) - 1))
+/* Ring alignment of the legacy interface (and of our layout for all). */
+#define VTNET_VRING_ALIGN 4096
 
 /* What this driver can do; the rest is negotiated away. */
 #define VTNET_DRIVER_FEATURES                                                 \
@@ -207,11 +210,15 @@ int vu_dev_start(struct vtnet_port *p);
 void vu_dev_stop(struct vtnet_port *p);
 void vu_kickfds(struct vtnet_port *p, int *fds, int *n);
 
-/* Device address of a region offset: the memory table maps the region at
- * guest-physical 0, so it is the same in every process. */
-static inline uint64_t vq_gpa(mpops_off_t off)
+/* Device address of a region offset (rings, control buffers; the fast path
+ * uses mpops_pkt.buf_iova). The caller allocated the bytes so that they do
+ * not span two pages. */
+static inline uint64_t vq_iova(const struct vtnet_port *p, mpops_off_t off)
 {
-	return off;
+	uint64_t iova = 0;
+
+	mpops_region_iova(p->r, off, 1, &iova);
+	return iova;
 }
 
 /* Take one descriptor from the free list; the caller checked num_free. */

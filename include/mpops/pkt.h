@@ -48,7 +48,8 @@ struct mpops_pkt {
 	uint32_t index;		/**< buffer index in its pool (set at create) */
 	uint32_t flags;		/**< MPOPS_PKT_F_* (internal use: allocated or free) */
 	uint64_t udata;		/**< free for applications */
-	uint64_t reserved;	/**< zero; pads the struct to 64 bytes */
+	uint64_t buf_iova;	/**< device address of the buffer (set at create:
+				     mpops_region_iova() of buf_off) */
 };
 
 /** mpops_pkt.flags: set while the buffer is allocated (internal). */

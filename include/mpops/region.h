@@ -47,6 +47,21 @@ enum mpops_role {
 
 /** mpops_region_opts.flags */
 #define MPOPS_REGION_F_NUMA	(1u << 0) /**< place memory on numa_node */
+/**
+ * Record the physical address of every page at create, for devices that
+ * reach memory by physical address (a PCI device bound to uio_pci_generic,
+ * or a legacy virtio device, whose DMA bypasses the IOMMU). Needs a
+ * hugepage backing (hugepages do not move) and root (CAP_SYS_ADMIN, to
+ * read /proc/self/pagemap). See mpops_region_iova().
+ */
+#define MPOPS_REGION_F_PHYS	(1u << 1)
+
+/** How device addresses of a region are formed (mpops_region_iova()). */
+enum mpops_iova_mode {
+	MPOPS_IOVA_OFF = 0,	/**< the region offset (a vhost-user memory table
+				     that maps the region at address 0) */
+	MPOPS_IOVA_PA = 1,	/**< physical addresses (MPOPS_REGION_F_PHYS) */
+};
 
 /**
  * Options for mpops_region_create(). Zero-initialise, then set @c sz to
@@ -134,6 +149,26 @@ MPOPS_API enum mpops_role mpops_region_role(const struct mpops_region *r);
  * by the region: do not close it.
  */
 MPOPS_API int mpops_region_fd(const struct mpops_region *r);
+/** How device addresses are formed in this region. */
+MPOPS_API enum mpops_iova_mode mpops_region_iova_mode(const struct mpops_region *r);
+
+/**
+ * Device address of @p len bytes at region offset @p off: the offset
+ * itself (MPOPS_IOVA_OFF), or the physical address (MPOPS_IOVA_PA). The
+ * same in every process. Any thread; a table lookup, no system call.
+ * @return 0 and *iova, or -ERANGE outside the region, -EFAULT the bytes
+ *   span two pages that are not physically adjacent (allocate with an
+ *   alignment of at least their size to keep them in one page).
+ */
+MPOPS_API int mpops_region_iova(const struct mpops_region *r, mpops_off_t off, size_t len,
+				uint64_t *iova);
+
+/**
+ * The size of the pages whose addresses MPOPS_IOVA_PA records (e.g. 2 MiB),
+ * or the normal page size for MPOPS_IOVA_OFF.
+ */
+MPOPS_API size_t mpops_region_page_size(const struct mpops_region *r);
+
 /** 1 if this process may write the region, 0 for a read-only attach. */
 MPOPS_API int mpops_region_is_writable(const struct mpops_region *r);
 /** pid of the primary that created the region. */
