@@ -152,9 +152,20 @@ Test(vtnet, bad_conf_is_einval)
 	c.nb_qp = VTNET_MAX_QP + 1;
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
 	c = conf();
+	c.transport = "pci-express";
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("unknown transport 'pci-express'"), 1);
 	c.transport = "pci-modern";
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
-	cr_assert_eq(logcap_count("unknown transport 'pci-modern'"), 1);
+	cr_assert_eq(logcap_count("transport pci-modern needs .pci_addr"), 1);
+	/* PCI devices reach memory by physical address: this region has none.
+	 * (Nothing on this machine's own PCI bus is opened: the check comes first.) */
+	c.pci_addr = "00:01.0";
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("create region 'vt' with MPOPS_REGION_F_PHYS"), 1);
+	c.pci_addr = "not-an-address";
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("needs .pci_addr as dddd:bb:dd.f, not 'not-an-address'"), 1);
 	c = conf();
 	c.nb_qp = 2;	/* the fake has no MQ */
 	cr_assert_eq(fake_vhost_start(&fv), 0);

@@ -54,20 +54,34 @@ static void ports_del(struct vtnet_port *p)
 	pthread_mutex_unlock(&ports_mu);
 }
 
-/* ==== the per-process slot: this process's kick fds ===================== */
+/* ==== transports ======================================================== */
 
-static int slot_attach(struct mpops_region *r, mpops_obj_id_t id, void *shared, void **out)
+static int user_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh,
+			    struct vtnet_slot *s);
+static void user_slot_detach(struct vtnet_slot *s);
+
+static const struct vtnet_transport_ops transports[] = {
+	[VTNET_TR_USER] = { "user", vu_dev_create, vu_dev_destroy, vu_dev_start, vu_dev_stop,
+			    user_slot_attach, user_slot_detach },
+	[VTNET_TR_PCI] = { "pci", vtpci_dev_create, vtpci_dev_destroy, vtpci_dev_start,
+			   vtpci_dev_stop, vtpci_slot_attach, vtpci_slot_detach },
+};
+
+/* The shared port says which; an unknown value is refused at open. */
+static const struct vtnet_transport_ops *tr(const struct vtnet_port_shared *sh)
 {
-	struct vtnet_port_shared *sh = shared;
-	struct vtnet_slot *s = calloc(1, sizeof(*s));
+	return &transports[sh->transport < sizeof(transports) / sizeof(transports[0]) ? sh->transport : VTNET_TR_USER];
+}
+
+/* ==== the per-process slot ============================================== */
+
+/* virtio-user: this process's copies of the kick fds. */
+static int user_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh,
+			    struct vtnet_slot *s)
+{
 	struct vtnet_port *owner;
 	int fds[VTNET_MAX_VQ], n = 0, rc = 0;
 
-	(void)id;
-	if (!s)
-		return -ENOMEM;
-	for (int i = 0; i < VTNET_MAX_VQ; i++)
-		s->kickfd[i] = -1;
 	owner = vtnet_port_find(sh->name);
 	if (owner && owner->dev) {
 		/* The primary: its own eventfds, duplicated for this slot. */
@@ -100,11 +114,33 @@ static int slot_attach(struct mpops_region *r, mpops_obj_id_t id, void *shared, 
 			vt_err("vtnet %s: cannot get this process's kick fds from the primary: %s",
 			       sh->name, strerror(-rc));
 	}
-	if (rc < 0) {
+	s->nfds = n;
+	return rc;
+}
+
+static void user_slot_detach(struct vtnet_slot *s)
+{
+	for (int i = 0; i < VTNET_MAX_VQ; i++)
+		if (s->kickfd[i] >= 0)
+			close(s->kickfd[i]);
+}
+
+static int slot_attach(struct mpops_region *r, mpops_obj_id_t id, void *shared, void **out)
+{
+	struct vtnet_port_shared *sh = shared;
+	struct vtnet_slot *s = calloc(1, sizeof(*s));
+	int rc;
+
+	(void)id;
+	if (!s)
+		return -ENOMEM;
+	for (int i = 0; i < VTNET_MAX_VQ; i++)
+		s->kickfd[i] = -1;
+	if ((rc = tr(sh)->slot_attach(r, sh, s)) < 0) {
+		tr(sh)->slot_detach(s);
 		free(s);
 		return rc;
 	}
-	s->nfds = n;
 	*out = s;
 	return 0;
 }
@@ -115,10 +151,7 @@ static int slot_detach(struct mpops_region *r, mpops_obj_id_t id, void *shared, 
 
 	(void)r;
 	(void)id;
-	(void)shared;
-	for (int i = 0; i < VTNET_MAX_VQ; i++)
-		if (s->kickfd[i] >= 0)
-			close(s->kickfd[i]);
+	tr(shared)->slot_detach(s);
 	free(s);
 	return 0;
 }
@@ -144,6 +177,21 @@ static int kickfds_handler(struct mpops_region *r, const struct mpops_msg *req,
 		if ((rc = mpops_msg_add_fd(reply, fds[i])) < 0)
 			return rc;
 	return 0;
+}
+
+/* Primary: hand a secondary a copy of a vfio-bound port's device fd. */
+static int vfiofd_handler(struct mpops_region *r, const struct mpops_msg *req,
+			  struct mpops_msg *reply, void *arg)
+{
+	struct vtnet_port *p;
+
+	(void)r;
+	(void)arg;
+	if (req->len == 0 || req->len > MPOPS_NAME_MAX + 1 || req->data[req->len - 1] != '\0')
+		return -EBADMSG;
+	if (!(p = vtnet_port_find((const char *)req->data)))
+		return -ENOENT;
+	return vtpci_fds_handler(p, reply);
 }
 
 /* Primary: a secondary left or died: free its claims. */
@@ -274,7 +322,18 @@ static int conf_check(const struct vtnet_conf *c, const char *name)
 		vt_err("vtnet %s: struct vtnet_conf needs .sz = sizeof(struct vtnet_conf)", name);
 		return -EINVAL;
 	}
-	if (!c->vhost_path || !*c->vhost_path || strlen(c->vhost_path) >= 108) {
+	if (c->transport && strcmp(c->transport, "user") != 0 && strcmp(c->transport, "pci") != 0 &&
+	    strcmp(c->transport, "pci-legacy") != 0 && strcmp(c->transport, "pci-modern") != 0) {
+		vt_err("vtnet %s: unknown transport '%s' (this build has: user, pci, pci-legacy, pci-modern)",
+		       name, c->transport);
+		return -EINVAL;
+	}
+	if (c->transport && strncmp(c->transport, "pci", 3) == 0) {
+		if (!c->pci_addr) {
+			vt_err("vtnet %s: transport %s needs .pci_addr (dddd:bb:dd.f)", name, c->transport);
+			return -EINVAL;
+		}
+	} else if (!c->vhost_path || !*c->vhost_path || strlen(c->vhost_path) >= 108) {
 		vt_err("vtnet %s: vhost_path must name a unix socket (up to 107 characters)", name);
 		return -EINVAL;
 	}
@@ -286,11 +345,17 @@ static int conf_check(const struct vtnet_conf *c, const char *name)
 		vt_err("vtnet %s: ring size %u is not a power of two", name, c->ring_size);
 		return -EINVAL;
 	}
-	if (c->transport && strcmp(c->transport, "user") != 0) {
-		vt_err("vtnet %s: unknown transport '%s' (this build has: user)", name, c->transport);
-		return -EINVAL;
-	}
 	return 0;
+}
+
+/* The control queue's size: a legacy device's own, else at most 64. */
+static uint16_t cvq_size(const struct vtnet_port_shared *sh)
+{
+	uint16_t dev = sh->pci.qsize_max[VTNET_CVQ(sh->max_qp)];
+
+	if (sh->transport != VTNET_TR_PCI || dev == 0)
+		return 64;
+	return !sh->pci.modern || dev < 64 ? dev : 64;
 }
 
 static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
@@ -311,6 +376,10 @@ static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
 		want &= ~BIT64(VIRTIO_F_IN_ORDER);
 	if (sh->nb_qp == 1)
 		want &= ~BIT64(VIRTIO_NET_F_MQ);
+	/* A PCI device behind an IOMMU: its DMA goes through the mappings
+	 * the primary made (vfio), which it must be told to use. */
+	if (sh->transport == VTNET_TR_PCI)
+		want |= BIT64(VIRTIO_F_ACCESS_PLATFORM);
 	sh->features = sh->device_features & want;
 	if (!(sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ)))
 		sh->features &= ~BIT64(VIRTIO_NET_F_MQ);
@@ -373,7 +442,16 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 	sh->ring_size = c->ring_size ? c->ring_size : 256;
 	sh->primary_pid = getpid();
 	sh->server = c->server;
-	strlcpy(sh->vhost_path, c->vhost_path, sizeof(sh->vhost_path));
+	sh->transport = c->transport && strncmp(c->transport, "pci", 3) == 0 ? VTNET_TR_PCI
+									    : VTNET_TR_USER;
+	if (c->vhost_path)
+		strlcpy(sh->vhost_path, c->vhost_path, sizeof(sh->vhost_path));
+	if (sh->transport == VTNET_TR_USER && mpops_region_iova_mode(r) != MPOPS_IOVA_OFF) {
+		vt_err("vtnet %s: a virtio-user port gives the backend region offsets as addresses: use a region without MPOPS_REGION_F_PHYS",
+		       name);
+		rc = -EINVAL;
+		goto fail;
+	}
 	memcpy(sh->mac, c->mac, 6);
 	if (!(sh->mac[0] | sh->mac[1] | sh->mac[2] | sh->mac[3] | sh->mac[4] | sh->mac[5])) {
 		/* Locally administered, unicast, from the pid. */
@@ -385,11 +463,9 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 		sh->mac[5] = (uint8_t)getpid();
 	}
 	atomic_store(&sh->state, VTNET_CREATED);
-	if ((rc = mpops_ops_id(&mpops_impl_vtpci_user, &sh->ops_id)) < 0)
+	if (sh->transport == VTNET_TR_USER &&
+	    (rc = mpops_ops_id(&mpops_impl_vtpci_user, &sh->ops_id)) < 0)
 		goto fail;
-#ifdef VTNET_ORIGIN_BUG
-	sh->raw_ops = MPOPS_OPS(vtpci, sh->ops_id);
-#endif
 
 	/* The pool: one per port, found again by name if the port is re-created. */
 	po.count = c->pool_size ? c->pool_size : 8192;
@@ -405,12 +481,20 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 		rc = mpops_channel_register(r, VTNET_MSG_KICKFDS, kickfds_handler, NULL);
 		if (rc < 0 && rc != -EEXIST)
 			goto fail;
+		rc = mpops_channel_register(r, VTNET_MSG_VFIOFD, vfiofd_handler, NULL);
+		if (rc < 0 && rc != -EEXIST)
+			goto fail;
 		mpops_proc_on_exit(r, on_proc_exit, NULL);
 		served = r;
 	}
 	ports_add(p);
-	if ((rc = vu_dev_create(p, c)) < 0)
+	/* The transport: connects or probes, and picks the ops (the PCI probe
+	 * chooses legacy or modern from what the device offers). */
+	if ((rc = tr(sh)->create(p, c)) < 0)
 		goto fail_list;
+#ifdef VTNET_ORIGIN_BUG
+	sh->raw_ops = MPOPS_OPS(vtpci, sh->ops_id);
+#endif
 	if ((rc = negotiate(p, c)) < 0)
 		goto fail_dev;
 	for (uint16_t q = 0; q < sh->nb_qp; q++) {
@@ -419,7 +503,7 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 			goto fail_dev;
 	}
 	if ((sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ)) &&
-	    (rc = vq_create(p, VTNET_CVQ(sh->max_qp), 64)) < 0)
+	    (rc = vq_create(p, VTNET_CVQ(sh->max_qp), cvq_size(sh))) < 0)
 		goto fail_dev;
 	if ((rc = mpops_ops_id(&mpops_impl_mpops_obj_vtnet_port, &cls)) < 0 ||
 	    (rc = mpops_obj_create(r, cls, p->sh_off, name, &sh->obj_id)) < 0)
@@ -430,7 +514,7 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 	*out = p;
 	return 0;
 fail_dev:
-	vu_dev_destroy(p);
+	tr(sh)->destroy(p);
 fail_list:
 	ports_del(p);
 fail:
@@ -462,6 +546,12 @@ int vtnet_port_open(struct mpops_region *r, const char *name, struct vtnet_port 
 	if (p->sh->magic != VTNET_MAGIC || p->sh->version != VTNET_VERSION) {
 		vt_err("vtnet %s: shared port has version %u, this driver %u: rebuild both from the same sources",
 		       name, p->sh->version, VTNET_VERSION);
+		free(p);
+		return -EPROTO;
+	}
+	if (p->sh->transport > VTNET_TR_PCI) {
+		vt_err("vtnet %s: shared port names transport %u, unknown to this driver: rebuild both from the same sources",
+		       name, p->sh->transport);
 		free(p);
 		return -EPROTO;
 	}
@@ -499,7 +589,7 @@ int vtnet_port_close(struct vtnet_port *p)
 			vtnet_port_stop(p);
 		atomic_store(&p->sh->state, VTNET_CLOSED);
 		vtnet_quiesce(p);
-		vu_dev_destroy(p);
+		tr(p->sh)->destroy(p);
 		for (uint16_t i = 0; i < VTNET_MAX_VQ; i++) {
 			struct vtnet_vq_shared *v = p->vq[i].sh;
 
@@ -551,7 +641,7 @@ int vtnet_port_start(struct vtnet_port *p)
 			return -ENOBUFS;
 		}
 	}
-	if ((rc = vu_dev_start(p)) < 0)
+	if ((rc = tr(sh)->start(p)) < 0)
 		return rc;
 	atomic_store(&sh->state, VTNET_STARTED);
 	if (sh->features & BIT64(VIRTIO_NET_F_MQ)) {
@@ -582,7 +672,7 @@ int vtnet_port_stop(struct vtnet_port *p)
 		return 0;
 	atomic_store(&p->sh->state, VTNET_STOPPED);
 	vtnet_quiesce(p);
-	vu_dev_stop(p);
+	tr(p->sh)->stop(p);
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
 		if (p->vq[i].sh)
 			vq_drain(p, i, p->pool);

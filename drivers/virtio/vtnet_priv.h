@@ -18,12 +18,14 @@
 #include <mpops/vtnet.h>
 
 #define VTNET_MAGIC 0x54454e54u /* "TNET" */
-#define VTNET_VERSION 1
+#define VTNET_VERSION 2
 #define VTNET_MAX_VQ (2 * VTNET_MAX_QP + 1)
 #define VTNET_CVQ(maxqp) (2 * (maxqp))
 
 /* Control-channel request: a secondary asks the primary for the kick fds. */
 #define VTNET_MSG_KICKFDS (MPOPS_MSG_USER + 0x100)
+/* ... or, for a vfio-bound PCI device, the device fd. */
+#define VTNET_MSG_VFIOFD (MPOPS_MSG_USER + 0x101)
 
 #define BIT64(n) (1ULL << (n))
 #define ALIGN_POW2(x, a) (((x) + ((a) - 1)) & ~((size_t)(a) - 1))
@@ -35,7 +37,8 @@
 	(BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_NET_F_MAC) |                  \
 	 BIT64(VIRTIO_NET_F_STATUS) | BIT64(VIRTIO_NET_F_MRG_RXBUF) |           \
 	 BIT64(VIRTIO_RING_F_EVENT_IDX) | BIT64(VIRTIO_F_IN_ORDER) |            \
-	 BIT64(VIRTIO_NET_F_MQ) | BIT64(VIRTIO_NET_F_CTRL_VQ))
+	 BIT64(VIRTIO_NET_F_MQ) | BIT64(VIRTIO_NET_F_CTRL_VQ) |                 \
+	 BIT64(VIRTIO_F_ANY_LAYOUT))
 
 enum vtnet_state {
 	VTNET_CREATED = 1,
@@ -85,6 +88,41 @@ struct vtnet_vq_shared {
 };
 _Static_assert(sizeof(struct vtnet_vq_shared) == 128, "vq layout");
 
+/* The transports: how the primary drives the device (process-local code
+ * chosen by this data field; the per-process ops come from ops_id). */
+enum vtnet_transport {
+	VTNET_TR_USER = 0,	/* virtio-user over vhost-user */
+	VTNET_TR_PCI = 1,	/* a virtio-net PCI function (legacy or modern) */
+};
+
+/* How processes reach a PCI device. */
+enum vtpci_access_kind {
+	VTPCI_UIO = 1,		/* uio_pci_generic: sysfs resource files, iopl */
+	VTPCI_VFIO = 2,		/* vfio-pci: the device fd, handed to secondaries */
+};
+
+enum vtpci_cfg {
+	VTPCI_CFG_COMMON = 0,
+	VTPCI_CFG_NOTIFY,
+	VTPCI_CFG_ISR,
+	VTPCI_CFG_DEVICE,
+	VTPCI_CFG_N,
+};
+
+/* What every process needs to find its own way to the device: data only. */
+struct vtnet_pci_shared {
+	char addr[16];			/* dddd:bb:dd.f */
+	uint32_t access;		/* enum vtpci_access_kind */
+	uint32_t modern;		/* 1: virtio 1.x capabilities; 0: legacy I/O BAR0 */
+	uint32_t io_port;		/* legacy, uio: BAR0's first port */
+	uint32_t notify_mult;		/* modern: notify_off_multiplier */
+	uint8_t cfg_bar[VTPCI_CFG_N];	/* modern: BAR of each structure */
+	uint32_t cfg_off[VTPCI_CFG_N];	/* ... its offset in the BAR */
+	uint32_t cfg_len[VTPCI_CFG_N];	/* ... and length */
+	uint16_t notify_off[VTNET_MAX_VQ]; /* modern: queue_notify_off of each queue */
+	uint16_t qsize_max[VTNET_MAX_VQ]; /* the device's queue sizes */
+};
+
 struct vtnet_claim_shared {
 	_Atomic int32_t pid;
 	uint32_t pad;
@@ -114,6 +152,9 @@ struct vtnet_port_shared {
 	int32_t server;
 	uint32_t pad;
 	char vhost_path[108];
+	uint32_t transport;		/* enum vtnet_transport */
+	uint32_t pad2;
+	struct vtnet_pci_shared pci;
 	struct vtnet_claim_shared claims[VTNET_MAX_QP];
 	mpops_off_t vq_off[VTNET_MAX_VQ];
 #ifdef VTNET_ORIGIN_BUG
@@ -127,10 +168,14 @@ struct vtnet_port_shared {
 
 struct vtnet_port;
 
-/* What only this process can hold for a port: its copies of the kick fds. */
+struct vtpci_access;
+
+/* What only this process can hold for a port: its copies of the kick fds
+ * (virtio-user), or its own access to the PCI device. */
 struct vtnet_slot {
 	int nfds;
 	int kickfd[VTNET_MAX_VQ];
+	struct vtpci_access *pci;
 };
 
 /* Process-local view of a virtqueue: its rings at this process's addresses. */
@@ -153,7 +198,8 @@ struct vtnet_qp {
 	struct vtnet_slot *slot;
 };
 
-struct vtnet_dev;	/* the transport's private state, primary only */
+struct vtnet_dev;	/* the transports' private state, primary only */
+struct vtpci_dev;
 
 struct vtnet_port {
 	struct mpops_region *r;
@@ -164,7 +210,8 @@ struct vtnet_port {
 	struct mpops_pktpool *pool;
 	struct vtnet_vq vq[VTNET_MAX_VQ];
 	struct vtnet_qp qp[VTNET_MAX_QP];
-	struct vtnet_dev *dev;
+	struct vtnet_dev *dev;		/* virtio-user, primary only */
+	struct vtpci_dev *pci;		/* PCI, primary only */
 	struct vtnet_port *next;	/* this process's open ports */
 };
 
@@ -186,6 +233,21 @@ MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)
 
 /* The transports this build has. */
 extern const struct mpops_ops_impl mpops_impl_vtpci_user;
+extern const struct mpops_ops_impl mpops_impl_vtpci_pci_legacy;
+extern const struct mpops_ops_impl mpops_impl_vtpci_pci_modern;
+
+/* What differs between transports in the primary's life cycle and in a
+ * process's slot: process-local code, chosen by vtnet_port_shared.transport. */
+struct vtnet_transport_ops {
+	const char *name;
+	int (*create)(struct vtnet_port *p, const struct vtnet_conf *c); /* sets ops_id */
+	void (*destroy)(struct vtnet_port *p);
+	int (*start)(struct vtnet_port *p);
+	void (*stop)(struct vtnet_port *p);
+	int (*slot_attach)(struct mpops_region *r, struct vtnet_port_shared *sh,
+			   struct vtnet_slot *s);
+	void (*slot_detach)(struct vtnet_slot *s);
+};
 
 /* virtqueue.c */
 int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size);
@@ -202,6 +264,15 @@ int vq_ctrl_device(struct vtnet_port *p, int (*exec)(struct vtnet_port *, uint8_
 int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp);
 void vtnet_slot_drop_all(struct vtnet_port *p);
 struct vtnet_port *vtnet_port_find(const char *name);
+
+/* pci.c */
+int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c);
+void vtpci_dev_destroy(struct vtnet_port *p);
+int vtpci_dev_start(struct vtnet_port *p);
+void vtpci_dev_stop(struct vtnet_port *p);
+int vtpci_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh, struct vtnet_slot *s);
+void vtpci_slot_detach(struct vtnet_slot *s);
+int vtpci_fds_handler(struct vtnet_port *p, struct mpops_msg *reply);
 
 /* virtio_user.c */
 int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c);

@@ -13,8 +13,12 @@
  * transport's ops) is resolved per process: the shared port stores only the
  * transport's ops ID and an object ID for the per-process slot.
  *
- * Transport: "user" (virtio-user over the vhost-user protocol, client or
- * server mode). Features: VERSION_1, MAC, STATUS, MRG_RXBUF (and the
+ * Transports: "user" (virtio-user over the vhost-user protocol, client or
+ * server mode), and PCI: "pci-legacy" (the virtio 0.9.5 header in I/O
+ * BAR0) or "pci-modern" (virtio 1.x capabilities), picked at probe from
+ * what the device offers, through uio_pci_generic or vfio-pci. Each process
+ * reaches the device itself (its own iopl or BAR mapping, or a copy of the
+ * vfio device fd), so a secondary's notify goes through its own access. Features: VERSION_1, MAC, STATUS, MRG_RXBUF (and the
  * non-mergeable rx path), RING_F_EVENT_IDX, F_IN_ORDER, MQ with the control
  * virtqueue; whatever the peer does not offer is negotiated away.
  */
@@ -50,7 +54,16 @@ struct vtnet_conf {
 	int in_order;		/**< 1 on (default), -1 off */
 	uint8_t mac[6];		/**< all zero: a locally administered one */
 	uint32_t pool_size;	/**< packet buffers; 0 = 8192 */
-	const char *transport;	/**< NULL or "user" */
+	/**
+	 * NULL or "user": virtio-user, the backend on vhost_path.
+	 * "pci": the virtio-net PCI function at pci_addr, bound to
+	 * uio_pci_generic or vfio-pci; its modern (virtio 1.x) interface when it
+	 * has one, else the legacy one. "pci-modern", "pci-legacy": that
+	 * interface or -ENODEV. PCI ports need a region created with
+	 * MPOPS_REGION_F_PHYS on hugepages.
+	 */
+	const char *transport;
+	const char *pci_addr;	/**< PCI transports: dddd:bb:dd.f (or bb:dd.f) */
 };
 
 /**
