@@ -7,6 +7,11 @@
  *
  * Creates the region and the port, starts it, prints "ready", and closes
  * everything on SIGTERM.
+ *
+ * PORT and VHOST_SOCKET may be comma-separated lists (one port each), and a
+ * VHOST_SOCKET of the form TRANSPORT:PCIADDR (e.g. pci:0000:00:01.0,
+ * pci-legacy:00:02.0) makes a PCI port: the region is then on hugepages
+ * with physical addresses (MPOPS_REGION_F_PHYS).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -20,36 +25,76 @@
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
+static void log_out(enum mpops_log_level level, const char *line, void *arg)
+{
+	(void)level;
+	(void)arg;
+	printf("log: %s\n", line);
+	fflush(stdout);
+}
+
+#define MAX_PORTS 4
+
 int main(int argc, char **argv)
 {
 	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 64u << 20 };
-	struct vtnet_conf c = { .sz = sizeof(c), .pool_size = 4096, .connect_timeout_ms = 20000 };
+	struct vtnet_port *p[MAX_PORTS] = { 0 };
+	char names[256], targets[512], *sn, *st, *name, *target;
 	struct mpops_region *r;
-	struct vtnet_port *p;
-	int rc;
+	int rc, n = 0;
 
 	if (argc < 7) {
 		fprintf(stderr, "usage: vt-primary RUNDIR REGION PORT VHOST_SOCKET NQP MERGEABLE [server]\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("VT_PRIMARY_LOG"))
+		mpops_log_set(log_out, NULL);
 	signal(SIGTERM, on_term);
 	ro.runtime_dir = argv[1];
-	c.vhost_path = argv[4];
-	c.nb_qp = (uint16_t)atoi(argv[5]);
-	c.mergeable = atoi(argv[6]);
-	c.server = argc > 7 && strcmp(argv[7], "server") == 0;
-	if ((rc = mpops_region_create(argv[2], &ro, &r)) < 0)
+	snprintf(names, sizeof(names), "%s", argv[3]);
+	snprintf(targets, sizeof(targets), "%s", argv[4]);
+	if (strncmp(targets, "pci", 3) == 0) {
+		ro.size = 32u << 20;
+		ro.backing = MPOPS_BACKING_MEMFD_HUGETLB;
+		ro.flags = MPOPS_REGION_F_PHYS;
+	}
+	if ((rc = mpops_region_create(argv[2], &ro, &r)) < 0) {
+		printf("region=%d\n", rc);
 		return 1;
-	if ((rc = vtnet_port_create(r, argv[3], &c, &p)) < 0 || (rc = vtnet_port_start(p)) < 0) {
-		printf("port=%d\n", rc);
-		mpops_region_detach(r);
-		return 1;
+	}
+	for (name = strtok_r(names, ",", &sn), target = strtok_r(targets, ",", &st);
+	     name && target && n < MAX_PORTS;
+	     name = strtok_r(NULL, ",", &sn), target = strtok_r(NULL, ",", &st), n++) {
+		struct vtnet_conf c = { .sz = sizeof(c), .pool_size = 4096, .connect_timeout_ms = 20000 };
+		char tr[16];
+
+		c.nb_qp = (uint16_t)atoi(argv[5]);
+		c.mergeable = atoi(argv[6]);
+		c.server = argc > 7 && strcmp(argv[7], "server") == 0;
+		if (strncmp(target, "pci", 3) == 0 && strchr(target, ':')) {
+			snprintf(tr, sizeof(tr), "%.*s", (int)(strchr(target, ':') - target), target);
+			c.transport = tr;
+			c.pci_addr = strchr(target, ':') + 1;
+			c.pool_size = 2048;
+		} else {
+			c.vhost_path = target;
+		}
+		if ((rc = vtnet_port_create(r, name, &c, &p[n])) < 0 || (rc = vtnet_port_start(p[n])) < 0) {
+			printf("port=%d\n", rc);
+			for (int i = 0; i < n; i++)
+				vtnet_port_close(p[i]);
+			if (p[n])
+				vtnet_port_close(p[n]);
+			mpops_region_detach(r);
+			return 1;
+		}
 	}
 	printf("ready pid=%d\n", (int)getpid());
 	while (!stop)
 		pause();
-	vtnet_port_close(p);
+	for (int i = 0; i < n; i++)
+		vtnet_port_close(p[i]);
 	mpops_region_detach(r);
 	printf("closed\n");
 	return 0;

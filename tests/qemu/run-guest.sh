@@ -15,6 +15,7 @@
 #   --vhost-user SOCK  a NIC on a vhost-user backend listening on SOCK instead of the
 #                      hub NICs (repeatable; guest memory becomes a shared memfd)
 #   --append STR       more kernel command line (e.g. mpops.mac=...)
+#   --smp N            guest CPUs (default 1; TCG runs one host thread each)
 #   --timeout SEC      kill QEMU after SEC seconds (default 120)
 #   --log FILE         keep the serial console output in FILE
 #   --quiet            do not copy the console to stdout
@@ -25,20 +26,20 @@
 set -euo pipefail
 shopt -s inherit_errexit	# errors inside $(...) stop the script too
 
-GUEST='' KERNEL='' INITRD='' NICS='' IOMMU=0 APPEND='' TIMEOUT=120 LOG='' QUIET=0
+GUEST='' KERNEL='' INITRD='' NICS='' IOMMU=0 APPEND='' TIMEOUT=120 LOG='' QUIET=0 SMP=1
 MAC=52:54:00:12:34:56
 VHOST=()
 EXTRA=()
 
 usage() {
-	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 die() { echo "run-guest: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--guest|--kernel|--initrd|--nics|--mac|--vhost-user|--append|--timeout|--log)
+	--guest|--kernel|--initrd|--nics|--mac|--vhost-user|--append|--timeout|--log|--smp)
 		[ $# -ge 2 ] || usage ;;&
 	--guest) GUEST=$2; shift 2 ;;
 	--kernel) KERNEL=$2; shift 2 ;;
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
 	--vhost-user) VHOST+=("$2"); shift 2 ;;
 	--append) APPEND="$APPEND $2"; shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
+	--smp) SMP=$2; shift 2 ;;
 	--log) LOG=$2; shift 2 ;;
 	--quiet) QUIET=1; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
@@ -61,6 +63,7 @@ done
 [ -f "$KERNEL" ] || die "no kernel (--guest DIR or --kernel FILE): '$KERNEL'"
 [ -f "$INITRD" ] || die "no initrd (--guest DIR or --initrd FILE): '$INITRD'"
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout: not a number of seconds: $TIMEOUT"
+[[ $SMP =~ ^[1-8]$ ]] || die "--smp: 1 to 8 CPUs, not $SMP"
 [[ $MAC =~ ^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$ ]] || die "--mac: not a MAC: $MAC"
 command -v qemu-system-x86_64 >/dev/null ||
 	die "no qemu-system-x86_64 (build-guest.sh installs it)"
@@ -85,7 +88,7 @@ nic_mac() {
 	printf '%s:%02x' "${MAC%:*}" $(((0x${MAC##*:} + $1) & 0xff))
 }
 
-args=(-machine q35 -accel tcg -m 512 -smp 1
+args=(-machine q35 -accel tcg -m 512 -smp "$SMP"
 	-nodefaults -no-user-config -display none -monitor none -net none -no-reboot
 	-kernel "$KERNEL" -initrd "$INITRD")
 append="console=ttyS0 quiet panic=-1"

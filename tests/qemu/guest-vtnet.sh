@@ -1,0 +1,200 @@
+#!/bin/sh
+# Runs in the guest (busybox sh): the vtnet driver on QEMU's virtio-net-pci,
+# from a primary and from secondaries that are other executables.
+#
+# Kernel command line (as mpops.KEY=VALUE):
+#   mpops.access=uio|vfio      the driver the NICs are bound to
+#   mpops.transport=legacy|modern   the interface the probe must pick
+#   mpops.scenario=hub|vhost   hub: two NICs on a QEMU hub, packets cross from
+#                              one to the other, then the origin's bug and the
+#                              error paths; vhost: one NIC on a vhost-user
+#                              backend on the host (mpops-vhost, kick-driven)
+#   mpops.count=N              packets per direction (default 2000)
+run=/tmp/run
+count=${MPOPS_COUNT:-2000}
+access=${MPOPS_ACCESS:-uio}
+scenario=${MPOPS_SCENARIO:-hub}
+primary_pid=''
+
+fail() {
+	echo "$*" >"$MPOPS_REASON_FILE"
+	echo "guest-vtnet: FAIL: $*"
+	stop_primary
+	exit 1
+}
+say() { echo "guest-vtnet: $*"; }
+
+stop_primary() {
+	if [ -n "$primary_pid" ]; then
+		kill "$primary_pid" 2>/dev/null
+		wait "$primary_pid" 2>/dev/null
+		primary_pid=''
+	fi
+}
+
+# bind ADDR DRIVER: through driver_override, as the kernel documents.
+bind() {
+	dev=/sys/bus/pci/devices/$1
+	[ -e "$dev/driver" ] && echo "$1" >"$dev/driver/unbind"
+	echo "$2" >"$dev/driver_override"
+	echo "$1" >/sys/bus/pci/drivers_probe
+	drv=$(basename "$(readlink "$dev/driver")")
+	[ "$drv" = "$2" ] || fail "$1 did not bind to $2 (bound to '$drv')"
+}
+
+unbind() {
+	dev=/sys/bus/pci/devices/$1
+	[ -e "$dev/driver" ] && echo "$1" >"$dev/driver/unbind"
+	echo "" >"$dev/driver_override"
+}
+
+# start_primary PROG PORTS TARGETS: start it and wait for "ready".
+start_primary() {
+	VT_PRIMARY_LOG=1 "$1" $run r "$2" "$3" 1 1 >/tmp/primary.out 2>&1 &
+	primary_pid=$!
+	i=0
+	while ! grep -q '^ready' /tmp/primary.out; do
+		if ! kill -0 $primary_pid 2>/dev/null; then
+			cat /tmp/primary.out
+			wait $primary_pid
+			primary_pid=''
+			fail "$1 exited before it was ready: $(grep -E 'log:|port=|region=' /tmp/primary.out | tail -n 1)"
+		fi
+		i=$((i + 1))
+		[ $i -lt 300 ] || fail "$1 not ready within 30 s"
+		sleep 0.1
+	done
+	cat /tmp/primary.out
+}
+
+# get FILE KEY: a key=value from a peer's output.
+get() { sed -n "s/.*\<$2=\([^ ]*\).*/\1/p" "$1" | tail -n 1; }
+
+hugepages() {
+	echo 64 >/proc/sys/vm/nr_hugepages
+	[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 16 ] || fail "no hugepages in the guest"
+}
+
+nic0=0000:00:01.0
+nic1=0000:00:02.0
+[ "$access" = vfio ] && drv=vfio-pci || drv=uio_pci_generic
+want_iface="legacy (virtio 0.9.5)"
+[ "$MPOPS_TRANSPORT" = modern ] && want_iface="modern (virtio 1.x)"
+mkdir -p $run
+hugepages
+# The test programs, under the names the checks below use.
+for p in vt-primary vt-peer vt-primary-origin vt-peer-origin; do
+	[ -x /bin/$p ] || fail "no /bin/$p in the guest"
+done
+
+# cross TX_PORT RX_PORT: a secondary receives on one port while another
+# secondary sends COUNT packets on the other; the counts must match.
+cross() {
+	vt-peer rx $run r "$2" 0 "$count" >/tmp/rx.out 2>&1 &
+	rxpid=$!
+	sleep 1
+	vt-peer tx $run r "$1" 0 "$count" >/tmp/tx.out 2>&1
+	txrc=$?
+	wait $rxpid
+	rxrc=$?
+	cat /tmp/tx.out /tmp/rx.out
+	[ $txrc -eq 0 ] || fail "tx secondary on $1 exited with $txrc: $(grep -E 'log:|claim=' /tmp/tx.out | tail -n 1)"
+	[ $rxrc -eq 0 ] || fail "rx secondary on $2 exited with $rxrc, received $(get /tmp/rx.out received) of $count"
+	sent=$(get /tmp/tx.out sent)
+	got=$(get /tmp/rx.out received)
+	kicks=$(get /tmp/tx.out tx_kicks)
+	[ "$sent" = "$count" ] || fail "$1: sent $sent, not $count"
+	[ "$got" = "$count" ] || fail "$2: received $got of the $count $1 sent"
+	[ "${kicks:-0}" -gt 0 ] || fail "$1: the tx secondary never notified the device"
+	say "$1 -> $2: $sent sent, $got received, $kicks tx kicks from the secondary"
+}
+
+case $scenario in
+hub)
+	bind $nic0 $drv
+	bind $nic1 $drv
+	start_primary vt-primary a,b "pci:$nic0,pci:$nic1"
+	grep -q "through $drv, $want_iface interface" /tmp/primary.out ||
+		fail "the probe did not pick the $want_iface interface through $drv"
+	cross a b
+	cross b a
+
+	# A secondary that cannot map the BAR its notify needs gets a clear
+	# error when it claims a queue, and the port still works for others.
+	if [ "$MPOPS_TRANSPORT" = modern ] && [ "$access" = uio ]; then
+		res=/sys/bus/pci/devices/$nic0/resource4
+		mount --bind /dev/null $res || fail "cannot hide $res"
+		vt-peer tx $run r a 0 10 >/tmp/bar.out 2>&1
+		rc=$?
+		umount $res
+		cat /tmp/bar.out
+		[ $rc -ne 0 ] || fail "a secondary without BAR4 transmitted"
+		grep -q 'claim=-95' /tmp/bar.out || fail "no -EOPNOTSUPP at claim without BAR4"
+		grep -q 'cannot reach PCI device' /tmp/bar.out || fail "no log line for the unmappable BAR"
+		cross a b
+	fi
+	stop_primary
+
+	# The origin's bug: the raw ops pointer the primary stored is not valid
+	# in a secondary, which dies on its first notify.
+	start_primary vt-primary-origin a,b "pci:$nic0,pci:$nic1"
+	vt-peer-origin tx $run r a 0 100 >/tmp/origin.out 2>&1
+	rc=$?
+	cat /tmp/origin.out
+	stop_primary
+	[ $rc -eq 139 ] || fail "the origin's secondary exited with $rc, not SIGSEGV (139)"
+	say "origin: the raw-pointer secondary died of SIGSEGV on its first notify"
+
+	# A device bound to no usable driver: a clear error at create.
+	unbind $nic1
+	VT_PRIMARY_LOG=1 vt-primary $run r b "pci:$nic1" 1 1 >/tmp/unbound.out 2>&1
+	rc=$?
+	cat /tmp/unbound.out
+	[ $rc -eq 1 ] && grep -q 'port=-19' /tmp/unbound.out || fail "unbound device: not -ENODEV"
+	grep -q "is bound to no driver: bind it to uio_pci_generic or vfio-pci" /tmp/unbound.out ||
+		fail "unbound device: no log line that says what to do"
+
+	# Unbound after the primary started: a new secondary is refused.
+	bind $nic1 $drv
+	start_primary vt-primary a,b "pci:$nic0,pci:$nic1"
+	if [ "$access" = uio ]; then
+		unbind $nic1
+		vt-peer tx $run r b 0 10 >/tmp/gone.out 2>&1
+		rc=$?
+		cat /tmp/gone.out
+		[ $rc -ne 0 ] && grep -q 'claim=-19' /tmp/gone.out ||
+			fail "a secondary on an unbound device was not refused with -ENODEV"
+		grep -q "not to uio_pci_generic" /tmp/gone.out || fail "no log line for the unbound device"
+		bind $nic1 $drv
+	fi
+
+	# The device reset under the driver: the primary notices, the link
+	# goes down, bursts stop.
+	if [ -e /sys/bus/pci/devices/$nic0/reset ]; then
+		echo 1 >/sys/bus/pci/devices/$nic0/reset || fail "the kernel could not reset $nic0"
+		sleep 1
+		grep -q "PCI device $nic0 was reset or failed" /tmp/primary.out ||
+			fail "the primary did not notice the reset of $nic0"
+		say "reset of $nic0 noticed"
+	else
+		say "no reset method for $nic0 here: reset not tested"
+	fi
+	stop_primary
+	;;
+vhost)
+	bind $nic0 $drv
+	start_primary vt-primary a "pci:$nic0"
+	grep -q "through $drv, $want_iface interface" /tmp/primary.out ||
+		fail "the probe did not pick the $want_iface interface through $drv"
+	vt-peer loop $run r a 0 "$count" >/tmp/loop.out 2>&1
+	rc=$?
+	cat /tmp/loop.out
+	stop_primary
+	[ $rc -eq 0 ] || fail "loop secondary exited with $rc: received $(get /tmp/loop.out received) of $count"
+	say "vhost: sent=$(get /tmp/loop.out sent) received=$(get /tmp/loop.out received) tx_kicks=$(get /tmp/loop.out tx_kicks) rx_kicks=$(get /tmp/loop.out rx_kicks)"
+	;;
+*)
+	fail "unknown scenario '$scenario'"
+	;;
+esac
+say PASS
