@@ -11,7 +11,8 @@
  * PORT and VHOST_SOCKET may be comma-separated lists (one port each), and a
  * VHOST_SOCKET of the form TRANSPORT:PCIADDR (e.g. pci:0000:00:01.0,
  * pci-legacy:00:02.0) makes a PCI port: the region is then on hugepages
- * with physical addresses (MPOPS_REGION_F_PHYS).
+ * with physical addresses (MPOPS_REGION_F_PHYS). SIGUSR1 stops and starts
+ * every port again (prints "restarted rc=N").
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,8 +23,9 @@
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, restart;
 static void on_term(int sig) { (void)sig; stop = 1; }
+static void on_usr1(int sig) { (void)sig; restart = 1; }
 
 static void log_out(enum mpops_log_level level, const char *line, void *arg)
 {
@@ -51,6 +53,7 @@ int main(int argc, char **argv)
 	if (getenv("VT_PRIMARY_LOG"))
 		mpops_log_set(log_out, NULL);
 	signal(SIGTERM, on_term);
+	signal(SIGUSR1, on_usr1);
 	ro.runtime_dir = argv[1];
 	snprintf(names, sizeof(names), "%s", argv[3]);
 	snprintf(targets, sizeof(targets), "%s", argv[4]);
@@ -91,8 +94,17 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("ready pid=%d\n", (int)getpid());
-	while (!stop)
+	while (!stop) {
 		pause();
+		if (restart) {
+			restart = 0;
+			rc = 0;
+			for (int i = 0; i < n && rc == 0; i++)
+				if ((rc = vtnet_port_stop(p[i])) == 0)
+					rc = vtnet_port_start(p[i]);
+			printf("restarted rc=%d\n", rc);
+		}
+	}
 	for (int i = 0; i < n; i++)
 		vtnet_port_close(p[i]);
 	mpops_region_detach(r);

@@ -733,8 +733,13 @@ static void *monitor(void *arg)
 			if (atomic_compare_exchange_strong(&p->sh->state, &started, VTNET_RESETTING)) {
 				atomic_store(&p->sh->link_up, 0);
 				atomic_fetch_add(&p->sh->link_changes, 1);
-				vt_err("vtnet %s: PCI device %s was reset or failed (status %#x): link down, bursts stopped; stop and start the port to recover",
-				       p->sh->name, p->sh->pci.addr, st);
+				vt_err("vtnet %s: PCI device %s %s (status %#x): link down, bursts stopped; stop and start the port to recover",
+				       p->sh->name, p->sh->pci.addr,
+				       st == 0 ? "was reset"
+				       : st == 0xff ? "does not answer (removed, or its decoding turned off)"
+				       : (st & VIRTIO_CONFIG_S_NEEDS_RESET) ? "failed and needs a reset"
+				       : "stopped the driver (DRIVER_OK cleared: bus mastering turned off?)",
+				       st);
 			}
 			continue;
 		}
@@ -947,6 +952,13 @@ int vtpci_dev_start(struct vtnet_port *p)
 	struct vtnet_port_shared *sh = p->sh;
 	int rc;
 
+	/* Bus mastering may have been turned off meanwhile (a driver unbound
+	 * and bound again), and without it the device reaches no ring. */
+	if ((rc = bus_master_on(&d->acc)) < 0) {
+		vt_err("vtnet %s: cannot enable bus mastering on %s: %s", sh->name, sh->pci.addr,
+		       strerror(-rc));
+		return rc;
+	}
 	/* After a stop (a reset) the device starts over: the whole sequence. */
 	if (status_get(&d->acc) & VIRTIO_CONFIG_S_DRIVER_OK || status_get(&d->acc) == 0) {
 		if ((rc = device_reset(&d->acc)) < 0)

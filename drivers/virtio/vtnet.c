@@ -668,7 +668,10 @@ int vtnet_port_stop(struct vtnet_port *p)
 		vt_err("vtnet %s: only the primary that created the port stops it", p->sh->name);
 		return -EPERM;
 	}
-	if (atomic_load(&p->sh->state) != VTNET_STARTED)
+	/* Started, or stopped under us (backend gone, device reset): take the
+	 * rings back either way. */
+	if (atomic_load(&p->sh->state) != VTNET_STARTED &&
+	    atomic_load(&p->sh->state) != VTNET_RESETTING)
 		return 0;
 	atomic_store(&p->sh->state, VTNET_STOPPED);
 	vtnet_quiesce(p);

@@ -49,6 +49,9 @@ echo "guest-vtnet-test: guest built in $((SECONDS - start)) s"
 
 run=(--guest "$out" --nics "$iface" --smp 2 --timeout 300
 	--append "mpops.access=$access mpops.transport=$iface mpops.scenario=$scenario mpops.count=$count")
+# Hub NICs behind PCIe root ports (buses 1 and 2): they then have a
+# function-level reset, which the test uses.
+[ "$scenario" = hub ] && run+=(--pcie --append "mpops.nic0=0000:01:00.0 mpops.nic1=0000:02:00.0")
 [ "$access" = vfio ] && run+=(--iommu)
 if [ "$scenario" = vhost ]; then
 	sock=$tmp/vhost.sock

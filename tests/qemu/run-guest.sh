@@ -15,6 +15,8 @@
 #   --vhost-user SOCK  a NIC on a vhost-user backend listening on SOCK instead of the
 #                      hub NICs (repeatable; guest memory becomes a shared memfd)
 #   --append STR       more kernel command line (e.g. mpops.mac=...)
+#   --pcie             put each NIC behind its own PCIe root port (bus 1, 2, ...):
+#                      a PCI Express device, with function-level reset
 #   --smp N            guest CPUs (default 1; TCG runs one host thread each)
 #   --timeout SEC      kill QEMU after SEC seconds (default 120)
 #   --log FILE         keep the serial console output in FILE
@@ -26,13 +28,13 @@
 set -euo pipefail
 shopt -s inherit_errexit	# errors inside $(...) stop the script too
 
-GUEST='' KERNEL='' INITRD='' NICS='' IOMMU=0 APPEND='' TIMEOUT=120 LOG='' QUIET=0 SMP=1
+GUEST='' KERNEL='' INITRD='' NICS='' IOMMU=0 APPEND='' TIMEOUT=120 LOG='' QUIET=0 SMP=1 PCIE=0
 MAC=52:54:00:12:34:56
 VHOST=()
 EXTRA=()
 
 usage() {
-	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 die() { echo "run-guest: $*" >&2; exit 2; }
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
 	--nics) NICS=$2; shift 2 ;;
 	--mac) MAC=$2; shift 2 ;;
 	--iommu) IOMMU=1; shift ;;
+	--pcie) PCIE=1; shift ;;
 	--vhost-user) VHOST+=("$2"); shift 2 ;;
 	--append) APPEND="$APPEND $2"; shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
@@ -106,8 +109,13 @@ if [ ${#VHOST[@]} -gt 0 ]; then
 	done
 elif [ -n "$NICS" ]; then
 	for i in 0 1; do
+		bus=''
+		if [ $PCIE = 1 ]; then
+			args+=(-device "pcie-root-port,id=rp$i,bus=pcie.0,chassis=$((i + 1)),slot=$((i + 1))")
+			bus=",bus=rp$i"
+		fi
 		args+=(-netdev "hubport,id=n$i,hubid=0"
-			-device "virtio-net-pci,netdev=n$i,mac=$(nic_mac "$i"),$nic_opts")
+			-device "virtio-net-pci,netdev=n$i,mac=$(nic_mac "$i"),$nic_opts$bus")
 	done
 fi
 
