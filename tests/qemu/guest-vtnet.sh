@@ -203,9 +203,20 @@ vhost)
 	vt-peer loop $run r a 0 "$count" >/tmp/loop.out 2>&1
 	rc=$?
 	cat /tmp/loop.out
-	stop_primary
 	[ $rc -eq 0 ] || fail "loop secondary exited with $rc: received $(get /tmp/loop.out received) of $count"
 	say "vhost: sent=$(get /tmp/loop.out sent) received=$(get /tmp/loop.out received) tx_kicks=$(get /tmp/loop.out tx_kicks) rx_kicks=$(get /tmp/loop.out rx_kicks)"
+
+	# The backend dies on the host (the test kills it on this line): QEMU
+	# takes the NIC's link down, and the primary notices.
+	say "waiting for the backend to go"
+	i=0
+	until grep -q "vtnet a: link down" /tmp/primary.out; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || fail "the primary did not notice the backend's death within 30 s"
+		sleep 0.1
+	done
+	say "backend gone: the primary took the link down"
+	stop_primary
 	;;
 *)
 	fail "unknown scenario '$scenario'"
