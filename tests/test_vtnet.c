@@ -38,7 +38,8 @@ static void teardown(void)
 {
 	if (fv.thr)
 		fake_vhost_stop(&fv);
-	mpops_region_detach(r);
+	if (r)
+		mpops_region_detach(r);
 	rundir_remove();
 }
 
@@ -323,4 +324,60 @@ Test(vtnet, audit_is_clean_after_start_and_traffic)
 	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 8), 8);
 	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
 	vtnet_port_close(p);
+}
+
+/* A region whose device addresses are physical (PCI) is no place for a
+ * virtio-user port, whose backend maps the region at address 0. */
+static long huge_old = -1;
+static const char *huge_nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+
+static void setup_phys(void)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .size = 8u << 20, .backing = MPOPS_BACKING_MEMFD_HUGETLB,
+		.flags = MPOPS_REGION_F_PHYS,
+	};
+	FILE *f = fopen(huge_nr, "r");
+
+	/* Criterion ran the suite's setup first: give its region back (one
+	 * region per process), keep its runtime directory. */
+	if (r)
+		mpops_region_detach(r);
+	o.runtime_dir = rundir_path();
+	r = NULL;
+	if (!f || fscanf(f, "%ld", &huge_old) != 1)
+		huge_old = -1;
+	if (f)
+		fclose(f);
+	if (huge_old >= 0 && (f = fopen(huge_nr, "w"))) {
+		fprintf(f, "%ld\n", huge_old + 4);
+		fclose(f);
+	}
+	if (mpops_region_create("vtphys", &o, &r) < 0)
+		r = NULL;
+}
+
+static void teardown_phys(void)
+{
+	FILE *f;
+
+	if (r)
+		mpops_region_detach(r);
+	r = NULL;
+	if (huge_old >= 0 && (f = fopen(huge_nr, "w"))) {
+		fprintf(f, "%ld\n", huge_old);
+		fclose(f);
+	}
+}
+
+Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini = teardown_phys)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p = NULL;
+
+	if (!r)
+		cr_skip_test("no hugepages with physical addresses here (not root?)");
+	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
+	cr_assert_null(p);
+	cr_assert_eq(logcap_count("a virtio-user port gives the backend region offsets as addresses"), 1);
 }
