@@ -74,7 +74,7 @@ struct vtpci_dev {
 	int mon_running;
 	_Atomic int mon_stop;
 	_Atomic int started;
-	int reset_logged;
+	int opened;			/* acc is the full access (not the probe's) */
 };
 
 /* ==== sysfs ============================================================= */
@@ -806,9 +806,11 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	if (ps->access == VTPCI_VFIO) {
 		if ((rc = vfio_open(d, ps->addr, p->r, &dev_fd)) < 0)
 			goto fail;
-		d->acc.kind = VTPCI_VFIO;
-		d->acc.cfg_fd = d->acc.dev_fd = dev_fd;
 		struct vfio_region_info ri;
+
+		/* The device fd stays in dev_fd until the full access takes it. */
+		d->acc.kind = VTPCI_VFIO;
+		d->acc.cfg_fd = dev_fd;
 		if ((rc = vfio_region(dev_fd, VFIO_PCI_CONFIG_REGION_INDEX, &ri)) < 0)
 			goto fail;
 		d->acc.cfg_base = ri.offset;
@@ -850,19 +852,16 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	}
 	if (!ps->modern && ps->access == VTPCI_UIO && (rc = legacy_port(ps->addr, &ps->io_port)) < 0)
 		goto fail;
-	/* Now the whole access, as any process opens it. */
-	{
-		struct vtpci_access probe = d->acc;
-
-		if (ps->access == VTPCI_UIO)
-			close(probe.cfg_fd);
-		d->acc.cfg_fd = d->acc.dev_fd = -1;
-		if ((rc = access_open(ps, dev_fd, &d->acc)) < 0) {
-			dev_fd = -1;
-			goto fail;
-		}
-		dev_fd = -1;
-	}
+	/* Now the whole access, as every process opens it; the probe's config
+	 * fd goes (uio), the vfio device fd is handed over. */
+	if (ps->access == VTPCI_UIO)
+		close(d->acc.cfg_fd);
+	d->acc.cfg_fd = d->acc.dev_fd = -1;
+	rc = access_open(ps, dev_fd, &d->acc);
+	dev_fd = -1;	/* access_open owns it now, closed on failure */
+	if (rc < 0)
+		goto fail;
+	d->opened = 1;
 	if ((rc = bus_master_on(&d->acc)) < 0) {
 		vt_err("vtnet %s: cannot enable bus mastering on %s: %s", sh->name, ps->addr, strerror(-rc));
 		goto fail;
@@ -931,13 +930,10 @@ void vtpci_dev_destroy(struct vtnet_port *p)
 		atomic_store(&d->mon_stop, 1);
 		pthread_join(d->mon, NULL);
 	}
-	if (d->acc.kind && (d->acc.cfg_fd >= 0 || d->acc.dev_fd >= 0)) {
-		/* Access fully open (the probe got that far): leave the device reset. */
-		if (d->acc.modern ? d->acc.cfg[VTPCI_CFG_COMMON] != NULL
-				  : (d->acc.kind == VTPCI_VFIO || d->acc.io_port))
-			device_reset(&d->acc);
+	if (d->opened)
+		device_reset(&d->acc);	/* leave it quiet: no DMA into freed memory */
+	if (d->acc.kind == VTPCI_UIO || d->opened)
 		access_close(&d->acc);
-	}
 	if (d->group >= 0)
 		close(d->group);
 	if (d->container >= 0)
@@ -992,7 +988,6 @@ int vtpci_dev_start(struct vtnet_port *p)
 		atomic_store(&p->sh->link_up, (ls & VIRTIO_NET_S_LINK_UP) ? 1 : 0);
 	}
 	atomic_fetch_add(&p->sh->link_changes, 1);
-	d->reset_logged = 0;
 	atomic_store(&d->started, 1);
 	return 0;
 }
