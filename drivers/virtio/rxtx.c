@@ -203,12 +203,15 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 
 /* ==== tx ================================================================ */
 
-/* Free the descriptor chain at @head and its packet. */
-static void tx_free_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t head)
+/* Packets freed per mpops_pkt_free_bulk() call in tx cleanup. */
+#define TX_FREE_BATCH 64
+
+/* Return the descriptor chain at @head; @return its packet. */
+static struct mpops_pkt *tx_take_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t head)
 {
+	struct mpops_pkt *m = mpops_ptr(p->base, q->cookie[head]);
 	uint16_t d = head;
 
-	mpops_pkt_free(p->pool, mpops_ptr(p->base, q->cookie[head]));
 	q->cookie[head] = 0;
 	for (uint16_t steps = 0; steps < q->sh->size; steps++) {
 		uint16_t flags = q->desc[d].flags, next = q->desc[d].next & q->mask;
@@ -218,6 +221,18 @@ static void tx_free_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t hea
 			break;
 		d = next;
 	}
+	return m;
+}
+
+/* Queue @m for freeing; free the batch when it is full. */
+static inline void tx_free_add(struct vtnet_port *p, struct mpops_pkt **batch, unsigned *n,
+			       struct mpops_pkt *m)
+{
+	batch[(*n)++] = m;
+	if (*n == TX_FREE_BATCH) {
+		mpops_pkt_free_bulk(p->pool, batch, *n);
+		*n = 0;
+	}
 }
 
 static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
@@ -225,6 +240,8 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 	uint16_t used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx,
 					     memory_order_acquire);
 	int in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
+	struct mpops_pkt *batch[TX_FREE_BATCH];
+	unsigned nb = 0;
 
 	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
 		q->sh->errors++;
@@ -243,7 +260,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 			continue;
 		}
 		if (!in_order) {
-			tx_free_chain(p, q, (uint16_t)id);
+			tx_free_add(p, batch, &nb, tx_take_chain(p, q, (uint16_t)id));
 			continue;
 		}
 		/* In order, one entry may stand for every earlier buffer too. */
@@ -251,11 +268,13 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 			uint16_t h = q->inflight[q->sh->inflight_head & q->mask];
 
 			q->sh->inflight_head++;
-			tx_free_chain(p, q, h);
+			tx_free_add(p, batch, &nb, tx_take_chain(p, q, h));
 			if (h == id)
 				break;
 		}
 	}
+	if (nb)
+		mpops_pkt_free_bulk(p->pool, batch, nb);
 }
 
 int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, uint16_t n)
