@@ -353,7 +353,11 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 		q->cookie[head] = mpops_off(p->base, m);
 		if (in_order)
 			q->inflight[inflight++ & q->mask] = head;
-		q->avail->ring[avail++ & q->mask] = head;
+		/* In order the entry is often what it was a lap ago: leave the
+		 * line the device reads clean then. */
+		if (q->avail->ring[avail & q->mask] != head)
+			q->avail->ring[avail & q->mask] = head;
+		avail++;
 		bytes += m->pkt_len ? m->pkt_len : m->data_len;
 	}
 	if (old != avail) {
