@@ -235,11 +235,35 @@ static inline void tx_free_add(struct vtnet_port *p, struct mpops_pkt **batch, u
 	}
 }
 
+/*
+ * In order the device completes buffers in the order they were made
+ * available, and may write one used entry for a batch (virtio 1.1, 2.7.9):
+ * used->idx says how many are done, so count them off the in-flight list
+ * and read no used entry (DPDK's in-order cleanup does the same), which
+ * also leaves the device's used-ring lines alone. The count is checked.
+ */
+static void tx_cleanup_in_order(struct vtnet_port *p, struct vtnet_vq *q, uint16_t used,
+				struct mpops_pkt **batch, unsigned *nb)
+{
+	uint16_t done = (uint16_t)(used - q->sh->last_used), head = q->sh->inflight_head;
+	uint16_t inflight = (uint16_t)(q->sh->inflight_tail - head);
+
+	if (done > inflight) {
+		q->sh->errors++;
+		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index counts more buffers than are in flight",
+			    done, inflight);
+		done = inflight;
+	}
+	for (uint16_t i = 0; i < done; i++)
+		tx_free_add(p, batch, nb, tx_take_chain(p, q, q->inflight[head++ & q->mask]));
+	q->sh->inflight_head = head;
+	q->sh->last_used = used;
+}
+
 static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 {
 	uint16_t used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx,
 					     memory_order_acquire);
-	int in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
 	struct mpops_pkt *batch[TX_FREE_BATCH];
 	unsigned nb = 0;
 
@@ -249,28 +273,21 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 			    used, q->sh->last_used);
 		return;
 	}
-	while (q->sh->last_used != used) {
-		uint32_t id = q->used->ring[q->sh->last_used & q->mask].id;
+	if (p->sh->features & BIT64(VIRTIO_F_IN_ORDER)) {
+		tx_cleanup_in_order(p, q, used, batch, &nb);
+	} else {
+		while (q->sh->last_used != used) {
+			uint32_t id = q->used->ring[q->sh->last_used & q->mask].id;
 
-		q->sh->last_used++;
-		if (id >= q->sh->size || q->cookie[id] == 0) {
-			q->sh->errors++;
-			vq_log_once(p, q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
-				    id, q->sh->size);
-			continue;
-		}
-		if (!in_order) {
+			q->sh->last_used++;
+			if (id >= q->sh->size || q->cookie[id] == 0) {
+				q->sh->errors++;
+				vq_log_once(p, q, VQ_LOG_BAD_ID,
+					    "device returned a used id that is not in flight", id,
+					    q->sh->size);
+				continue;
+			}
 			tx_free_add(p, batch, &nb, tx_take_chain(p, q, (uint16_t)id));
-			continue;
-		}
-		/* In order, one entry may stand for every earlier buffer too. */
-		while (q->sh->inflight_head != q->sh->inflight_tail) {
-			uint16_t h = q->inflight[q->sh->inflight_head & q->mask];
-
-			q->sh->inflight_head++;
-			tx_free_add(p, batch, &nb, tx_take_chain(p, q, h));
-			if (h == id)
-				break;
 		}
 	}
 	if (nb)
