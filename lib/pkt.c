@@ -6,10 +6,11 @@
  * bulk refill or flush.
  *
  * Whether a buffer is allocated is recorded in its metadata
- * (MPOPS_PKT_F_ALLOCATED), set at alloc and cleared at free with an atomic
- * read-modify-write, so a double free is caught even when two processes
- * race to free the same buffer. The cache and the handle are process-local;
- * the shared part holds integers and offsets only.
+ * (MPOPS_PKT_F_ALLOCATED), set at alloc and checked and cleared at free
+ * with a plain load and store: no locked instruction per packet, so a
+ * double free is caught unless the two frees race (see "alloc" below). The
+ * cache and the handle are process-local; the shared part holds integers
+ * and offsets only.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -374,8 +375,9 @@ int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 static void cache_flush(struct mpops_pktpool *p, uint32_t n)
 {
 	if (!ring_enqueue(p->ring, p->cache, n)) {
-		/* Cannot happen unless shared state was overwritten: the ring
-		 * holds every buffer, and each buffer is in one place only. */
+		/* The ring holds every buffer, each in one place only: this
+		 * takes overwritten shared state, or concurrent double frees
+		 * that left more copies than the ring has spare slots. */
 		log_err("pktpool '%.*s': the ring refused %u free buffers (corrupt pool state): they are lost; recreate the region",
 			MPOPS_NAME_MAX, p->sh->name, n);
 	}
@@ -401,10 +403,33 @@ void mpops_pktpool_close(struct mpops_pktpool *p)
 
 /* ==== alloc ============================================================= */
 
+/*
+ * The ALLOCATED flag is read and written by the handle that owns the buffer
+ * at that moment, with plain (relaxed atomic) loads and stores: no locked
+ * instruction per packet. The flag still travels with the buffer between
+ * processes, ordered by the ring's lock, so a double free is caught when
+ * the frees are not concurrent. Two frees that race may both see the flag
+ * set; the buffer then sits twice in the free set, and pkt_take() catches
+ * the second copy if it is taken while the first is allocated.
+ */
+static inline uint32_t flags_get(const struct mpops_pkt *m)
+{
+	return __atomic_load_n(&m->flags, __ATOMIC_RELAXED);
+}
+
+static inline void flags_set(struct mpops_pkt *m, uint32_t v)
+{
+	__atomic_store_n(&m->flags, v, __ATOMIC_RELAXED);
+}
+
+/* Reset the buffer at @idx for its new owner; NULL if it is allocated
+ * already (a copy left by a concurrent double free, see above). */
 static inline struct mpops_pkt *pkt_take(struct mpops_pktpool *p, uint32_t idx)
 {
 	struct mpops_pkt *m = &p->meta[idx];
 
+	if (flags_get(m) & MPOPS_PKT_F_ALLOCATED)
+		return NULL;
 	m->next = 0;
 	m->pkt_len = 0;
 	m->data_off = p->headroom;
@@ -413,10 +438,14 @@ static inline struct mpops_pkt *pkt_take(struct mpops_pktpool *p, uint32_t idx)
 	m->port = 0;
 	m->queue = 0;
 	m->udata = 0;
-	/* Out of the ring, nobody else may touch it: a plain set is enough,
-	 * atomic only because a buggy double free may race with it. */
-	__atomic_store_n(&m->flags, MPOPS_PKT_F_ALLOCATED, __ATOMIC_RELAXED);
+	flags_set(m, MPOPS_PKT_F_ALLOCATED);
 	return m;
+}
+
+static void dup_log(struct mpops_pktpool *p, uint32_t idx)
+{
+	log_err("pktpool '%.*s': buffer %u was in the free set while allocated (left there by a concurrent double free): that copy dropped; fix the double free",
+		MPOPS_NAME_MAX, p->sh->name, idx);
 }
 
 static int alloc_fail(struct mpops_pktpool *p, unsigned n)
@@ -448,21 +477,36 @@ static int cache_refill(struct mpops_pktpool *p, unsigned n)
 	return -ENOBUFS;
 }
 
-/* More than the cache holds: the rest straight from the ring. */
-static int alloc_big(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
+/* Give @n just-taken buffers back to the cache (an allocation failed). */
+static void alloc_undo(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
-	unsigned need = n - p->len;
-	uint32_t *idx = malloc(sizeof(*idx) * need);
-
-	if (!idx || !ring_dequeue(p->ring, idx, need)) {
-		free(idx);
-		return alloc_fail(p, n);
+	for (unsigned i = 0; i < n; i++) {
+		flags_set(pkts[i], 0);
+		cache_put(p, pkts[i]->index);
 	}
-	for (unsigned i = 0; i < need; i++)
-		pkts[p->len + i] = pkt_take(p, idx[i]);
-	free(idx);
-	for (unsigned i = 0; p->len; i++)
-		pkts[i] = pkt_take(p, p->cache[--p->len]);
+}
+
+/*
+ * The slow path: more than the cache holds, or a duplicate found on the
+ * fast path (@got buffers in pkts[] already). One buffer at a time,
+ * refilling as needed; all or nothing.
+ */
+static int alloc_slow(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned got,
+		      unsigned n)
+{
+	while (got < n) {
+		uint32_t idx;
+
+		if (p->len == 0 && cache_refill(p, 1) < 0) {
+			alloc_undo(p, pkts, got);
+			return alloc_fail(p, n);
+		}
+		idx = p->cache[--p->len];
+		if ((pkts[got] = pkt_take(p, idx)))
+			got++;
+		else
+			dup_log(p, idx);
+	}
 	return 0;
 }
 
@@ -472,12 +516,24 @@ int mpops_pkt_alloc_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsig
 		log_err("mpops_pkt_alloc_bulk: pool handle and pkts must not be NULL");
 		return -EINVAL;
 	}
-	if (n > p->cache_size)
-		return alloc_big(p, pkts, n);
-	if (n > p->len && cache_refill(p, n) < 0)
-		return alloc_fail(p, n);
-	for (unsigned i = 0; i < n; i++)
-		pkts[i] = pkt_take(p, p->cache[--p->len]);
+	if (n > p->len) {
+		/* All or nothing: check there are n before taking any. */
+		if (n > p->cache_size) {
+			if (n - p->len > ring_count(p->ring))
+				return alloc_fail(p, n);
+			return alloc_slow(p, pkts, 0, n);
+		}
+		if (cache_refill(p, n) < 0)
+			return alloc_fail(p, n);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t idx = p->cache[--p->len];
+
+		if (!(pkts[i] = pkt_take(p, idx))) {
+			dup_log(p, idx);
+			return alloc_slow(p, pkts, i, n);
+		}
+	}
 	return 0;
 }
 
@@ -491,7 +547,7 @@ struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p)
 /* ==== free ============================================================== */
 
 /* Index of @m if it is a metadata slot of this pool that says so, else -1. */
-static int64_t seg_index(const struct mpops_pktpool *p, const struct mpops_pkt *m)
+static inline int64_t seg_index(const struct mpops_pktpool *p, const struct mpops_pkt *m)
 {
 	uintptr_t a = (uintptr_t)m, lo = (uintptr_t)p->meta;
 	uint64_t rel = (uint64_t)(a - lo);
@@ -507,7 +563,7 @@ static int64_t seg_index(const struct mpops_pktpool *p, const struct mpops_pkt *
 static int seg_next(const struct mpops_pktpool *p, const struct mpops_pkt *m,
 		    struct mpops_pkt **nx)
 {
-	mpops_off_t off = __atomic_load_n(&m->next, __ATOMIC_RELAXED);
+	mpops_off_t off = m->next;
 	uint64_t rel = off - p->sh->meta_off;
 
 	if (!off) {
@@ -520,14 +576,15 @@ static int seg_next(const struct mpops_pktpool *p, const struct mpops_pkt *m,
 	return 0;
 }
 
-/* Undo the claim of the first @n segments of the chain at @m. */
-static void chain_unclaim(const struct mpops_pktpool *p, struct mpops_pkt *m, uint32_t n)
+static int seg_bad(const struct mpops_pktpool *p, const struct mpops_pkt *m, uint32_t nseg)
 {
-	for (uint32_t i = 0; i < n && m; i++) {
-		__atomic_fetch_or(&m->flags, MPOPS_PKT_F_ALLOCATED, __ATOMIC_RELAXED);
-		if (seg_next(p, m, &m) < 0)
-			break;
-	}
+	if (seg_index(p, m) < 0)
+		log_err("pktpool '%.*s': mpops_pkt_free: segment %u (%p) of the chain is not a buffer of this pool (foreign pointer or corrupt next): nothing of the chain freed",
+			MPOPS_NAME_MAX, p->sh->name, nseg, (const void *)m);
+	else
+		log_err("pktpool '%.*s': mpops_pkt_free: segment %u (buffer %u) of the chain is not allocated (double free): nothing of the chain freed",
+			MPOPS_NAME_MAX, p->sh->name, nseg, m->index);
+	return -EINVAL;
 }
 
 /* Check the whole chain before touching it. @return segments, or -EINVAL. */
@@ -539,16 +596,8 @@ static int64_t chain_check(const struct mpops_pktpool *p, const struct mpops_pkt
 	for (;;) {
 		struct mpops_pkt *nx;
 
-		if (seg_index(p, m) < 0) {
-			log_err("pktpool '%.*s': mpops_pkt_free: segment %u (%p) of the chain is not a buffer of this pool (foreign pointer or corrupt next): nothing of the chain freed",
-				MPOPS_NAME_MAX, p->sh->name, nseg, (const void *)m);
-			return -EINVAL;
-		}
-		if (!(__atomic_load_n(&m->flags, __ATOMIC_ACQUIRE) & MPOPS_PKT_F_ALLOCATED)) {
-			log_err("pktpool '%.*s': mpops_pkt_free: segment %u (buffer %u) of the chain is not allocated (double free): nothing of the chain freed",
-				MPOPS_NAME_MAX, p->sh->name, nseg, m->index);
-			return -EINVAL;
-		}
+		if (seg_index(p, m) < 0 || !(flags_get(m) & MPOPS_PKT_F_ALLOCATED))
+			return seg_bad(p, m, nseg);
 		nseg++;
 		if (seg_next(p, m, &nx) < 0) {
 			log_err("pktpool '%.*s': mpops_pkt_free: segment %u (buffer %u) has next offset %#llx outside this pool's buffers: nothing of the chain freed",
@@ -567,59 +616,88 @@ static int64_t chain_check(const struct mpops_pktpool *p, const struct mpops_pkt
 	}
 }
 
+/* A chain of more than one segment: check it all, then free each. */
+static int chain_free(struct mpops_pktpool *p, struct mpops_pkt *pkt)
+{
+	struct mpops_pkt *m = pkt, *nx = NULL;
+	int64_t nseg = chain_check(p, pkt);
+
+	if (nseg < 0)
+		return -EINVAL;
+	for (int64_t i = 0; i < nseg; i++, m = nx) {
+		/* Read next before the segment can reach the ring and be reused. */
+		seg_next(p, m, &nx);
+		flags_set(m, 0);
+		cache_put(p, m->index);
+	}
+	return 0;
+}
+
+/*
+ * Free one chain into a cache that has room for one more entry: the one
+ * segment case inline (checks, a load and a store of the flag, the index
+ * onto the cache), longer chains out of line.
+ */
+static inline int pkt_free_one(struct mpops_pktpool *p, struct mpops_pkt *m)
+{
+	if (m->next)
+		return chain_free(p, m);
+	if (seg_index(p, m) < 0 || !(flags_get(m) & MPOPS_PKT_F_ALLOCATED))
+		return seg_bad(p, m, 0);
+	flags_set(m, 0);
+	p->cache[p->len++] = m->index;
+	return 0;
+}
+
 int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt)
 {
-	struct mpops_pkt *m, *nx;
-	int64_t nseg;
-	uint32_t i;
-
 	if (!p) {
 		log_err("mpops_pkt_free: pool handle must not be NULL");
 		return -EINVAL;
 	}
 	if (!pkt)
 		return 0;
-	if ((nseg = chain_check(p, pkt)) < 0)
-		return -EINVAL;
-
-	/* Claim every segment: whoever clears the bit frees the buffer, so of
-	 * two racing frees exactly one wins. */
-	for (i = 0, m = pkt; i < nseg; i++, m = nx) {
-		uint32_t old = __atomic_fetch_and(&m->flags, ~MPOPS_PKT_F_ALLOCATED,
-						  __ATOMIC_ACQ_REL);
-
-		int ours = (old & MPOPS_PKT_F_ALLOCATED) != 0;
-
-		if (!ours || seg_next(p, m, &nx) < 0 || (!nx && i + 1 < nseg)) {
-			log_err("pktpool '%.*s': mpops_pkt_free: segment %u (buffer %u) of the chain was freed or changed meanwhile (concurrent double free): nothing of the chain freed",
-				MPOPS_NAME_MAX, p->sh->name, i, (unsigned)(m - p->meta));
-			chain_unclaim(p, pkt, i + (uint32_t)ours);
-			return -EINVAL;
-		}
-	}
-	/* Read each next before the segment can reach the ring and be reused. */
-	for (i = 0, m = pkt; i < nseg; i++, m = nx) {
-		uint32_t idx = (uint32_t)(m - p->meta);
-
-		seg_next(p, m, &nx);
-		cache_put(p, idx);
-	}
-	return 0;
+	if (p->len == p->cache_size)
+		cache_flush(p, p->cache_size - p->cache_size / 2);
+	return pkt_free_one(p, pkt);
 }
 
 int mpops_pkt_free_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
+	unsigned half;
 	int first = 0;
 
 	if (!p || (!pkts && n)) {
 		log_err("mpops_pkt_free_bulk: pool handle and pkts must not be NULL");
 		return -EINVAL;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		int rc = mpops_pkt_free(p, pkts[i]);
+	half = p->cache_size - p->cache_size / 2;
+	while (n) {
+		unsigned k = n < half ? n : half, i;
 
-		if (rc < 0 && first == 0)
-			first = rc;
+		/* Room for k one-segment packets, made once: half the cache
+		 * to the ring if they do not fit. */
+		if (p->len + k > p->cache_size)
+			cache_flush(p, half);
+		for (i = 0; i < k; i++) {
+			struct mpops_pkt *m = pkts[i];
+			int rc;
+
+			if (!m)
+				continue;
+			if (!m->next) {
+				rc = pkt_free_one(p, m);
+			} else {
+				/* A chain takes more room than it was given. */
+				rc = chain_free(p, m);
+				if (p->len + (k - i - 1) > p->cache_size)
+					k = i + 1;
+			}
+			if (rc < 0 && first == 0)
+				first = rc;
+		}
+		pkts += k;
+		n -= k;
 	}
 	return first;
 }

@@ -342,6 +342,25 @@ static int cmd_pktstress(struct mpops_region *r, int rounds)
 	return st.bad != 0 || st.xfer < 100;
 }
 
+/* Free the test pool's buffer at region offset @off through a handle of
+ * this process; print what free returned. */
+static int cmd_pktfree(struct mpops_region *r, mpops_off_t off)
+{
+	struct mpops_pktpool *p;
+	mpops_off_t pool;
+	int rc;
+
+	if ((rc = mpops_root_get(r, PKT_MP_POOL, &pool)) < 0 ||
+	    (rc = mpops_pktpool_open(r, pool, &p)) < 0) {
+		printf("pktpool open=%d\n", rc);
+		return 1;
+	}
+	rc = mpops_pkt_free(p, mpops_ptr(mpops_region_base(r), off));
+	mpops_pktpool_close(p);
+	printf("pktfree=%d\n", rc);
+	return 0;
+}
+
 /* Die holding the pool's ring lock, as a process killed mid-refill would. */
 static int cmd_pktdie(struct mpops_region *r)
 {
@@ -408,6 +427,8 @@ int main(int argc, char **argv)
 		bad = cmd_allocstress(r, argc > 4 ? atoi(argv[4]) : 200);
 	} else if (strcmp(cmd, "pktdie") == 0) {
 		bad = cmd_pktdie(r);
+	} else if (strcmp(cmd, "pktfree") == 0) {
+		bad = argc > 4 ? cmd_pktfree(r, strtoull(argv[4], NULL, 0)) : 2;
 	} else if (strcmp(cmd, "pktstress") == 0) {
 		bad = cmd_pktstress(r, argc > 4 ? atoi(argv[4]) : 2000);
 	} else if (strcmp(cmd, "audit") == 0) {

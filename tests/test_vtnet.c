@@ -242,6 +242,49 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	vtnet_port_close(p);
 }
 
+/* In order, a used entry may stand for a batch: tx counts, and checks the count. */
+Test(vtnet, in_order_tx_completes_by_count_and_checks_it)
+{
+	struct vtnet_port *p;
+	struct vtnet_vq *txq;
+	struct vtnet_queue_stats rx, tx;
+	struct vtnet_info in;
+	struct mpops_pktpool *pool;
+	struct mpops_pkt *pk[5];
+	unsigned before;
+	uint16_t u;
+
+	fv.features = BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_NET_F_MRG_RXBUF) |
+		      BIT64(VIRTIO_F_IN_ORDER) | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
+	p = started(conf());
+	txq = &p->vq[1];
+	pool = vtnet_pool(p);
+	cr_assert_eq(vtnet_info_get(p, &in), 0);
+	cr_assert(in.features & BIT64(VIRTIO_F_IN_ORDER));
+	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	before = mpops_pktpool_avail(pool);
+	cr_assert_eq(mpops_pkt_alloc_bulk(pool, pk, 5), 0);
+	for (int i = 0; i < 5; i++)
+		pk[i]->data_len = 60;
+	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 5), 5);
+	cr_assert_eq(mpops_pktpool_avail(pool), before - 5);
+	/* Three done, one used entry written (the third's): three freed. */
+	u = txq->used->idx;
+	txq->used->ring[(u + 2) & txq->mask].id = txq->avail->ring[(u + 2) & txq->mask];
+	__atomic_store_n(&txq->used->idx, (uint16_t)(u + 3), __ATOMIC_RELEASE);
+	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(mpops_pktpool_avail(pool), before - 2);
+	/* Three more than the two in flight: the two freed, one error. */
+	__atomic_store_n(&txq->used->idx, (uint16_t)(u + 6), __ATOMIC_RELEASE);
+	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(mpops_pktpool_avail(pool), before);
+	cr_assert_eq(vtnet_stats_get(p, 0, &rx, &tx), 0);
+	cr_assert_eq(tx.errors, 1);
+	cr_assert_eq(tx.packets, 5);
+	cr_assert_eq(logcap_count("device's used index counts more buffers than are in flight (3, 2)"), 1);
+	vtnet_port_close(p);
+}
+
 Test(vtnet, claims_are_exclusive_and_checked)
 {
 	struct vtnet_port *p = started(conf());

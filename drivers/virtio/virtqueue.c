@@ -97,31 +97,44 @@ void vq_reset(struct vtnet_port *p, uint16_t index)
 
 /* ==== rx fill and drain ================================================= */
 
+/* Buffers allocated per mpops_pkt_alloc_bulk() call in rx fill. */
+#define RX_FILL_BATCH 64
+
 int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
 {
 	struct vtnet_vq *q = &p->vq[index];
-	uint16_t hdr = p->sh->hdr_size;
+	uint16_t hdr = p->sh->hdr_size, avail = q->sh->avail_idx;
+	struct mpops_pkt *m[RX_FILL_BATCH];
 	int n = 0;
 
 	while (q->sh->num_free > 0) {
-		struct mpops_pkt *m = mpops_pkt_alloc(pool);
-		uint16_t d;
+		unsigned want = q->sh->num_free < RX_FILL_BATCH ? q->sh->num_free : RX_FILL_BATCH;
+		unsigned got = want;
 
-		if (!m)
+		if (mpops_pkt_alloc_bulk(pool, m, want) < 0) {
+			/* Fewer than that in the pool: what there is. */
+			for (got = 0; got < want && (m[got] = mpops_pkt_alloc(pool)); got++)
+				;
+		}
+		for (unsigned i = 0; i < got; i++) {
+			/* The header goes in the headroom, right before the data. */
+			uint16_t d = vq_desc_get(q);
+
+			q->desc[d].addr = m[i]->buf_iova + m[i]->data_off - hdr;
+			q->desc[d].len = (uint32_t)(m[i]->buf_len - m[i]->data_off + hdr);
+			q->desc[d].flags = VRING_DESC_F_WRITE;
+			q->cookie[d] = mpops_off(p->base, m[i]);
+			q->avail->ring[avail++ & q->mask] = d;
+		}
+		n += (int)got;
+		if (got < want)
 			break;
-		/* The header goes in the headroom, right before the data. */
-		d = vq_desc_get(q);
-		q->desc[d].addr = m->buf_iova + m->data_off - hdr;
-		q->desc[d].len = (uint32_t)(m->buf_len - m->data_off + hdr);
-		q->desc[d].flags = VRING_DESC_F_WRITE;
-		q->cookie[d] = mpops_off(p->base, m);
-		q->avail->ring[q->sh->avail_idx & q->mask] = d;
-		q->sh->avail_idx++;
-		n++;
 	}
-	if (n)
-		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
+	if (n) {
+		q->sh->avail_idx = avail;
+		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, avail,
 				      memory_order_release);
+	}
 	return n;
 }
 

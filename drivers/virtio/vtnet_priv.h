@@ -308,7 +308,8 @@ static inline void vq_desc_put(struct vtnet_vq *q, uint16_t d)
 {
 	if (q->sh->num_free == 0)
 		q->sh->free_head = d;
-	else
+	else if (q->desc[q->sh->free_tail].next != d)
+		/* In order it already is d: leave the device's line clean. */
 		q->desc[q->sh->free_tail].next = d;
 	q->sh->free_tail = d;
 	q->sh->num_free++;

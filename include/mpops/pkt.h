@@ -14,7 +14,9 @@
  * pool.
  *
  * Everything in a buffer's metadata is an offset or plain data, so a
- * buffer allocated in one process may be freed in another. A multi-buffer
+ * buffer allocated in one process may be freed in another. The fast path
+ * (alloc and free through a handle's cache) has no locked instruction per
+ * buffer; what that means for double frees is at mpops_pkt_free(). A multi-buffer
  * packet is a chain of segments linked by offset (@c next).
  */
 #ifndef MPOPS_PKT_H
@@ -105,10 +107,14 @@ MPOPS_API void mpops_pktpool_close(struct mpops_pktpool *p);
 /**
  * Allocate @p n single-segment buffers (all or nothing), reset: data_off =
  * headroom, data_len = pkt_len = 0, nb_segs = 1, next = 0, port = queue =
- * udata = 0.
+ * udata = 0. One cache operation for the @p n (a refill from the shared
+ * ring when the cache has fewer); no locked instruction per buffer.
+ * A free-set entry whose buffer is allocated (a copy left by a concurrent
+ * double free, see mpops_pkt_free()) is dropped and logged, and another
+ * buffer taken in its place.
  * @return 0, or -ENOBUFS fewer than @p n buffers in the ring and this
  *   handle's cache (nothing allocated; logged once per handle, as this is
- *   a fast-path condition), -EINVAL.
+ *   a fast-path condition), -EINVAL NULL handle or pkts.
  */
 MPOPS_API int mpops_pkt_alloc_bulk(struct mpops_pktpool *p,
 				   struct mpops_pkt **pkts, unsigned n);
@@ -120,13 +126,32 @@ MPOPS_API struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p);
  * Free a whole chain (every segment, following @c next) to the pool of
  * handle @p p, which must be the pool the segments came from (any handle of
  * it, in any process). NULL @p pkt is a no-op.
+ *
+ * Double frees: each segment's MPOPS_PKT_F_ALLOCATED flag is checked and
+ * cleared with a plain load and store, not a locked read-modify-write (it
+ * would cost a cross-core stall per packet). So a double free is caught,
+ * -EINVAL and logged, whenever the second free starts after the first one
+ * returned: in the same handle, another handle or another process. Two
+ * frees of the same buffer that run at the same time (different threads
+ * or processes) may both succeed; the buffer is then twice in the free
+ * set. The extra copy is dropped and logged when it is allocated while the
+ * buffer is allocated (mpops_pkt_alloc_bulk()), but if two handles
+ * allocate the two copies at the same time, both get the buffer: concurrent
+ * double frees are a bug this pool does not always catch. (DPDK's mempool
+ * checks nothing on its fast path.)
  * @return 0, -EINVAL a segment that is not an allocated buffer of this
  *   pool (double free, foreign pointer, a @c next cycle: logged, nothing
- *   of the chain freed).
+ *   of the chain freed), or a NULL handle.
  */
 MPOPS_API int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt);
 
-/** Free @p n chains. @return 0 or the first error (the rest still freed). */
+/**
+ * Free @p n chains (NULL entries skipped), as mpops_pkt_free() each but
+ * with one cache operation for a run of up to half the cache (room made
+ * once, then one store per one-segment packet).
+ * @return 0 or the first error (the rest still freed), -EINVAL NULL
+ *   handle or pkts.
+ */
 MPOPS_API int mpops_pkt_free_bulk(struct mpops_pktpool *p,
 				  struct mpops_pkt **pkts, unsigned n);
 
