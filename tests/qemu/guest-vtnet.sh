@@ -68,6 +68,16 @@ start_primary() {
 	cat /tmp/primary.out
 }
 
+# wait_for FILE PATTERN SECONDS WHAT: until PATTERN is in FILE, or fail.
+wait_for() {
+	n=0
+	until grep -q "$2" "$1"; do
+		n=$((n + 1))
+		[ $n -lt $(($3 * 10)) ] || fail "$4 within $3 s"
+		sleep 0.1
+	done
+}
+
 # get FILE KEY: a key=value from a peer's output.
 get() { sed -n "s/.*\<$2=\([^ ]*\).*/\1/p" "$1" | tail -n 1; }
 
@@ -174,22 +184,13 @@ hub)
 	# and start of the port brings it back.
 	[ -e /sys/bus/pci/devices/$nic0/reset ] || fail "$nic0 has no reset method (run with --pcie)"
 	echo 1 >/sys/bus/pci/devices/$nic0/reset || fail "the kernel could not reset $nic0"
-	i=0
 	# (During the reset itself the device may not answer at all: either
 	# line is right.)
-	until grep -q "PCI device $nic0 .*link down, bursts stopped" /tmp/primary.out; do
-		i=$((i + 1))
-		[ $i -lt 50 ] || fail "the primary did not notice the reset of $nic0 within 5 s"
-		sleep 0.1
-	done
+	wait_for /tmp/primary.out "PCI device $nic0 .*link down, bursts stopped" 5 \
+		"the primary did not notice the reset of $nic0"
 	grep "link down, bursts stopped" /tmp/primary.out
 	kill -USR1 $primary_pid
-	i=0
-	until grep -q "^restarted" /tmp/primary.out; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || fail "the primary did not restart its ports"
-		sleep 0.1
-	done
+	wait_for /tmp/primary.out "^restarted" 10 "the primary did not restart its ports"
 	grep -q "^restarted rc=0" /tmp/primary.out || fail "restart after the reset: $(grep restarted /tmp/primary.out)"
 	cross a b
 	say "reset of $nic0 noticed; after a stop and start packets cross again"
@@ -209,12 +210,7 @@ vhost)
 	# The backend dies on the host (the test kills it on this line): QEMU
 	# takes the NIC's link down, and the primary notices.
 	say "waiting for the backend to go"
-	i=0
-	until grep -q "vtnet a: link down" /tmp/primary.out; do
-		i=$((i + 1))
-		[ $i -lt 300 ] || fail "the primary did not notice the backend's death within 30 s"
-		sleep 0.1
-	done
+	wait_for /tmp/primary.out "vtnet a: link down" 30 "the primary did not notice the backend's death"
 	say "backend gone: the primary took the link down"
 	stop_primary
 	;;
