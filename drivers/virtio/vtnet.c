@@ -70,7 +70,9 @@ static const struct vtnet_transport_ops transports[] = {
 /* The shared port says which; an unknown value is refused at open. */
 static const struct vtnet_transport_ops *tr(const struct vtnet_port_shared *sh)
 {
-	return &transports[sh->transport < sizeof(transports) / sizeof(transports[0]) ? sh->transport : VTNET_TR_USER];
+	size_t n = sizeof(transports) / sizeof(transports[0]);
+
+	return &transports[sh->transport < n ? sh->transport : VTNET_TR_USER];
 }
 
 /* ==== the per-process slot ============================================== */
@@ -404,9 +406,10 @@ static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
 	return ops->set_features(p, sh->features);
 }
 
-int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtnet_conf *c,
+int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtnet_conf *conf,
 		      struct vtnet_port **out)
 {
+	struct vtnet_conf cc = { 0 }, *c = &cc;	/* fields past the caller's sz read as 0 */
 	struct mpops_pktpool_opts po = { .sz = sizeof(po) };
 	static struct mpops_region *served;	/* the region our handlers serve */
 	struct vtnet_port_shared *sh;
@@ -423,7 +426,9 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 		       name);
 		return -EPERM;
 	}
-	if ((rc = conf_check(c, name)) < 0)
+	if (conf && conf->sz > 0 && conf->sz <= sizeof(cc))
+		memcpy(&cc, conf, conf->sz);
+	if ((rc = conf_check(conf ? c : NULL, name)) < 0)
 		return rc;
 	root_name(root, sizeof(root), name);
 	if (mpops_root_get(r, root, &off) == 0) {
