@@ -165,8 +165,30 @@ hub)
 	grep -q "is bound to no driver: bind it to uio_pci_generic or vfio-pci" /tmp/unbound.out ||
 		fail "unbound device: no log line that says what to do"
 
-	# Unbound after the primary started: a new secondary is refused.
+	# The interface the device does not have, asked for by name.
 	bind $nic1 $drv
+	if [ "$MPOPS_TRANSPORT" = modern ]; then
+		other=pci-legacy want="is modern only (1af4:1041): use transport pci-modern or pci"
+	else
+		other=pci-modern want="has no virtio 1.x capabilities: use transport pci-legacy or pci"
+	fi
+	VT_PRIMARY_LOG=1 vt-primary $run r b "$other:$nic1" 1 1 >/tmp/iface.out 2>&1
+	rc=$?
+	cat /tmp/iface.out
+	[ $rc -eq 1 ] && grep -q 'port=-19' /tmp/iface.out || fail "$other on a $MPOPS_TRANSPORT device: not -ENODEV"
+	grep -q "$want" /tmp/iface.out || fail "$other on a $MPOPS_TRANSPORT device: no log line"
+
+	# A PCI function that is not a virtio-net device (the SATA controller).
+	sata=0000:00:1f.2
+	bind $sata uio_pci_generic
+	VT_PRIMARY_LOG=1 vt-primary $run r b "pci:$sata" 1 1 >/tmp/notnet.out 2>&1
+	rc=$?
+	cat /tmp/notnet.out
+	unbind $sata
+	[ $rc -eq 1 ] && grep -q 'port=-19' /tmp/notnet.out || fail "a SATA controller as a NIC: not -ENODEV"
+	grep -q "not a virtio-net device" /tmp/notnet.out || fail "a SATA controller as a NIC: no log line"
+
+	# Unbound after the primary started: a new secondary is refused.
 	start_primary vt-primary a,b "pci:$nic0,pci:$nic1"
 	if [ "$access" = uio ]; then
 		unbind $nic1
