@@ -12,12 +12,15 @@
  *     hold  claim QP and wait for SIGTERM
  *
  * Prints "key=value" lines; exits 0 when the command's own checks hold.
+ * VT_PEER_DROP_RAWIO=1 in the environment: run without CAP_SYS_RAWIO.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +44,20 @@ static void log_out(enum mpops_log_level level, const char *line, void *arg)
 	(void)arg;
 	printf("log: %s\n", line);
 	fflush(stdout);
+}
+
+/* VT_PEER_DROP_RAWIO=1: give up CAP_SYS_RAWIO (port I/O) for the test of a
+ * secondary that may not reach a legacy device. No libcap: the raw call. */
+static int drop_rawio(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -errno;
+	d[CAP_SYS_RAWIO / 32].effective &= ~(1u << (CAP_SYS_RAWIO % 32));
+	d[CAP_SYS_RAWIO / 32].permitted &= ~(1u << (CAP_SYS_RAWIO % 32));
+	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
 }
 
 struct stamp {
@@ -73,6 +90,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGTERM, on_term);
+	if (getenv("VT_PEER_DROP_RAWIO") && (rc = drop_rawio()) < 0) {
+		fprintf(stderr, "vt-peer: cannot drop CAP_SYS_RAWIO: %s\n", strerror(-rc));
+		return 2;
+	}
 #ifdef VT_PEER_ORIGIN
 	/* The expected crash must kill us, even under a sanitizer's handler. */
 	signal(SIGSEGV, SIG_DFL);

@@ -144,6 +144,18 @@ hub)
 		grep -q 'cannot reach PCI device' /tmp/bar.out || fail "no log line for the unmappable BAR"
 		cross a b
 	fi
+	# A secondary without port I/O privilege (CAP_SYS_RAWIO) cannot notify
+	# a legacy device: a clear error at its claim.
+	if [ "$MPOPS_TRANSPORT" = legacy ] && [ "$access" = uio ]; then
+		VT_PEER_DROP_RAWIO=1 vt-peer tx $run r a 0 10 >/tmp/rawio.out 2>&1
+		rc=$?
+		cat /tmp/rawio.out
+		[ $rc -eq 1 ] && grep -q 'claim=-1$' /tmp/rawio.out ||
+			fail "a secondary without CAP_SYS_RAWIO was not refused with -EPERM"
+		grep -q "no I/O port access for this process" /tmp/rawio.out ||
+			fail "no log line for the secondary without port I/O"
+	fi
+
 	stop_primary
 
 	# The origin's bug: the raw ops pointer the primary stored is not valid
