@@ -946,6 +946,7 @@ int vtpci_dev_start(struct vtnet_port *p)
 {
 	struct vtpci_dev *d = p->pci;
 	struct vtnet_port_shared *sh = p->sh;
+	uint8_t st;
 	int rc;
 
 	/* Bus mastering may have been turned off meanwhile (a driver unbound
@@ -955,8 +956,10 @@ int vtpci_dev_start(struct vtnet_port *p)
 		       strerror(-rc));
 		return rc;
 	}
-	/* After a stop (a reset) the device starts over: the whole sequence. */
-	if (status_get(&d->acc) & VIRTIO_CONFIG_S_DRIVER_OK || status_get(&d->acc) == 0) {
+	/* Create and stop leave it at FEATURES_OK; anything else (reset under
+	 * us, still running) starts over with the whole sequence. */
+	st = status_get(&d->acc);
+	if (st == 0 || (st & VIRTIO_CONFIG_S_DRIVER_OK)) {
 		if ((rc = device_reset(&d->acc)) < 0)
 			return rc;
 		status_add(&d->acc, VIRTIO_CONFIG_S_ACKNOWLEDGE);

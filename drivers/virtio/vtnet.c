@@ -61,10 +61,10 @@ static int user_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh
 static void user_slot_detach(struct vtnet_slot *s);
 
 static const struct vtnet_transport_ops transports[] = {
-	[VTNET_TR_USER] = { "user", vu_dev_create, vu_dev_destroy, vu_dev_start, vu_dev_stop,
+	[VTNET_TR_USER] = { vu_dev_create, vu_dev_destroy, vu_dev_start, vu_dev_stop,
 			    user_slot_attach, user_slot_detach },
-	[VTNET_TR_PCI] = { "pci", vtpci_dev_create, vtpci_dev_destroy, vtpci_dev_start,
-			   vtpci_dev_stop, vtpci_slot_attach, vtpci_slot_detach },
+	[VTNET_TR_PCI] = { vtpci_dev_create, vtpci_dev_destroy, vtpci_dev_start, vtpci_dev_stop,
+			   vtpci_slot_attach, vtpci_slot_detach },
 };
 
 /* The shared port says which; an unknown value is refused at open. */

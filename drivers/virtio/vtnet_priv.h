@@ -239,7 +239,6 @@ extern const struct mpops_ops_impl mpops_impl_vtpci_pci_modern;
 /* What differs between transports in the primary's life cycle and in a
  * process's slot: process-local code, chosen by vtnet_port_shared.transport. */
 struct vtnet_transport_ops {
-	const char *name;
 	int (*create)(struct vtnet_port *p, const struct vtnet_conf *c); /* sets ops_id */
 	void (*destroy)(struct vtnet_port *p);
 	int (*start)(struct vtnet_port *p);
