@@ -31,6 +31,7 @@
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 
+#include "eal_rundir.h"
 #include "vhost_user.h"
 
 #define TESTPMD "/usr/bin/dpdk-testpmd"
@@ -845,31 +846,6 @@ static long long testpmd_count(const char *out, const char *key)
 	return strtoll(p + strlen(key), NULL, 10);
 }
 
-/* EAL leaves its runtime files in a directory named after --file-prefix. */
-static void eal_runtime_remove(const char *prefix)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	char dir[256], path[512];
-	struct dirent *e;
-	DIR *d;
-
-	if (getuid() == 0)
-		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
-	else
-		snprintf(dir, sizeof(dir), "%s/dpdk/%s", xdg ? xdg : "/tmp", prefix);
-	d = opendir(dir);
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 /* testpmd on @sock in @fwd mode for about @secs; its output in @out. */
 static void testpmd_run(const char *sock, const char *fwd, const char *devargs, double secs,
 			char *out, size_t len)
@@ -888,7 +864,7 @@ static void testpmd_run(const char *sock, const char *fwd, const char *devargs, 
 	close(fd);
 	snprintf(vdev, sizeof(vdev), "net_virtio_user0,path=%s,queues=1%s", sock, devargs);
 	snprintf(prefix, sizeof(prefix), "--file-prefix=vhb%d", (int)getpid());
-	eal_runtime_remove(prefix + strlen("--file-prefix="));
+	eal_rundir_remove(prefix + strlen("--file-prefix="));
 	snprintf(fwdarg, sizeof(fwdarg), "--forward-mode=%s", fwd);
 	pid = spawn(argv, outpath, outpath);
 	usleep((useconds_t)(secs * 1e6));
@@ -896,7 +872,7 @@ static void testpmd_run(const char *sock, const char *fwd, const char *devargs, 
 	st = reap(pid, 10);
 	read_file(outpath, out, len);
 	unlink(outpath);
-	eal_runtime_remove(prefix + strlen("--file-prefix="));
+	eal_rundir_remove(prefix + strlen("--file-prefix="));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "testpmd status 0x%x:\n%s", st, out);
 }
 

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "eal_rundir.h"
 #include "helpers.h"
 
 #define TESTPMD "/usr/bin/dpdk-testpmd"
@@ -90,8 +91,6 @@ static void stop(struct proc *p, int sig)
 
 static void teardown(void)
 {
-	char path[160];
-
 	stop(&sec, SIGKILL);
 	stop(&pri, SIGKILL);
 	stop(&be, SIGKILL);
@@ -99,8 +98,7 @@ static void teardown(void)
 		umount(huge);
 	if (old_pages >= 0)
 		pages_set(old_pages);
-	snprintf(path, sizeof(path), "/var/run/dpdk/%s", prefix);
-	rmdir(path);	/* DPDK's runtime dir; its files go with the processes */
+	eal_rundir_remove(prefix);
 	rundir_remove();
 }
 

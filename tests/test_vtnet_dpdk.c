@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eal_rundir.h"
 #include "helpers.h"
 #include <mpops/vtnet.h>
 
@@ -27,6 +28,7 @@ extern char **environ;
 
 static struct mpops_region *r;
 static char sock[100];
+static char prefix[48];	/* testpmd's --file-prefix, once started */
 static pid_t pmd = -1;
 static int pmd_fd = -1;
 static char pmd_out[1 << 17];
@@ -52,6 +54,7 @@ static void teardown(void)
 	}
 	mpops_region_detach(r);
 	rundir_remove();
+	eal_rundir_remove(prefix);
 }
 
 TestSuite(vtnet_dpdk, .init = setup, .fini = teardown, .timeout = 90);
@@ -65,7 +68,7 @@ static void need_testpmd(void)
 /* dpdk-testpmd as the vhost-user backend, forwarding mode @mode. */
 static void pmd_start(const char *mode)
 {
-	char vdev[200], prefix[48];
+	char vdev[200];
 	const char *argv[] = {
 		"timeout", "80", TESTPMD, "--no-pci", "--no-huge", "-m", "256",
 		"--file-prefix", prefix, "--lcores", "0@0,1@0", "--vdev", vdev, "--",

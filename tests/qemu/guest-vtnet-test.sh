@@ -27,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mpops-gvt.XXXXXX")
-vpid='' wpid=''
+vpid='' wpid='' backend=none pmd_prefix="mpops-gvt$$"
 # shellcheck disable=SC2317  # called by the trap
 cleanup() {
 	if [ -n "$wpid" ]; then
@@ -39,6 +39,14 @@ cleanup() {
 		wait "$vpid" 2>/dev/null || true
 	fi
 	rm -rf "$tmp"
+	# What testpmd's EAL left behind for its --file-prefix.
+	if [ "$backend" = testpmd ]; then
+		if [ "$(id -u)" -eq 0 ]; then
+			rm -rf "/var/run/dpdk/$pmd_prefix"
+		else
+			rm -rf "${XDG_RUNTIME_DIR:-/tmp}/dpdk/$pmd_prefix"
+		fi
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -63,7 +71,6 @@ run=(--guest "$out" --nics "$iface" --smp 2 --timeout 300
 # queue only when the guest's secondary kicks it. A modern NIC behind the
 # vIOMMU needs a backend with IOTLB support, which mpops-vhost lacks: there,
 # testpmd's vhost PMD (iommu-support=1), in io mode (a loopback).
-backend=none
 if [ "$scenario" = vhost ]; then
 	sock=$tmp/vhost.sock
 	if [ "$iface" = modern ] && [ "$access" = vfio ]; then
@@ -71,7 +78,7 @@ if [ "$scenario" = vhost ]; then
 		command -v dpdk-testpmd >/dev/null || { echo "guest-vtnet-test: skipped: no dpdk-testpmd"; exit 77; }
 		mkfifo "$tmp/pmd.in"
 		timeout -k 5 280 dpdk-testpmd --no-pci --no-huge -m 256 --no-telemetry \
-			--file-prefix "mpops-gvt$$" --lcores 0@0,1@0 \
+			--file-prefix "$pmd_prefix" --lcores 0@0,1@0 \
 			--vdev "net_vhost0,iface=$sock,client=0,iommu-support=1" -- \
 			--nb-cores=1 --forward-mode=io --auto-start --total-num-mbufs=8192 \
 			<"$tmp/pmd.in" >"$tmp/pmd.out" 2>&1 &

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eal_rundir.h"
+
+void eal_rundir_remove(const char *prefix)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[256], path[512];
+	struct dirent *e;
+	DIR *d;
+
+	if (!prefix || !*prefix || strchr(prefix, '/'))
+		return;	/* never the parent directory */
+	if (getuid() == 0)
+		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
+	else
+		snprintf(dir, sizeof(dir), "%s/dpdk/%s", xdg ? xdg : "/tmp", prefix);
+	if (!(d = opendir(dir)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
