@@ -200,6 +200,22 @@ hub)
 	[ $rc -eq 1 ] && grep -q 'port=-19' /tmp/notnet.out || fail "a SATA controller as a NIC: not -ENODEV"
 	grep -q "not a virtio-net device" /tmp/notnet.out || fail "a SATA controller as a NIC: no log line"
 
+	# vfio: a device whose IOMMU group is not viable (the SATA controller
+	# shares group 3 with the SMBus controller, bound to another driver).
+	if [ "$access" = vfio ]; then
+		smbus=0000:00:1f.3
+		bind $smbus uio_pci_generic
+		bind $sata vfio-pci
+		VT_PRIMARY_LOG=1 vt-primary $run r b "pci:$sata" 1 1 >/tmp/viable.out 2>&1
+		rc=$?
+		cat /tmp/viable.out
+		unbind $sata
+		unbind $smbus
+		[ $rc -eq 1 ] && grep -q 'port=-16' /tmp/viable.out || fail "a group that is not viable: not -EBUSY"
+		grep -q "is not viable: bind every device in it to vfio-pci" /tmp/viable.out ||
+			fail "a group that is not viable: no log line"
+	fi
+
 	# Unbound after the primary started: a new secondary is refused.
 	start_primary vt-primary a,b "pci:$nic0,pci:$nic1"
 	if [ "$access" = uio ]; then
