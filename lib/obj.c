@@ -249,6 +249,21 @@ int64_t mpops_obj_bump_epoch(struct mpops_region *r, mpops_obj_id_t id)
 	return ep;
 }
 
+int mpops_obj_epoch_ref(struct mpops_region *r, mpops_obj_id_t id,
+			const uint32_t **epoch)
+{
+	struct obj_entry_shared *e;
+	int rc;
+
+	if (!epoch)
+		return -EINVAL;
+	if (!(e = entry_of(r, id, &rc)))
+		return rc;
+	/* Same representation; read with a relaxed __atomic_load_n. */
+	*epoch = (const uint32_t *)&e->epoch;
+	return 0;
+}
+
 int mpops_obj_shared(struct mpops_region *r, mpops_obj_id_t id, void **shared)
 {
 	struct obj_entry_shared *e;

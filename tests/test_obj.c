@@ -149,6 +149,21 @@ Test(obj, slot_is_built_once_per_epoch)
 	cr_assert_eq(mpops_obj_release(r, id), -ENOENT);
 }
 
+Test(obj, epoch_ref_follows_every_bump_and_refuses_stale_ids)
+{
+	mpops_obj_id_t id;
+	const uint32_t *ep;
+
+	counted_new(&id);
+	cr_assert_eq(mpops_obj_epoch_ref(r, id, &ep), 0);
+	cr_assert_eq(__atomic_load_n(ep, __ATOMIC_RELAXED), 1);
+	cr_assert_eq(mpops_obj_bump_epoch(r, id), 2);
+	cr_assert_eq(__atomic_load_n(ep, __ATOMIC_RELAXED), 2);
+	cr_assert_eq(mpops_obj_epoch_ref(r, 0x10000u | MPOPS_OBJ_MAX, &ep), -ERANGE);
+	cr_assert_eq(mpops_obj_destroy(r, id), 0);
+	cr_assert_eq(mpops_obj_epoch_ref(r, id, &ep), -ESTALE);
+}
+
 Test(obj, freed_and_reused_ids_are_stale)
 {
 	mpops_obj_id_t id, id2;

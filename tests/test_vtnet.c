@@ -439,3 +439,39 @@ Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini 
 	cr_assert_null(p);
 	cr_assert_eq(logcap_count("a virtio-user port gives the backend region offsets as addresses"), 1);
 }
+
+/*
+ * Regression: a claimed queue pair cached a pointer to this process's slot,
+ * which a stop + start freed (heap-use-after-free in the notify, and kicks
+ * written to closed fds). Each round's kick must reach the backend's copy
+ * of the tx kick fd, through the slot rebuilt at the new epoch.
+ */
+Test(vtnet, claim_held_across_stop_and_start_kicks_through_the_rebuilt_slot)
+{
+	struct vtnet_conf c = conf();
+	struct vtnet_port *p;
+	struct mpops_pkt *pk[8];
+	int kick[VTNET_MAX_VQ], n;
+	eventfd_t v;
+
+	c.nb_qp = 2;
+	fv.queues = 2;
+	p = started(c);
+	/* The eventfd the backend reads queue 3's kicks from. */
+	vu_kickfds(p, kick, &n);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(vtnet_queue_claim(p, 1), 0);
+	for (int round = 0; round < 3; round++) {
+		cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 8), 0);
+		for (int i = 0; i < 8; i++)
+			pk[i]->data_len = (uint16_t)(pk[i]->pkt_len = 64);
+		while (eventfd_read(kick[3], &v) == 0)
+			;
+		cr_assert_eq(vtnet_tx_burst(p, 1, pk, 8), 8, "round %d", round);
+		cr_assert_eq(eventfd_read(kick[3], &v), 0, "round %d: no kick arrived", round);
+		cr_assert_eq(v, 1);
+		cr_assert_eq(vtnet_port_stop(p), 0);
+		cr_assert_eq(vtnet_port_start(p), 0);
+	}
+	vtnet_port_close(p);
+}

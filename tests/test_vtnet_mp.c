@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,4 +295,133 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 	cr_assert(EXITED_OK(st), "%s", out);
 	cr_assert(strstr(out, "transport: ops ID"), "%s", out);
 	cr_assert(strstr(out, "= vtpci/user"), "%s", out);
+}
+
+/* ==== claims held across events ========================================= */
+
+/*
+ * Read @p's output into p->out until @needle appears after p->mark; the
+ * mark then moves past it, so that the same line is never found twice and
+ * lines that came in one read with an earlier one are not lost.
+ */
+static const char *wait_for(struct proc *p, size_t *mark, const char *needle, int timeout_ms)
+{
+	size_t used = strlen(p->out);
+
+	for (int waited = 0;; waited += 10) {
+		const char *hit = strstr(p->out + *mark, needle);
+		struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (hit) {
+			*mark = (size_t)(hit - p->out) + strlen(needle);
+			return hit;
+		}
+		cr_assert_lt(waited, timeout_ms, "no '%s' within %d ms:\n%s", needle, timeout_ms,
+			     p->out + *mark);
+		if (poll(&pf, 1, 10) <= 0)
+			continue;
+		cr_assert_lt(used + 1, sizeof(p->out), "output too long");
+		n = read(p->fd, p->out + used, sizeof(p->out) - used - 1);
+		cr_assert_gt(n, 0, "pid %d ended before '%s':\n%s", (int)p->pid, needle,
+			     p->out + *mark);
+		used += (size_t)n;
+		p->out[used] = '\0';
+	}
+}
+
+struct holder {
+	struct proc pr;
+	size_t mark;
+	int rounds;
+};
+
+/* One round of COUNT packets through the loopback backend, in the same
+ * process that has held its claim all along: every packet comes back. */
+static void round_ok(struct holder *h, unsigned long long count, const char *after)
+{
+	char needle[32];
+	const char *line;
+
+	kill(h->pr.pid, SIGUSR1);
+	snprintf(needle, sizeof(needle), "round=%d ", ++h->rounds);
+	line = wait_for(&h->pr, &h->mark, needle, 20000);
+	cr_assert_eq(field(line, "sent="), count, "after %s: %s", after, line);
+	cr_assert_eq(field(line, "received="), count, "after %s: %s", after, line);
+	cr_assert_eq(field(line, "bad="), 0, "after %s: %s", after, line);
+}
+
+static void holders_end(struct holder *h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const char *line;
+		int st;
+
+		kill(h[i].pr.pid, SIGTERM);
+		st = peer_finish(h[i].pr.pid, h[i].pr.fd, h[i].pr.out + strlen(h[i].pr.out),
+				 sizeof(h[i].pr.out) - strlen(h[i].pr.out), 10000);
+		h[i].pr.pid = -1;
+		cr_assert(EXITED_OK(st), "holder %d:\n%s", i, h[i].pr.out);
+		line = strstr(h[i].pr.out + h[i].mark, "rx_errors=");
+		cr_assert_not_null(line, "%s", h[i].pr.out);
+		cr_assert_eq(field(line, "rx_errors="), 0, "%s", line);
+		cr_assert_eq(field(line, "tx_errors="), 0, "%s", line);
+		cr_assert(strstr(line, "audit=0"), "%s", line);
+		cr_assert_null(strstr(h[i].pr.out, "stray="), "%s", h[i].pr.out);
+	}
+}
+
+/*
+ * Two secondaries of another executable claim queue pairs 0 and 1 once,
+ * and keep them while the port is stopped and started, and while the
+ * backend is killed and a new one comes: after each event both move every
+ * packet again, in the same processes, nothing reopened.
+ */
+static void claims_held_across_events(int port_is_server)
+{
+	const char *a0[] = { "serve", rundir_path(), "vm", "p0", "0", "600", NULL };
+	const char *a1[] = { "serve", rundir_path(), "vm", "p0", "1", "600", NULL };
+	static struct holder h[2];
+	size_t pmark = 0;
+
+	setenv("VT_PRIMARY_LOG", "1", 1);
+	backend_start(port_is_server);
+	primary_start("vt-primary", "2", "1", port_is_server);
+	memset(h, 0, sizeof(h));
+	start(&h[0].pr, "vt-peer", a0, NULL);
+	start(&h[1].pr, "vt-peer", a1, NULL);
+	for (int i = 0; i < 2; i++)
+		wait_for(&h[i].pr, &h[i].mark, "holding", 10000);
+	for (int i = 0; i < 2; i++)
+		round_ok(&h[i], 600, "start");
+
+	for (int k = 0; k < 2; k++) {
+		kill(primary.pid, SIGUSR1);
+		wait_for(&primary, &pmark, "restarted rc=0", 10000);
+		for (int i = 0; i < 2; i++)
+			round_ok(&h[i], 600, "stop + start");
+	}
+
+	for (int k = 0; k < 2; k++) {
+		kill(backend.pid, SIGKILL);
+		peer_finish(backend.pid, backend.fd, backend.out, sizeof(backend.out), 5000);
+		backend.pid = -1;
+		wait_for(&primary, &pmark, "disconnected: link down", 10000);
+		backend_start(port_is_server);
+		wait_for(&primary, &pmark, "reconnected: link up", 20000);
+		for (int i = 0; i < 2; i++)
+			round_ok(&h[i], 600, "backend killed and back");
+	}
+	holders_end(h, 2);
+	unsetenv("VT_PRIMARY_LOG");
+}
+
+Test(vtnet_mp, claims_held_across_restart_and_backend_loss_port_as_client)
+{
+	claims_held_across_events(0);
+}
+
+Test(vtnet_mp, claims_held_across_restart_and_backend_loss_port_as_server)
+{
+	claims_held_across_events(1);
 }

@@ -10,6 +10,10 @@
  *     rx    receive COUNT packets (10 s at most)
  *     loop  send COUNT and receive them back, checking each stamp
  *     hold  claim QP and wait for SIGTERM
+ *     serve claim QP and keep it; each SIGUSR1 runs one round of "loop"
+ *           (COUNT packets, printed as "round=K sent=... received=...
+ *           bad=..."); between rounds poll rx; SIGTERM ends it. The
+ *           claim is held across whatever the port goes through.
  *
  * Prints "key=value" lines; exits 0 when the command's own checks hold.
  * VT_PEER_DROP_RAWIO=1 in the environment: run without CAP_SYS_RAWIO.
@@ -27,8 +31,9 @@
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, go;
 static void on_term(int sig) { (void)sig; stop = 1; }
+static void on_usr1(int sig) { (void)sig; go = 1; }
 
 static double now_s(void)
 {
@@ -67,60 +72,14 @@ struct stamp {
 	uint32_t seq;
 } __attribute__((packed));
 
-int main(int argc, char **argv)
+/* Move COUNT packets as CMD says (tx, rx, loop), 10 s at most. */
+static void traffic(const char *cmd, struct vtnet_port *p, void *base, uint16_t qp,
+		    uint64_t count, unsigned size, uint64_t *sentp, uint64_t *gotp, uint64_t *badp)
 {
-	struct mpops_attach_opts ao = { .sz = sizeof(ao) };
+	struct mpops_pktpool *pool = vtnet_pool(p);
 	uint64_t sent = 0, got = 0, bad = 0;
-	struct vtnet_queue_stats rs, ts;
-	struct mpops_region *r;
-	struct mpops_pktpool *pool;
-	struct vtnet_port *p;
-	const char *cmd;
-	unsigned size = 64;
-	uint64_t count;
 	double end;
-	uint16_t qp;
-	void *base;
-	int rc;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	mpops_log_set(log_out, NULL);
-	if (argc < 7) {
-		fprintf(stderr, "usage: vt-peer CMD RUNDIR REGION PORT QP COUNT [SIZE]\n");
-		return 2;
-	}
-	signal(SIGTERM, on_term);
-	if (getenv("VT_PEER_DROP_RAWIO") && (rc = drop_rawio()) < 0) {
-		fprintf(stderr, "vt-peer: cannot drop CAP_SYS_RAWIO: %s\n", strerror(-rc));
-		return 2;
-	}
-#ifdef VT_PEER_ORIGIN
-	/* The expected crash must kill us, even under a sanitizer's handler. */
-	signal(SIGSEGV, SIG_DFL);
-	signal(SIGBUS, SIG_DFL);
-#endif
-	cmd = argv[1];
-	ao.runtime_dir = argv[2];
-	qp = (uint16_t)atoi(argv[5]);
-	count = strtoull(argv[6], NULL, 10);
-	if (argc > 7)
-		size = (unsigned)atoi(argv[7]);
-	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
-		return 1;
-	if ((rc = vtnet_port_open(r, argv[4], &p)) < 0)
-		return 1;
-	rc = vtnet_queue_claim(p, qp);
-	printf("claim=%d\n", rc);
-	if (rc < 0)
-		return 1;
-	pool = vtnet_pool(p);
-	base = mpops_region_base(r);
-	if (strcmp(cmd, "hold") == 0) {
-		printf("holding\n");
-		while (!stop)
-			pause();
-		goto out;
-	}
 	end = now_s() + 10;
 	while (!stop && now_s() < end) {
 		struct mpops_pkt *pk[32];
@@ -167,6 +126,93 @@ int main(int argc, char **argv)
 		if (strcmp(cmd, "tx") != 0 && got >= count)
 			break;
 	}
+	*sentp = sent;
+	*gotp = got;
+	*badp = bad;
+}
+
+int main(int argc, char **argv)
+{
+	struct mpops_attach_opts ao = { .sz = sizeof(ao) };
+	uint64_t sent = 0, got = 0, bad = 0;
+	struct vtnet_queue_stats rs, ts;
+	struct mpops_region *r;
+	struct mpops_pktpool *pool;
+	struct vtnet_port *p;
+	const char *cmd;
+	unsigned size = 64;
+	uint64_t count;
+	uint16_t qp;
+	void *base;
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	mpops_log_set(log_out, NULL);
+	if (argc < 7) {
+		fprintf(stderr, "usage: vt-peer CMD RUNDIR REGION PORT QP COUNT [SIZE]\n");
+		return 2;
+	}
+	signal(SIGTERM, on_term);
+	signal(SIGUSR1, on_usr1);
+	if (getenv("VT_PEER_DROP_RAWIO") && (rc = drop_rawio()) < 0) {
+		fprintf(stderr, "vt-peer: cannot drop CAP_SYS_RAWIO: %s\n", strerror(-rc));
+		return 2;
+	}
+#ifdef VT_PEER_ORIGIN
+	/* The expected crash must kill us, even under a sanitizer's handler. */
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
+#endif
+	cmd = argv[1];
+	ao.runtime_dir = argv[2];
+	qp = (uint16_t)atoi(argv[5]);
+	count = strtoull(argv[6], NULL, 10);
+	if (argc > 7)
+		size = (unsigned)atoi(argv[7]);
+	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
+		return 1;
+	if ((rc = vtnet_port_open(r, argv[4], &p)) < 0)
+		return 1;
+	rc = vtnet_queue_claim(p, qp);
+	printf("claim=%d\n", rc);
+	if (rc < 0)
+		return 1;
+	pool = vtnet_pool(p);
+	base = mpops_region_base(r);
+	if (strcmp(cmd, "hold") == 0) {
+		printf("holding\n");
+		while (!stop)
+			pause();
+		goto out;
+	}
+	if (strcmp(cmd, "serve") == 0) {
+		int round = 0;
+
+		printf("holding\n");
+		while (!stop) {
+			struct mpops_pkt *pk[32];
+			int n;
+
+			if (go) {
+				go = 0;
+				sent = got = bad = 0;
+				traffic("loop", p, base, qp, count, size, &sent, &got, &bad);
+				printf("round=%d sent=%llu received=%llu bad=%llu\n", ++round,
+				       (unsigned long long)sent, (unsigned long long)got,
+				       (unsigned long long)bad);
+				continue;
+			}
+			/* Idle: whatever arrives between rounds is counted as stray. */
+			n = vtnet_rx_burst(p, qp, pk, 32);
+			for (int i = 0; i < n; i++)
+				mpops_pkt_free(pool, pk[i]);
+			if (n > 0)
+				printf("stray=%d\n", n);
+			usleep(1000);
+		}
+		goto out;
+	}
+	traffic(cmd, p, base, qp, count, size, &sent, &got, &bad);
 out:
 	vtnet_stats_get(p, qp, &rs, &ts);
 	printf("sent=%llu received=%llu bad=%llu rx_kicks=%llu tx_kicks=%llu rx_errors=%llu tx_errors=%llu audit=%d\n",

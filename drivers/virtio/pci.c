@@ -620,11 +620,9 @@ static int pci_del_queue(struct vtnet_port *p, uint16_t vq)
 /* This process's access, from its slot. */
 static struct vtpci_access *slot_acc(struct vtnet_port *p, uint16_t vq)
 {
-	struct vtnet_slot *s = vq / 2 < VTNET_MAX_QP ? p->qp[vq / 2].slot : NULL;
+	struct vtnet_slot *s = vtnet_slot_get(p, vq);
 
-	if (!s && mpops_obj_slot(p->r, p->sh->obj_id, (void **)&s) < 0)
-		return NULL;
-	return s->pci;
+	return s ? s->pci : NULL;
 }
 
 static int pci_legacy_notify(struct vtnet_port *p, uint16_t vq)

@@ -39,7 +39,8 @@ static inline int burst_enter(struct vtnet_port *p, uint16_t qp, struct vtnet_vq
 		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
 		return 0;
 	}
-	if (h->slot_epoch != 0 && vtnet_qp_refresh(p, qp) < 0) {
+	if (__builtin_expect(h->slot_epoch != __atomic_load_n(h->epoch_ref, __ATOMIC_RELAXED), 0) &&
+	    vtnet_qp_refresh(p, qp) < 0) {
 		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
 		return 0;
 	}

@@ -452,10 +452,15 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 			vq_rx_fill(p, (uint16_t)(2 * q), d->pool);
 		pthread_mutex_lock(&d->mu);
 		rc = dev_rings_start(d);
-		for (uint16_t q = 1; rc == 0 && q < p->sh->nb_qp; q++)
+		/* With MQ nothing is enabled yet (at start VQ_PAIRS_SET does
+		 * it): every pair, pair 0 included. */
+		for (uint16_t q = 0; rc == 0 && (p->sh->features & BIT64(VIRTIO_NET_F_MQ)) &&
+				     q < p->sh->nb_qp; q++)
 			rc = enable_pair(d, q, 1);
 		pthread_mutex_unlock(&d->mu);
 		if (rc == 0) {
+			/* Caches built before the loss go stale before bursts resume. */
+			mpops_obj_bump_epoch(p->r, p->sh->obj_id);
 			atomic_store(&p->sh->state, VTNET_STARTED);
 			for (uint16_t q = 0; q < p->sh->nb_qp; q++)
 				eventfd_write(d->kickfd[2 * q], 1);
@@ -470,7 +475,6 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 	}
 	atomic_fetch_add(&p->sh->reconnects, 1);
 	link_set(p, 1);
-	mpops_obj_bump_epoch(p->r, p->sh->obj_id);
 	vt_info("vtnet %s: vhost-user backend reconnected: link up", p->sh->name);
 	return 0;
 }
@@ -760,8 +764,7 @@ static int user_notify_queue(struct vtnet_port *p, uint16_t vq)
 		return vq_ctrl_device(p, ctrl_exec) >= 0 ? 0 : -EIO;
 	}
 	/* This process's own copy of the queue's kick fd. */
-	s = p->qp[vq / 2].slot;
-	if (!s && mpops_obj_slot(p->r, p->sh->obj_id, (void **)&s) < 0)
+	if (!(s = vtnet_slot_get(p, vq)))
 		return -ENOTCONN;
 	if (vq >= s->nfds || s->kickfd[vq] < 0)
 		return -ERANGE;

@@ -225,17 +225,36 @@ static void on_proc_exit(struct mpops_region *r, const struct mpops_proc_info *i
 int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp)
 {
 	struct vtnet_qp *h = &p->qp[qp];
+	uint32_t epoch;
 	void *slot;
-	int rc = mpops_obj_slot(p->r, p->sh->obj_id, &slot);
+	int rc;
 
-	if (rc < 0)
+	if (!h->epoch_ref &&
+	    (rc = mpops_obj_epoch_ref(p->r, p->sh->obj_id, &h->epoch_ref)) < 0)
 		return rc;
-	if (slot != h->slot || !h->ops) {
-		h->slot = slot;
-		h->ops = MPOPS_OPS(vtpci, p->sh->ops_id);
-		h->notify = h->ops->notify_queue;
-	}
+	/* Read before the slot: if it moves meanwhile, the next burst refreshes again. */
+	epoch = __atomic_load_n(h->epoch_ref, __ATOMIC_ACQUIRE);
+	h->slot = NULL;
+	if ((rc = mpops_obj_slot(p->r, p->sh->obj_id, &slot)) < 0)
+		return rc;
+	h->slot = slot;
+	h->ops = MPOPS_OPS(vtpci, p->sh->ops_id);
+	h->notify = h->ops->notify_queue;
+	h->slot_epoch = epoch;
 	return 0;
+}
+
+/* This process's slot for a notify on @vq: the queue pair's cached one if it
+ * is current, else looked up (and rebuilt if its epoch moved). */
+struct vtnet_slot *vtnet_slot_get(struct vtnet_port *p, uint16_t vq)
+{
+	struct vtnet_qp *h = vq / 2 < VTNET_MAX_QP ? &p->qp[vq / 2] : NULL;
+	void *s;
+
+	if (h && h->slot && h->epoch_ref &&
+	    h->slot_epoch == __atomic_load_n(h->epoch_ref, __ATOMIC_RELAXED))
+		return h->slot;
+	return mpops_obj_slot(p->r, p->sh->obj_id, &s) < 0 ? NULL : s;
 }
 
 void vtnet_quiesce(struct vtnet_port *p)
@@ -649,6 +668,8 @@ int vtnet_port_start(struct vtnet_port *p)
 	}
 	if ((rc = tr(sh)->start(p)) < 0)
 		return rc;
+	/* Every process's cache goes stale before any burst can run again. */
+	mpops_obj_bump_epoch(p->r, sh->obj_id);
 	atomic_store(&sh->state, VTNET_STARTED);
 	if (sh->features & BIT64(VIRTIO_NET_F_MQ)) {
 		uint16_t pairs = sh->nb_qp;
@@ -662,7 +683,6 @@ int vtnet_port_start(struct vtnet_port *p)
 	/* Tell a kick-driven device that rx buffers are waiting. */
 	for (uint16_t q = 0; q < sh->nb_qp; q++)
 		MPOPS_OPS(vtpci, sh->ops_id)->notify_queue(p, (uint16_t)(2 * q));
-	mpops_obj_bump_epoch(p->r, sh->obj_id);
 	return 0;
 }
 
@@ -724,8 +744,7 @@ int vtnet_queue_claim(struct vtnet_port *p, uint16_t qp)
 	c->start_time = mpops_proc_start_time(me);
 	p->qp[qp].claimed = 1;
 	p->qp[qp].slot = NULL;
-	p->qp[qp].ops = NULL;
-	p->qp[qp].notify = NULL;
+	p->qp[qp].slot_epoch = 0;
 	if ((rc = vtnet_qp_refresh(p, qp)) < 0 && rc != -ENOTCONN) {
 		vtnet_queue_release(p, qp);
 		return rc;

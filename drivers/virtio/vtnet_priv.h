@@ -189,10 +189,18 @@ struct vtnet_vq {
 	uint16_t mask;
 };
 
-/* Process-local handle of one claimed queue pair: its fast path. */
+/*
+ * Process-local handle of one claimed queue pair: its fast path. A cache of
+ * this process's slot and transport ops, built by vtnet_qp_refresh() at
+ * the slot's epoch (slot_epoch); valid only while *epoch_ref still equals
+ * slot_epoch: a stop, start or reconnection moves the epoch, and the slot
+ * it points at may then be freed by the next mpops_obj_slot() call. Checked
+ * on every burst entry (burst_enter) and by vtnet_slot_get().
+ */
 struct vtnet_qp {
 	int claimed;
-	uint32_t slot_epoch;		/* epoch the cached fast path was built at */
+	uint32_t slot_epoch;		/* epoch the cache was built at */
+	const uint32_t *epoch_ref;	/* the object's epoch, in shared memory */
 	const struct vtpci_ops *ops;	/* resolved transport ops, cached */
 	int (*notify)(struct vtnet_port *p, uint16_t vq); /* ops->notify_queue: one miss, not two */
 	struct vtnet_slot *slot;
@@ -261,6 +269,7 @@ int vq_ctrl_device(struct vtnet_port *p, int (*exec)(struct vtnet_port *, uint8_
 
 /* vtnet.c */
 int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp);
+struct vtnet_slot *vtnet_slot_get(struct vtnet_port *p, uint16_t vq);
 void vtnet_slot_drop_all(struct vtnet_port *p);
 struct vtnet_port *vtnet_port_find(const char *name);
 

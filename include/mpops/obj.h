@@ -91,6 +91,18 @@ MPOPS_API int mpops_obj_slot(struct mpops_region *r, mpops_obj_id_t id,
 MPOPS_API int64_t mpops_obj_bump_epoch(struct mpops_region *r,
 				       mpops_obj_id_t id);
 
+/**
+ * Where @p id's epoch lives in this process's mapping of the region, for a
+ * fast path that checks with one load whether what it cached for the
+ * object is still current (compare with the epoch it was built at; on a
+ * mismatch call mpops_obj_slot() again). The address stays valid while the
+ * region is attached; read it with __atomic_load_n(epoch, __ATOMIC_RELAXED)
+ * (a plain pointer, not _Atomic, so that C++ callers can include this).
+ * @return 0 and *epoch, -ESTALE, -ERANGE.
+ */
+MPOPS_API int mpops_obj_epoch_ref(struct mpops_region *r, mpops_obj_id_t id,
+				  const uint32_t **epoch);
+
 /** Shared data of @p id. @return 0 and *shared, -ESTALE, -ERANGE. */
 MPOPS_API int mpops_obj_shared(struct mpops_region *r, mpops_obj_id_t id,
 			       void **shared);
