@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 	struct worker w[VTNET_MAX_QP] = { 0 };
 	char rundir[PATH_MAX], sock[PATH_MAX], prog[PATH_MAX], vhost[PATH_MAX];
 	uint64_t last_rx[VTNET_MAX_QP] = { 0 }, last_tx[VTNET_MAX_QP] = { 0 };
-	struct vtnet_port *port = NULL;
+	struct mpops_port *port = NULL;
 	struct mpops_region *r = NULL;
 	FILE *live;
 	pid_t backend = -1;
@@ -287,20 +287,22 @@ int main(int argc, char **argv)
 	vc.nb_qp = (uint16_t)o.secondaries;
 	vc.mergeable = o.mergeable ? 1 : -1;
 	if ((rc = vtnet_port_create(r, "port0", &vc, &port)) < 0 ||
-	    (rc = vtnet_port_start(port)) < 0) {
+	    (rc = mpops_port_start(port)) < 0) {
 		fprintf(stderr, "mpops-demo: the port did not come up: %s\n", strerror(-rc));
 		failed = 1;
 		goto out;
 	}
 	{
+		struct mpops_port_info pi;
 		struct vtnet_info in;
 		char feat[256];
 
+		mpops_port_info_get(port, &pi);
 		vtnet_info_get(port, &in);
 		vtnet_features_str(in.features, feat, sizeof(feat));
-		fprintf(live, "mpops-demo: primary pid %d, port0 %02x:%02x:%02x:%02x:%02x:%02x, %u queue pairs, transport %s (ops ID %u)\n",
-			(int)getpid(), in.mac[0], in.mac[1], in.mac[2], in.mac[3], in.mac[4], in.mac[5],
-			in.nb_qp, in.transport, in.ops_id);
+		fprintf(live, "mpops-demo: primary pid %d, port0 %02x:%02x:%02x:%02x:%02x:%02x, %u queue pairs, driver %s, transport %s (ops ID %u)\n",
+			(int)getpid(), pi.mac[0], pi.mac[1], pi.mac[2], pi.mac[3], pi.mac[4], pi.mac[5],
+			pi.nb_qp, pi.driver, in.transport, in.ops_id);
 		fprintf(live, "  features: %s\n  backend: %s%s\n", feat,
 			o.vhost_socket ? sock : vhost, o.vhost_socket ? "" : " (loopback)");
 		fprintf(live, "  primary pid %d: ops ID %u = %s -> ops table %p in its own process\n",
@@ -356,16 +358,16 @@ int main(int argc, char **argv)
 			interrupted = 0;
 		}
 		if (now_s() - last >= 1.0) {
-			struct vtnet_link l;
+			struct mpops_port_link l;
 			double dt = now_s() - last;
 
 			last = now_s();
-			vtnet_link_get(port, &l);
+			mpops_port_link_get(port, &l);
 			fprintf(live, "%5.1fs link %-4s", last - t0, l.up ? "up" : "down");
 			for (int i = 0; i < o.secondaries; i++) {
-				struct vtnet_queue_stats rx, tx;
+				struct mpops_port_queue_stats rx, tx;
 
-				vtnet_stats_get(port, (uint16_t)i, &rx, &tx);
+				mpops_port_stats_get(port, (uint16_t)i, &rx, &tx);
 				fprintf(live, " | pid %d q%d rx %.2f tx %.2f Mpps", (int)w[i].pid, i,
 					(double)(rx.packets - last_rx[i]) / dt / 1e6,
 					(double)(tx.packets - last_tx[i]) / dt / 1e6);
@@ -423,7 +425,7 @@ out:
 		printf("%s\n", failed ? "FAILED" : "ok");
 	}
 	if (port)
-		vtnet_port_close(port);
+		mpops_port_close(port);
 	if (r)
 		mpops_region_detach(r);
 	if (backend > 0) {

@@ -52,8 +52,8 @@ int main(int argc, char **argv)
 	struct mpops_audit_finding f[4];
 	struct mpops_region *r;
 	struct mpops_pktpool *pool;
-	struct vtnet_queue_stats rxs, txs;
-	struct vtnet_port *p;
+	struct mpops_port_queue_stats rxs, txs;
+	struct mpops_port *p;
 	double end;
 	uint16_t q;
 	unsigned size;
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 	}
 	if ((rc = mpops_region_attach(argv[2], &ao, &r)) < 0)
 		return 1;
-	if ((rc = vtnet_port_open(r, argv[3], &p)) < 0 || (rc = vtnet_queue_claim(p, q)) < 0) {
+	if ((rc = mpops_port_open(r, argv[3], &p)) < 0 || (rc = mpops_port_claim(p, q)) < 0) {
 		mpops_region_detach(r);
 		return 1;
 	}
@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 		       (int)getpid(), q, in.ops_id, in.transport, in.ops_local);
 		fflush(stdout);
 	}
-	pool = vtnet_pool(p);
+	pool = mpops_port_pool(p);
 	base = mpops_region_base(r);
 	end = now_s() + atof(argv[5]);
 	while (!stop && now_s() < end) {
@@ -109,14 +109,14 @@ int main(int argc, char **argv)
 				pk[i]->data_len = (uint16_t)size;
 				pk[i]->pkt_len = size;
 			}
-			n = vtnet_tx_burst(p, q, pk, BURST);
+			n = mpops_tx_burst(p, q, pk, BURST);
 			if (n < 0)
 				n = 0;
 			tx += (uint64_t)n;
 			if (n < BURST)
 				mpops_pkt_free_bulk(pool, pk + n, (unsigned)(BURST - n));
 		}
-		n = vtnet_rx_burst(p, q, pk, BURST);
+		n = mpops_rx_burst(p, q, pk, BURST);
 		for (int i = 0; i < n; i++) {
 			struct stamp *s = mpops_pkt_data(base, pk[i]);
 
@@ -129,14 +129,14 @@ int main(int argc, char **argv)
 		if (n > 0)
 			rx += (uint64_t)n;
 	}
-	vtnet_stats_get(p, q, &rxs, &txs);
+	mpops_port_stats_get(p, q, &rxs, &txs);
 	audit = mpops_audit(r, NULL, f, 4);
 	printf("{\"role\": \"secondary\", \"pid\": %d, \"queue\": %u, \"rx_packets\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"kicks\": %llu, \"audit_findings\": %d}\n",
 	       (int)getpid(), q, (unsigned long long)rx, (unsigned long long)tx,
 	       (unsigned long long)(bad + rxs.errors + txs.errors),
 	       (unsigned long long)(rxs.kicks + txs.kicks), audit);
 	fflush(stdout);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 	mpops_region_detach(r);
 	return bad || audit != 0 ? 1 : 0;
 }

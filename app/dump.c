@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * mpops-dump: attach read-only to a region and print a vtnet port's shared
- * state (the origin's "secondary that dumps the primary's structures"):
- * negotiated features, link, each virtqueue's indices and counters, and
- * the transport's ops ID with its class and implementation.
+ * mpops-dump: attach read-only to a region and print a port's shared state
+ * (the origin's "secondary that dumps the primary's structures"): the port
+ * layer's part for any driver (driver ops ID, state, link, epoch, claims,
+ * per-queue counters) and, for a vtnet port, the negotiated features, each
+ * virtqueue's indices and the transport's ops ID with its class and
+ * implementation.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +18,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: mpops-dump [--json] [--runtime-dir DIR] REGION [PORT]\n"
-		   "  Print the shared state of vtnet port PORT (default port0) of REGION.\n");
+		   "  Print the shared state of port PORT (default port0) of REGION.\n");
 }
 
 int main(int argc, char **argv)
@@ -29,9 +31,11 @@ int main(int argc, char **argv)
 	};
 	struct mpops_attach_opts ao = { .sz = sizeof(ao), .flags = MPOPS_ATTACH_F_READONLY };
 	struct mpops_region *r;
-	struct vtnet_port *p;
-	struct vtnet_info in;
-	struct vtnet_link l;
+	struct mpops_port *p;
+	struct vtnet_info in = { 0 };
+	struct mpops_port_info pi;
+	struct mpops_port_link l;
+	int is_vtnet;
 	const char *port = "port0";
 	char feat[512], dev[512];
 	int json = 0, c, rc, nvq;
@@ -55,64 +59,75 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		return 1;
 	}
-	if ((rc = vtnet_port_open(r, port, &p)) < 0) {
+	if ((rc = mpops_port_open(r, port, &p)) < 0) {
 		fprintf(stderr, "mpops-dump: no port '%s': %s\n", port, strerror(-rc));
 		mpops_region_detach(r);
 		return 1;
 	}
-	vtnet_info_get(p, &in);
-	vtnet_link_get(p, &l);
+	mpops_port_info_get(p, &pi);
+	mpops_port_link_get(p, &l);
+	is_vtnet = vtnet_info_get(p, &in) == 0;
 	vtnet_features_str(in.features, feat, sizeof(feat));
 	vtnet_features_str(in.device_features, dev, sizeof(dev));
-	nvq = 2 * in.nb_qp;
+	nvq = 2 * pi.nb_qp;
 	if (json) {
-		printf("{\"port\": \"%s\", \"started\": %s, \"link_up\": %s, \"link_changes\": %u, \"reconnects\": %u, "
-		       "\"mac\": \"%02x:%02x:%02x:%02x:%02x:%02x\", \"features\": \"%#llx\", \"features_names\": \"%s\", "
-		       "\"device_features\": \"%#llx\", \"nb_qp\": %u, \"max_qp\": %u, \"ring_size\": %u, \"hdr_size\": %u, "
-		       "\"transport\": {\"ops_id\": %u, \"name\": \"%s\"}, \"primary_pid\": %d, \"queues\": [",
-		       in.name, in.started ? "true" : "false", l.up ? "true" : "false", l.changes, l.reconnects,
-		       in.mac[0], in.mac[1], in.mac[2], in.mac[3], in.mac[4], in.mac[5],
-		       (unsigned long long)in.features, feat, (unsigned long long)in.device_features,
-		       in.nb_qp, in.max_qp, in.ring_size, in.hdr_size, in.ops_id, in.transport,
-		       (int)in.primary_pid);
+		printf("{\"port\": \"%s\", \"driver\": {\"ops_id\": %u, \"name\": \"%s\"}, \"started\": %s, \"link_up\": %s, "
+		       "\"link_changes\": %u, \"reconnects\": %u, \"epoch\": %u, "
+		       "\"mac\": \"%02x:%02x:%02x:%02x:%02x:%02x\", \"nb_qp\": %u, \"primary_pid\": %d, ",
+		       pi.name, pi.driver_id, pi.driver, pi.started ? "true" : "false", l.up ? "true" : "false",
+		       l.changes, l.reconnects, pi.epoch, pi.mac[0], pi.mac[1], pi.mac[2], pi.mac[3],
+		       pi.mac[4], pi.mac[5], pi.nb_qp, (int)pi.primary_pid);
+		if (is_vtnet)
+			printf("\"features\": \"%#llx\", \"features_names\": \"%s\", \"device_features\": \"%#llx\", "
+			       "\"max_qp\": %u, \"ring_size\": %u, \"hdr_size\": %u, "
+			       "\"transport\": {\"ops_id\": %u, \"name\": \"%s\"}, ",
+			       (unsigned long long)in.features, feat, (unsigned long long)in.device_features,
+			       in.max_qp, in.ring_size, in.hdr_size, in.ops_id, in.transport);
+		printf("\"queues\": [");
 	} else {
-		printf("port %s: %s, link %s (%u changes, %u backend connections), mac %02x:%02x:%02x:%02x:%02x:%02x\n",
-		       in.name, in.started ? "started" : "stopped", l.up ? "up" : "down", l.changes,
-		       l.reconnects, in.mac[0], in.mac[1], in.mac[2], in.mac[3], in.mac[4], in.mac[5]);
-		printf("  transport: ops ID %u = %s (resolved per process; primary pid %d)\n", in.ops_id,
-		       in.transport, (int)in.primary_pid);
-		printf("  features: %s\n  offered:  %s\n", feat, dev);
-		printf("  %u of %u queue pairs, ring size %u, header %u bytes\n", in.nb_qp, in.max_qp,
-		       in.ring_size, in.hdr_size);
+		printf("port %s: driver %s (ops ID %u), %s, link %s (%u changes, %u device connections), mac %02x:%02x:%02x:%02x:%02x:%02x, epoch %u\n",
+		       pi.name, pi.driver, pi.driver_id, pi.started ? "started" : "stopped",
+		       l.up ? "up" : "down", l.changes, l.reconnects, pi.mac[0], pi.mac[1], pi.mac[2],
+		       pi.mac[3], pi.mac[4], pi.mac[5], pi.epoch);
+		if (is_vtnet) {
+			printf("  transport: ops ID %u = %s (resolved per process; primary pid %d)\n",
+			       in.ops_id, in.transport, (int)pi.primary_pid);
+			printf("  features: %s\n  offered:  %s\n", feat, dev);
+			printf("  %u of %u queue pairs, ring size %u, header %u bytes\n", pi.nb_qp,
+			       in.max_qp, in.ring_size, in.hdr_size);
+		} else {
+			printf("  %u queue pairs, primary pid %d\n", pi.nb_qp, (int)pi.primary_pid);
+		}
 		printf("  %-4s %-3s %5s %6s %6s %6s %5s %12s %14s %6s %6s %8s\n", "vq", "dir", "owner",
 		       "avail", "used", "last", "free", "packets", "bytes", "errors", "drops", "kicks");
 	}
 	for (int v = 0; v < nvq; v++) {
-		struct vtnet_queue_stats st[2];
+		struct mpops_port_queue_stats st[2];
 		struct vtnet_vq_info vi;
-		const struct vtnet_queue_stats *s;
+		const struct mpops_port_queue_stats *s;
 
-		if (vtnet_vq_info_get(p, (uint16_t)v, &vi) < 0)
+		memset(&vi, 0, sizeof(vi));
+		if (is_vtnet && vtnet_vq_info_get(p, (uint16_t)v, &vi) < 0)
 			continue;
-		vtnet_stats_get(p, (uint16_t)(v / 2), &st[0], &st[1]);
+		mpops_port_stats_get(p, (uint16_t)(v / 2), &st[0], &st[1]);
 		s = &st[v % 2];
 		if (json)
 			printf("%s{\"vq\": %d, \"dir\": \"%s\", \"owner_pid\": %d, \"size\": %u, \"avail_idx\": %u, \"used_idx\": %u, \"last_used\": %u, \"num_free\": %u, \"avail_flags\": %u, \"used_flags\": %u, \"avail_event\": %u, \"packets\": %llu, \"bytes\": %llu, \"errors\": %llu, \"drops\": %llu, \"kicks\": %llu}",
-			       v ? ", " : "", v, v % 2 ? "tx" : "rx", (int)in.owner_pid[v / 2], vi.size,
+			       v ? ", " : "", v, v % 2 ? "tx" : "rx", (int)pi.owner_pid[v / 2], vi.size,
 			       vi.avail_idx, vi.used_idx, vi.last_used, vi.num_free, vi.avail_flags,
 			       vi.used_flags, vi.avail_event, (unsigned long long)s->packets,
 			       (unsigned long long)s->bytes, (unsigned long long)s->errors,
 			       (unsigned long long)s->drops, (unsigned long long)s->kicks);
 		else
 			printf("  %-4d %-3s %5d %6u %6u %6u %5u %12llu %14llu %6llu %6llu %8llu\n", v,
-			       v % 2 ? "tx" : "rx", (int)in.owner_pid[v / 2], vi.avail_idx, vi.used_idx,
+			       v % 2 ? "tx" : "rx", (int)pi.owner_pid[v / 2], vi.avail_idx, vi.used_idx,
 			       vi.last_used, vi.num_free, (unsigned long long)s->packets,
 			       (unsigned long long)s->bytes, (unsigned long long)s->errors,
 			       (unsigned long long)s->drops, (unsigned long long)s->kicks);
 	}
 	if (json)
 		printf("]}\n");
-	vtnet_port_close(p);
+	mpops_port_close(p);
 	mpops_region_detach(r);
 	return 0;
 }

@@ -230,21 +230,21 @@ struct counts {
 	unsigned long long tx_calls, tx_short;	/* tx bursts, and those the ring cut short */
 };
 
-static void snap(struct vtnet_port *p, uint16_t qp, const struct counts *mine, struct counts *out)
+static void snap(struct mpops_port *p, uint16_t qp, const struct counts *mine, struct counts *out)
 {
-	struct vtnet_queue_stats rs, ts;
+	struct mpops_port_queue_stats rs, ts;
 
 	*out = *mine;
-	if (vtnet_stats_get(p, qp, &rs, &ts) == 0) {
+	if (mpops_port_stats_get(p, qp, &rs, &ts) == 0) {
 		out->tx_kicks = ts.kicks;
 		out->rx_kicks = rs.kicks;
 	}
 }
 
 /* The loop: see the header comment. */
-static int run_loop(struct opts *o, struct vtnet_port *p, uint16_t qp, void *base)
+static int run_loop(struct opts *o, struct mpops_port *p, uint16_t qp, void *base)
 {
-	struct mpops_pktpool *pool = vtnet_pool(p);
+	struct mpops_pktpool *pool = mpops_port_pool(p);
 	const int do_tx = o->mode != M_RXONLY, do_rx = o->mode != M_TXONLY;
 	const unsigned burst = o->burst, hlen = o->size < 42 ? o->size : 42;
 	const unsigned long long *moved;
@@ -276,7 +276,7 @@ static int run_loop(struct opts *o, struct vtnet_port *p, uint16_t qp, void *bas
 		int n;
 
 		if (do_rx) {
-			n = vtnet_rx_burst(p, qp, pk, (uint16_t)burst);
+			n = mpops_rx_burst(p, qp, pk, (uint16_t)burst);
 			c.rx_calls++;
 			if (n > 0) {
 				mpops_pkt_free_bulk(pool, pk, (unsigned)n);
@@ -291,7 +291,7 @@ static int run_loop(struct opts *o, struct vtnet_port *p, uint16_t qp, void *bas
 				pk[i]->data_len = (uint16_t)o->size;
 				pk[i]->pkt_len = o->size;
 			}
-			n = vtnet_tx_burst(p, qp, pk, (uint16_t)burst);
+			n = mpops_tx_burst(p, qp, pk, (uint16_t)burst);
 			if (n < 0)
 				n = 0;
 			c.tx += (unsigned)n;
@@ -338,17 +338,17 @@ static int run_loop(struct opts *o, struct vtnet_port *p, uint16_t qp, void *bas
 }
 
 /* Claim the queue pair, say so, run the measured loop, release it. */
-static int claim_and_run(struct opts *o, struct mpops_region *r, struct vtnet_port *p)
+static int claim_and_run(struct opts *o, struct mpops_region *r, struct mpops_port *p)
 {
 	int rc, ret;
 
-	if ((rc = vtnet_queue_claim(p, (uint16_t)o->qp)) < 0) {
+	if ((rc = mpops_port_claim(p, (uint16_t)o->qp)) < 0) {
 		printf("result error=\"claim: %s\"\n", strerror(-rc));
 		return 1;
 	}
 	printf("ready pid=%d\n", (int)getpid());
 	ret = run_loop(o, p, (uint16_t)o->qp, mpops_region_base(r));
-	vtnet_queue_release(p, (uint16_t)o->qp);
+	mpops_port_release(p, (uint16_t)o->qp);
 	return ret;
 }
 
@@ -361,7 +361,7 @@ static int run_primary(struct opts *o)
 		.pool_size = o->pool,
 	};
 	struct mpops_region *r;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	int rc, ret = 1;
 
 	/* Packet buffers (2176 bytes and 64 of metadata each) plus rings. */
@@ -372,7 +372,7 @@ static int run_primary(struct opts *o)
 		printf("result error=\"port create: %s\"\n", strerror(-rc));
 		goto out_region;
 	}
-	if ((rc = vtnet_port_start(p)) < 0) {
+	if ((rc = mpops_port_start(p)) < 0) {
 		printf("result error=\"port start: %s\"\n", strerror(-rc));
 		goto out_port;
 	}
@@ -385,7 +385,7 @@ static int run_primary(struct opts *o)
 	}
 	ret = claim_and_run(o, r, p);
 out_port:
-	vtnet_port_close(p);
+	mpops_port_close(p);
 out_region:
 	mpops_region_detach(r);
 	return ret;
@@ -395,19 +395,19 @@ static int run_secondary(struct opts *o)
 {
 	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = o->rundir };
 	struct mpops_region *r;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	int rc, ret = 1;
 
 	if ((rc = mpops_region_attach(o->region, &ao, &r)) < 0) {
 		printf("result error=\"attach: %s\"\n", strerror(-rc));
 		return 1;
 	}
-	if ((rc = vtnet_port_open(r, PORT_NAME, &p)) < 0) {
+	if ((rc = mpops_port_open(r, PORT_NAME, &p)) < 0) {
 		printf("result error=\"port open: %s\"\n", strerror(-rc));
 		goto out_region;
 	}
 	ret = claim_and_run(o, r, p);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 out_region:
 	mpops_region_detach(r);
 	return ret;

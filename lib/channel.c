@@ -481,13 +481,18 @@ void chan_stop(struct mpops_region *r)
 int mpops_channel_register(struct mpops_region *r, uint32_t type,
 			   mpops_channel_handler fn, void *arg)
 {
-	int rc = -ENOSPC;
-
 	if (!r || !fn || type < MPOPS_MSG_USER) {
 		log_err("mpops_channel_register: type %#x is reserved (use MPOPS_MSG_USER and up) or no handler given",
 			type);
 		return -EINVAL;
 	}
+	return chan_register(r, type, fn, arg);
+}
+
+int chan_register(struct mpops_region *r, uint32_t type, mpops_channel_handler fn, void *arg)
+{
+	int rc = -ENOSPC;
+
 	if (r->role != MPOPS_ROLE_PRIMARY) {
 		log_err("mpops_channel_register: only the primary of region '%s' serves requests", r->name);
 		return -EPERM;

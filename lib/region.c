@@ -157,6 +157,7 @@ static struct mpops_region *region_new(void)
 	pthread_mutex_init(&r->slots_mu, NULL);
 	pthread_mutex_init(&r->chan_mu, NULL);
 	pthread_mutex_init(&r->req_mu, NULL);
+	pthread_mutex_init(&r->ports_mu, NULL);
 	return r;
 }
 
@@ -171,6 +172,7 @@ static void region_free(struct mpops_region *r)
 	pthread_mutex_destroy(&r->slots_mu);
 	pthread_mutex_destroy(&r->chan_mu);
 	pthread_mutex_destroy(&r->req_mu);
+	pthread_mutex_destroy(&r->ports_mu);
 	free(r);
 }
 

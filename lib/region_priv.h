@@ -178,6 +178,11 @@ struct mpops_region {
 	struct chan_client *clients;
 	unsigned nclients;
 
+	/* port.c: this process's open ports of the region */
+	pthread_mutex_t ports_mu;
+	struct mpops_port *ports;
+	int ports_served;		/* primary: fd handler and exit callback registered */
+
 	/* secondary: connection to the primary */
 	int conn_fd;
 	pthread_mutex_t req_mu;
@@ -243,6 +248,10 @@ struct hello_reply {
 enum {
 	MSG_HELLO = 1,
 	MSG_PING = 2,
+	MSG_PORT_FDS = 3,	/* port.c: a port driver's fds for a process */
 };
+
+/* channel.c: register a handler for a built-in type (no range check). */
+int chan_register(struct mpops_region *r, uint32_t type, mpops_channel_handler fn, void *arg);
 
 #endif

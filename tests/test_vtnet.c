@@ -55,21 +55,21 @@ static struct vtnet_conf conf(void)
 	return c;
 }
 
-static struct vtnet_port *started(struct vtnet_conf c)
+static struct mpops_port *started(struct vtnet_conf c)
 {
-	struct vtnet_port *p = NULL;
+	struct mpops_port *p = NULL;
 
 	cr_assert_eq(fake_vhost_start(&fv), 0);
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
-	cr_assert_eq(vtnet_port_start(p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
 	return p;
 }
 
 Test(vtnet, negotiates_what_both_sides_have)
 {
-	struct vtnet_port *p = started(conf());
+	struct mpops_port *p = started(conf());
 	struct vtnet_info in;
-	struct vtnet_link l;
+	struct mpops_port_link l;
 
 	cr_assert_eq(vtnet_info_get(p, &in), 0);
 	/* The fake offers VERSION_1 and MRG_RXBUF; MAC, STATUS, CTRL_VQ are emulated. */
@@ -85,17 +85,17 @@ Test(vtnet, negotiates_what_both_sides_have)
 	cr_assert(fv.acked_features & BIT64(VIRTIO_F_VERSION_1));
 	cr_assert_eq(fv.requests[VHOST_USER_SET_MEM_TABLE], 1);
 	cr_assert_eq(fv.requests[VHOST_USER_SET_VRING_KICK], 2);
-	cr_assert_eq(vtnet_link_get(p, &l), 0);
+	cr_assert_eq(mpops_port_link_get(p, &l), 0);
 	cr_assert_eq(l.up, 1);
 	cr_assert_eq(logcap_count("vtnet p0: negotiated "), 1);
-	cr_assert_eq(vtnet_port_close(p), 0);
+	cr_assert_eq(mpops_port_close(p), 0);
 	cr_assert_eq(fv.requests[VHOST_USER_GET_VRING_BASE], 2);	/* rings taken back */
 }
 
 Test(vtnet, mergeable_off_is_negotiated_away)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	struct vtnet_info in;
 
 	c.mergeable = -1;
@@ -103,13 +103,13 @@ Test(vtnet, mergeable_off_is_negotiated_away)
 	vtnet_info_get(p, &in);
 	cr_assert_not(in.features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
 	cr_assert_eq(fv.acked_features & BIT64(VIRTIO_NET_F_MRG_RXBUF), 0);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet, no_backend_is_enoent)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	c.connect_timeout_ms = 100;
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -ENOENT);
@@ -119,7 +119,7 @@ Test(vtnet, no_backend_is_enoent)
 Test(vtnet, garbage_reply_is_ebadmsg)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	fv.mode = FAKE_GARBAGE;
 	cr_assert_eq(fake_vhost_start(&fv), 0);
@@ -128,13 +128,13 @@ Test(vtnet, garbage_reply_is_ebadmsg)
 	/* Nothing was left behind: the name can be used again. */
 	fv.mode = FAKE_OK;
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet, backend_closing_mid_negotiation_is_econnreset)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	fv.mode = FAKE_CLOSE_EARLY;
 	cr_assert_eq(fake_vhost_start(&fv), 0);
@@ -145,7 +145,7 @@ Test(vtnet, backend_closing_mid_negotiation_is_econnreset)
 Test(vtnet, bad_conf_is_einval)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	c.ring_size = 100;
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
@@ -179,14 +179,14 @@ Test(vtnet, bad_conf_is_einval)
 Test(vtnet, conf_fields_past_sz_are_not_read)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	c.sz = offsetof(struct vtnet_conf, transport);
 	c.transport = "garbage";
 	c.pci_addr = "garbage";
 	p = started(c);
 	cr_assert_eq(logcap_count("unknown transport"), 0);
-	cr_assert_eq(vtnet_port_close(p), 0);
+	cr_assert_eq(mpops_port_close(p), 0);
 }
 
 /* Play the device: put a used entry in the rx ring. */
@@ -201,52 +201,53 @@ static void dev_used(struct vtnet_vq *q, uint32_t id, uint32_t len)
 
 Test(vtnet, bad_used_entries_are_counted_and_dropped)
 {
-	struct vtnet_port *p = started(conf());
-	struct vtnet_vq *rxq = &p->vq[0], *txq = &p->vq[1];
-	struct vtnet_queue_stats rx, tx;
+	struct mpops_port *p = started(conf());
+	struct vtnet_port *vp = vtnet_of(p);
+	struct vtnet_vq *rxq = &vp->vq[0], *txq = &vp->vq[1];
+	struct mpops_port_queue_stats rx, tx;
 	struct mpops_pkt *pk[8];
 	struct virtio_net_hdr_mrg_rxbuf *vh;
 	struct mpops_pkt *m;
 	uint16_t head;
 
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
 	/* An id past the ring. */
 	dev_used(rxq, 4000, 64);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* Longer than the buffer the driver posted. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
 	dev_used(rxq, head, 100000);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* Shorter than a header. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
 	dev_used(rxq, head, 3);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* An impossible num_buffers. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(p->base, rxq->cookie[head]);
-	vh = (void *)((char *)mpops_pkt_data(p->base, m) - 12);
+	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 0;
 	dev_used(rxq, head, 12 + 60);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* A good one still arrives. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(p->base, rxq->cookie[head]);
-	vh = (void *)((char *)mpops_pkt_data(p->base, m) - 12);
+	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 1;
-	memset(mpops_pkt_data(p->base, m), 0xab, 60);
+	memset(mpops_pkt_data(vp->base, m), 0xab, 60);
 	dev_used(rxq, head, 12 + 60);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 1);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 1);
 	cr_assert_eq(pk[0]->pkt_len, 60);
-	cr_assert_eq(((uint8_t *)mpops_pkt_data(p->base, pk[0]))[59], 0xab);
-	mpops_pkt_free(vtnet_pool(p), pk[0]);
+	cr_assert_eq(((uint8_t *)mpops_pkt_data(vp->base, pk[0]))[59], 0xab);
+	mpops_pkt_free(mpops_port_pool(p), pk[0]);
 	/* The used index jumping beyond the ring. */
 	__atomic_store_n(&rxq->used->idx, (uint16_t)(rxq->used->idx + 1000), __ATOMIC_RELEASE);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* tx: an id the driver never posted. */
 	dev_used(txq, 7, 0);
-	cr_assert_geq(vtnet_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_geq(mpops_tx_burst(p, 0, pk, 0), 0);
 
-	vtnet_stats_get(p, 0, &rx, &tx);
+	mpops_port_stats_get(p, 0, &rx, &tx);
 	cr_assert_eq(rx.errors, 5, "rx errors %llu", (unsigned long long)rx.errors);
 	cr_assert_eq(rx.drops, 3);
 	cr_assert_eq(rx.packets, 1);
@@ -254,15 +255,15 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	cr_assert_eq(logcap_count("device returned a used id that is not in flight"), 2);
 	cr_assert_eq(logcap_count("device wrote more than the buffer holds"), 1);
 	cr_assert_eq(logcap_count("device wrote an impossible num_buffers"), 1);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 /* In order, a used entry may stand for a batch: tx counts, and checks the count. */
 Test(vtnet, in_order_tx_completes_by_count_and_checks_it)
 {
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	struct vtnet_vq *txq;
-	struct vtnet_queue_stats rx, tx;
+	struct mpops_port_queue_stats rx, tx;
 	struct vtnet_info in;
 	struct mpops_pktpool *pool;
 	struct mpops_pkt *pk[5];
@@ -272,60 +273,60 @@ Test(vtnet, in_order_tx_completes_by_count_and_checks_it)
 	fv.features = BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_NET_F_MRG_RXBUF) |
 		      BIT64(VIRTIO_F_IN_ORDER) | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
 	p = started(conf());
-	txq = &p->vq[1];
-	pool = vtnet_pool(p);
+	txq = &vtnet_of(p)->vq[1];
+	pool = mpops_port_pool(p);
 	cr_assert_eq(vtnet_info_get(p, &in), 0);
 	cr_assert(in.features & BIT64(VIRTIO_F_IN_ORDER));
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
 	before = mpops_pktpool_avail(pool);
 	cr_assert_eq(mpops_pkt_alloc_bulk(pool, pk, 5), 0);
 	for (int i = 0; i < 5; i++)
 		pk[i]->data_len = 60;
-	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 5), 5);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 5), 5);
 	cr_assert_eq(mpops_pktpool_avail(pool), before - 5);
 	/* Three done, one used entry written (the third's): three freed. */
 	u = txq->used->idx;
 	txq->used->ring[(u + 2) & txq->mask].id = txq->avail->ring[(u + 2) & txq->mask];
 	__atomic_store_n(&txq->used->idx, (uint16_t)(u + 3), __ATOMIC_RELEASE);
-	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 0), 0);
 	cr_assert_eq(mpops_pktpool_avail(pool), before - 2);
 	/* Three more than the two in flight: the two freed, one error. */
 	__atomic_store_n(&txq->used->idx, (uint16_t)(u + 6), __ATOMIC_RELEASE);
-	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 0), 0);
 	cr_assert_eq(mpops_pktpool_avail(pool), before);
-	cr_assert_eq(vtnet_stats_get(p, 0, &rx, &tx), 0);
+	cr_assert_eq(mpops_port_stats_get(p, 0, &rx, &tx), 0);
 	cr_assert_eq(tx.errors, 1);
 	cr_assert_eq(tx.packets, 5);
 	cr_assert_eq(logcap_count("device's used index counts more buffers than are in flight (3, 2)"), 1);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet, claims_are_exclusive_and_checked)
 {
-	struct vtnet_port *p = started(conf());
+	struct mpops_port *p = started(conf());
 	struct mpops_pkt *pk[1];
 
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 1), -EPERM);
-	cr_assert_eq(vtnet_queue_claim(p, 1), -ERANGE);
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);	/* ours already */
-	cr_assert_eq(vtnet_queue_release(p, 0), 0);
-	cr_assert_eq(vtnet_queue_release(p, 0), -EPERM);
-	vtnet_port_close(p);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 1), -EPERM);
+	cr_assert_eq(mpops_port_claim(p, 1), -ERANGE);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);	/* ours already */
+	cr_assert_eq(mpops_port_release(p, 0), 0);
+	cr_assert_eq(mpops_port_release(p, 0), -EPERM);
+	mpops_port_close(p);
 }
 
 Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
 {
-	struct vtnet_port *p = started(conf());
+	struct mpops_port *p = started(conf());
 	struct mpops_pkt *pk[4];
-	struct vtnet_link l;
+	struct mpops_port_link l;
 	int i;
 
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
 	signal(SIGPIPE, SIG_DFL);	/* a SIGPIPE would kill this test */
 	fake_vhost_hangup(&fv);
 	for (i = 0; i < 200; i++) {
-		vtnet_link_get(p, &l);
+		mpops_port_link_get(p, &l);
 		if (!l.up)
 			break;
 		usleep(10000);
@@ -333,13 +334,13 @@ Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
 	cr_assert_eq(l.up, 0);
 	cr_assert_eq(logcap_count("disconnected: link down"), 1);
 	/* Bursts return nothing while down, and send nothing. */
-	cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 4), 0);
-	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 4), 0);
-	cr_assert_eq(vtnet_rx_burst(p, 0, pk, 4), 0);
-	mpops_pkt_free_bulk(vtnet_pool(p), pk, 4);
+	cr_assert_eq(mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 4), 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 4), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), 0);
+	mpops_pkt_free_bulk(mpops_port_pool(p), pk, 4);
 	/* The fake accepts the next connection: the link comes back. */
 	for (i = 0; i < 300; i++) {
-		vtnet_link_get(p, &l);
+		mpops_port_link_get(p, &l);
 		if (l.up)
 			break;
 		usleep(10000);
@@ -350,38 +351,38 @@ Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
 	cr_assert_eq(fv.sessions, 2);
 	cr_assert_eq(fv.requests[VHOST_USER_SET_MEM_TABLE], 2);
 	cr_assert_eq(logcap_count("reconnected: link up"), 1);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet, server_mode_waits_for_the_backend)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
-	struct vtnet_link l;
+	struct mpops_port *p;
+	struct mpops_port_link l;
 
 	c.server = 1;
 	fv.client = 1;
 	cr_assert_eq(fake_vhost_start(&fv), 0);
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
-	cr_assert_eq(vtnet_port_start(p), 0);
-	vtnet_link_get(p, &l);
+	cr_assert_eq(mpops_port_start(p), 0);
+	mpops_port_link_get(p, &l);
 	cr_assert_eq(l.up, 1);
 	cr_assert_eq(logcap_count("waiting for a vhost-user backend to connect"), 1);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet, audit_is_clean_after_start_and_traffic)
 {
-	struct vtnet_port *p = started(conf());
+	struct mpops_port *p = started(conf());
 	struct mpops_pkt *pk[8];
 
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
-	cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 8), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 8), 0);
 	for (int i = 0; i < 8; i++)
 		pk[i]->data_len = (uint16_t)(pk[i]->pkt_len = 64);
-	cr_assert_eq(vtnet_tx_burst(p, 0, pk, 8), 8);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 8), 8);
 	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 /* A region whose device addresses are physical (PCI) is no place for a
@@ -431,7 +432,7 @@ static void teardown_phys(void)
 Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini = teardown_phys)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p = NULL;
+	struct mpops_port *p = NULL;
 
 	if (!r)
 		cr_skip_test("no hugepages with physical addresses here (not root?)");
@@ -449,7 +450,7 @@ Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini 
 Test(vtnet, claim_held_across_stop_and_start_kicks_through_the_rebuilt_slot)
 {
 	struct vtnet_conf c = conf();
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	struct mpops_pkt *pk[8];
 	int kick[VTNET_MAX_VQ], n;
 	eventfd_t v;
@@ -458,20 +459,20 @@ Test(vtnet, claim_held_across_stop_and_start_kicks_through_the_rebuilt_slot)
 	fv.queues = 2;
 	p = started(c);
 	/* The eventfd the backend reads queue 3's kicks from. */
-	vu_kickfds(p, kick, &n);
+	vu_kickfds(vtnet_of(p), kick, &n);
 	cr_assert_eq(n, 4);
-	cr_assert_eq(vtnet_queue_claim(p, 1), 0);
+	cr_assert_eq(mpops_port_claim(p, 1), 0);
 	for (int round = 0; round < 3; round++) {
-		cr_assert_eq(mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 8), 0);
+		cr_assert_eq(mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 8), 0);
 		for (int i = 0; i < 8; i++)
 			pk[i]->data_len = (uint16_t)(pk[i]->pkt_len = 64);
 		while (eventfd_read(kick[3], &v) == 0)
 			;
-		cr_assert_eq(vtnet_tx_burst(p, 1, pk, 8), 8, "round %d", round);
+		cr_assert_eq(mpops_tx_burst(p, 1, pk, 8), 8, "round %d", round);
 		cr_assert_eq(eventfd_read(kick[3], &v), 0, "round %d: no kick arrived", round);
 		cr_assert_eq(v, 1);
-		cr_assert_eq(vtnet_port_stop(p), 0);
-		cr_assert_eq(vtnet_port_start(p), 0);
+		cr_assert_eq(mpops_port_stop(p), 0);
+		cr_assert_eq(mpops_port_start(p), 0);
 	}
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }

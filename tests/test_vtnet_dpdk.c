@@ -110,30 +110,30 @@ static void pmd_stop(unsigned long long *rx, unsigned long long *tx)
 	*tx = last_tx ? strtoull(last_tx + 11, NULL, 10) : 0;
 }
 
-static struct vtnet_port *port_up(int mergeable)
+static struct mpops_port *port_up(int mergeable)
 {
 	struct vtnet_conf c = {
 		.sz = sizeof(c), .vhost_path = sock, .pool_size = 4096,
 		.connect_timeout_ms = 30000, .mergeable = mergeable,
 	};
-	struct vtnet_port *p = NULL;
+	struct mpops_port *p = NULL;
 	struct vtnet_info in;
 
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), 0);
-	cr_assert_eq(vtnet_port_start(p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
 	vtnet_info_get(p, &in);
 	cr_assert_eq(!!(in.features & (1ULL << 15)), mergeable > 0, "features %#llx",
 		     (unsigned long long)in.features);
 	return p;
 }
 
-static uint64_t primary_tx(struct vtnet_port *p, uint64_t count)
+static uint64_t primary_tx(struct mpops_port *p, uint64_t count)
 {
 	uint64_t sent = 0;
 	struct timespec t0, t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
 	while (sent < count) {
 		struct mpops_pkt *pk[32];
 		int n;
@@ -141,37 +141,37 @@ static uint64_t primary_tx(struct vtnet_port *p, uint64_t count)
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if (t.tv_sec - t0.tv_sec > 20)
 			break;
-		if (mpops_pkt_alloc_bulk(vtnet_pool(p), pk, 32) < 0)
+		if (mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 32) < 0)
 			continue;
 		for (int i = 0; i < 32; i++) {
 			memset(mpops_pkt_data(mpops_region_base(r), pk[i]), 0xff, 64);
 			pk[i]->data_len = 64;
 			pk[i]->pkt_len = 64;
 		}
-		n = vtnet_tx_burst(p, 0, pk, 32);
+		n = mpops_tx_burst(p, 0, pk, 32);
 		sent += (uint64_t)(n > 0 ? n : 0);
 		if (n < 32)
-			mpops_pkt_free_bulk(vtnet_pool(p), pk + (n > 0 ? n : 0), (unsigned)(32 - (n > 0 ? n : 0)));
+			mpops_pkt_free_bulk(mpops_port_pool(p), pk + (n > 0 ? n : 0), (unsigned)(32 - (n > 0 ? n : 0)));
 	}
 	/* Let testpmd take what is left in the ring. */
 	usleep(500000);
 	return sent;
 }
 
-static uint64_t primary_rx(struct vtnet_port *p, uint64_t count)
+static uint64_t primary_rx(struct mpops_port *p, uint64_t count)
 {
 	uint64_t got = 0;
 	struct timespec t0, t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cr_assert_eq(vtnet_queue_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
 	while (got < count) {
 		struct mpops_pkt *pk[32];
-		int n = vtnet_rx_burst(p, 0, pk, 32);
+		int n = mpops_rx_burst(p, 0, pk, 32);
 
 		for (int i = 0; i < n; i++) {
 			cr_assert_eq(pk[i]->pkt_len, 64);
-			mpops_pkt_free(vtnet_pool(p), pk[i]);
+			mpops_pkt_free(mpops_port_pool(p), pk[i]);
 		}
 		got += (uint64_t)(n > 0 ? n : 0);
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -184,7 +184,7 @@ static uint64_t primary_rx(struct vtnet_port *p, uint64_t count)
 static void primary_tx_case(int mergeable)
 {
 	unsigned long long rx, tx;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	uint64_t sent;
 
 	pmd_start("--forward-mode=rxonly");
@@ -194,13 +194,13 @@ static void primary_tx_case(int mergeable)
 	pmd_stop(&rx, &tx);
 	cr_assert_eq(rx, sent, "testpmd counted %llu of %llu\n%s", rx, (unsigned long long)sent,
 		     pmd_out + (strlen(pmd_out) > 2000 ? strlen(pmd_out) - 2000 : 0));
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 static void primary_rx_case(int mergeable)
 {
 	unsigned long long rx, tx;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	uint64_t got;
 
 	pmd_start("--forward-mode=txonly");
@@ -209,14 +209,14 @@ static void primary_rx_case(int mergeable)
 	pmd_stop(&rx, &tx);
 	cr_assert_geq(got, 20000);
 	cr_assert_geq(tx, got, "testpmd sent %llu, we received %llu", tx, (unsigned long long)got);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 static void secondary_case(const char *mode, const char *cmd, int mergeable)
 {
 	const char *args[] = { cmd, rundir_path(), "vd", "p0", "0", "20000", NULL };
 	unsigned long long rx, tx, n;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	char out[8192], *s;
 	int st;
 
@@ -238,7 +238,7 @@ static void secondary_case(const char *mode, const char *cmd, int mergeable)
 		cr_assert_geq(tx, n);
 	}
 	cr_assert(strstr(out, "audit=0"), "%s", out);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 }
 
 Test(vtnet_dpdk, primary_tx_is_counted_by_testpmd_mergeable) { primary_tx_case(1); }

@@ -175,13 +175,13 @@ Test(vtnet_mp, origin_bug_secondary_dies_on_notify_real_driver_does_not)
 	cr_assert_eq(backend_kicks(0), 1 + field(s.out, "rx_kicks="), "%s", backend.out);
 }
 
-static struct vtnet_port *attach_here(struct mpops_region **r)
+static struct mpops_port *attach_here(struct mpops_region **r)
 {
 	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
-	struct vtnet_port *p;
+	struct mpops_port *p;
 
 	cr_assert_eq(mpops_region_attach("vm", &ao, r), 0);
-	cr_assert_eq(vtnet_port_open(*r, "p0", &p), 0);
+	cr_assert_eq(mpops_port_open(*r, "p0", &p), 0);
 	return p;
 }
 
@@ -190,38 +190,38 @@ Test(vtnet_mp, claims_name_the_owner_and_dead_owners_are_replaced)
 	const char *a[] = { "hold", rundir_path(), "vm", "p0", "0", "0", NULL };
 	static struct proc s;
 	struct mpops_region *r;
-	struct vtnet_port *p;
-	struct vtnet_info in;
+	struct mpops_port *p;
+	struct mpops_port_info in;
 	char line[96];
 
 	backend_start(0);
 	primary_start("vt-primary", "2", "1", 0);
 	start(&s, "vt-peer", a, "holding");
 	p = attach_here(&r);
-	cr_assert_eq(vtnet_queue_claim(p, 0), -EBUSY);
+	cr_assert_eq(mpops_port_claim(p, 0), -EBUSY);
 	snprintf(line, sizeof(line), "queue pair 0 is claimed by pid %d", (int)s.pid);
 	cr_assert_eq(logcap_count(line), 1);
-	cr_assert_eq(vtnet_queue_claim(p, 1), 0);
-	vtnet_info_get(p, &in);
+	cr_assert_eq(mpops_port_claim(p, 1), 0);
+	mpops_port_info_get(p, &in);
 	cr_assert_eq(in.owner_pid[0], s.pid);
 	cr_assert_eq(in.owner_pid[1], getpid());
 	/* Its owner dies: the claim can be taken. */
 	kill(s.pid, SIGKILL);
 	peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 5000);
-	for (int i = 0; i < 200 && vtnet_queue_claim(p, 0) == -EBUSY; i++)
+	for (int i = 0; i < 200 && mpops_port_claim(p, 0) == -EBUSY; i++)
 		usleep(10000);
-	vtnet_info_get(p, &in);
+	mpops_port_info_get(p, &in);
 	cr_assert_eq(in.owner_pid[0], getpid());
-	vtnet_port_close(p);
+	mpops_port_close(p);
 	mpops_region_detach(r);
 }
 
-static int wait_link(struct vtnet_port *p, int up)
+static int wait_link(struct mpops_port *p, int up)
 {
-	struct vtnet_link l;
+	struct mpops_port_link l;
 
 	for (int i = 0; i < 500; i++) {
-		vtnet_link_get(p, &l);
+		mpops_port_link_get(p, &l);
 		if (l.up == up)
 			return 0;
 		usleep(10000);
@@ -234,8 +234,8 @@ Test(vtnet_mp, backend_exit_turns_the_link_down_everywhere_and_server_mode_recov
 	const char *a[] = { "loop", rundir_path(), "vm", "p0", "0", "1000", NULL };
 	static struct proc s;
 	struct mpops_region *r;
-	struct vtnet_port *p;
-	struct vtnet_link l;
+	struct mpops_port *p;
+	struct mpops_port_link l;
 	int st;
 
 	/* We listen (server mode); mpops-vhost connects as a client. */
@@ -253,13 +253,13 @@ Test(vtnet_mp, backend_exit_turns_the_link_down_everywhere_and_server_mode_recov
 	/* A new backend connects: the port comes back and carries traffic. */
 	backend_start(1);
 	cr_assert_eq(wait_link(p, 1), 0);
-	vtnet_link_get(p, &l);
+	mpops_port_link_get(p, &l);
 	cr_assert_eq(l.reconnects, 2);
 	start(&s, "vt-peer", a, NULL);
 	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
 	cr_assert(EXITED_OK(st), "%s", s.out);
 	cr_assert_eq(field(s.out, "received="), 1000);
-	vtnet_port_close(p);
+	mpops_port_close(p);
 	mpops_region_detach(r);
 }
 

@@ -73,10 +73,10 @@ struct stamp {
 } __attribute__((packed));
 
 /* Move COUNT packets as CMD says (tx, rx, loop), 10 s at most. */
-static void traffic(const char *cmd, struct vtnet_port *p, void *base, uint16_t qp,
+static void traffic(const char *cmd, struct mpops_port *p, void *base, uint16_t qp,
 		    uint64_t count, unsigned size, uint64_t *sentp, uint64_t *gotp, uint64_t *badp)
 {
-	struct mpops_pktpool *pool = vtnet_pool(p);
+	struct mpops_pktpool *pool = mpops_port_pool(p);
 	uint64_t sent = 0, got = 0, bad = 0;
 	double end;
 
@@ -103,7 +103,7 @@ static void traffic(const char *cmd, struct vtnet_port *p, void *base, uint16_t 
 					pk[i]->data_len = (uint16_t)size;
 					pk[i]->pkt_len = size;
 				}
-				n = vtnet_tx_burst(p, qp, pk, (uint16_t)want);
+				n = mpops_tx_burst(p, qp, pk, (uint16_t)want);
 				if (n < 0)
 					n = 0;
 				sent += (uint64_t)n;
@@ -111,7 +111,7 @@ static void traffic(const char *cmd, struct vtnet_port *p, void *base, uint16_t 
 					mpops_pkt_free_bulk(pool, pk + n, want - (unsigned)n);
 			}
 		}
-		n = vtnet_rx_burst(p, qp, pk, 32);
+		n = mpops_rx_burst(p, qp, pk, 32);
 		for (int i = 0; i < n; i++) {
 			struct stamp *s = mpops_pkt_data(base, pk[i]);
 
@@ -135,10 +135,10 @@ int main(int argc, char **argv)
 {
 	struct mpops_attach_opts ao = { .sz = sizeof(ao) };
 	uint64_t sent = 0, got = 0, bad = 0;
-	struct vtnet_queue_stats rs, ts;
+	struct mpops_port_queue_stats rs, ts;
 	struct mpops_region *r;
 	struct mpops_pktpool *pool;
-	struct vtnet_port *p;
+	struct mpops_port *p;
 	const char *cmd;
 	unsigned size = 64;
 	uint64_t count;
@@ -171,13 +171,13 @@ int main(int argc, char **argv)
 		size = (unsigned)atoi(argv[7]);
 	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
 		return 1;
-	if ((rc = vtnet_port_open(r, argv[4], &p)) < 0)
+	if ((rc = mpops_port_open(r, argv[4], &p)) < 0)
 		return 1;
-	rc = vtnet_queue_claim(p, qp);
+	rc = mpops_port_claim(p, qp);
 	printf("claim=%d\n", rc);
 	if (rc < 0)
 		return 1;
-	pool = vtnet_pool(p);
+	pool = mpops_port_pool(p);
 	base = mpops_region_base(r);
 	if (strcmp(cmd, "hold") == 0) {
 		printf("holding\n");
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 				continue;
 			}
 			/* Idle: whatever arrives between rounds is counted as stray. */
-			n = vtnet_rx_burst(p, qp, pk, 32);
+			n = mpops_rx_burst(p, qp, pk, 32);
 			for (int i = 0; i < n; i++)
 				mpops_pkt_free(pool, pk[i]);
 			if (n > 0)
@@ -214,13 +214,13 @@ int main(int argc, char **argv)
 	}
 	traffic(cmd, p, base, qp, count, size, &sent, &got, &bad);
 out:
-	vtnet_stats_get(p, qp, &rs, &ts);
+	mpops_port_stats_get(p, qp, &rs, &ts);
 	printf("sent=%llu received=%llu bad=%llu rx_kicks=%llu tx_kicks=%llu rx_errors=%llu tx_errors=%llu audit=%d\n",
 	       (unsigned long long)sent, (unsigned long long)got, (unsigned long long)bad,
 	       (unsigned long long)rs.kicks, (unsigned long long)ts.kicks,
 	       (unsigned long long)rs.errors, (unsigned long long)ts.errors,
 	       mpops_audit(r, NULL, NULL, 0));
-	vtnet_port_close(p);
+	mpops_port_close(p);
 	mpops_region_detach(r);
 	if (strcmp(cmd, "hold") == 0)
 		return 0;

@@ -40,7 +40,7 @@ static void log_out(enum mpops_log_level level, const char *line, void *arg)
 int main(int argc, char **argv)
 {
 	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 64u << 20 };
-	struct vtnet_port *p[MAX_PORTS] = { 0 };
+	struct mpops_port *p[MAX_PORTS] = { 0 };
 	char names[256], targets[512], *sn, *st, *name, *target;
 	struct mpops_region *r;
 	int rc, n = 0;
@@ -83,12 +83,12 @@ int main(int argc, char **argv)
 		} else {
 			c.vhost_path = target;
 		}
-		if ((rc = vtnet_port_create(r, name, &c, &p[n])) < 0 || (rc = vtnet_port_start(p[n])) < 0) {
+		if ((rc = vtnet_port_create(r, name, &c, &p[n])) < 0 || (rc = mpops_port_start(p[n])) < 0) {
 			printf("port=%d\n", rc);
 			for (int i = 0; i < n; i++)
-				vtnet_port_close(p[i]);
+				mpops_port_close(p[i]);
 			if (p[n])
-				vtnet_port_close(p[n]);
+				mpops_port_close(p[n]);
 			mpops_region_detach(r);
 			return 1;
 		}
@@ -100,13 +100,13 @@ int main(int argc, char **argv)
 			restart = 0;
 			rc = 0;
 			for (int i = 0; i < n && rc == 0; i++)
-				if ((rc = vtnet_port_stop(p[i])) == 0)
-					rc = vtnet_port_start(p[i]);
+				if ((rc = mpops_port_stop(p[i])) == 0)
+					rc = mpops_port_start(p[i]);
 			printf("restarted rc=%d\n", rc);
 		}
 	}
 	for (int i = 0; i < n; i++)
-		vtnet_port_close(p[i]);
+		mpops_port_close(p[i]);
 	mpops_region_detach(r);
 	printf("closed\n");
 	return 0;

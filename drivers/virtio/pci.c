@@ -726,11 +726,7 @@ static void *monitor(void *arg)
 		if (st == 0xff || !(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
 		    (st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 			/* Stop every burst; the primary stops and starts the port again. */
-			uint32_t started = VTNET_STARTED;
-
-			if (atomic_compare_exchange_strong(&p->sh->state, &started, VTNET_RESETTING)) {
-				atomic_store(&p->sh->link_up, 0);
-				atomic_fetch_add(&p->sh->link_changes, 1);
+			if (mpops_port_lost(p->port, NULL) == 0) {
 				vt_err("vtnet %s: PCI device %s %s (status %#x): link down, bursts stopped; stop and start the port to recover",
 				       p->sh->name, p->sh->pci.addr,
 				       st == 0 ? "was reset"
@@ -747,8 +743,7 @@ static void *monitor(void *arg)
 
 			pci_read_config(p, offsetof(struct virtio_net_config, status), &ls, 2);
 			up = (ls & VIRTIO_NET_S_LINK_UP) ? 1 : 0;
-			if (atomic_exchange(&p->sh->link_up, up) != up) {
-				atomic_fetch_add(&p->sh->link_changes, 1);
+			if (mpops_port_link_set(p->port, up)) {
 				vt_info("vtnet %s: link %s", p->sh->name, up ? "up" : "down");
 			}
 		}
@@ -760,6 +755,7 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 {
 	struct vtnet_port_shared *sh = p->sh;
 	struct vtnet_pci_shared *ps = &sh->pci;
+	uint8_t *mac = mpops_port_mac(p->port);
 	struct vtpci_dev *d;
 	char path[PATH_MAX], drv[64];
 	uint16_t vendor, device, subsys;
@@ -877,7 +873,7 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	status_add(&d->acc, VIRTIO_CONFIG_S_DRIVER);
 	pci_get_features(p, &feat);
 	if (feat & BIT64(VIRTIO_NET_F_MAC))
-		pci_read_config(p, offsetof(struct virtio_net_config, mac), sh->mac, 6);
+		pci_read_config(p, offsetof(struct virtio_net_config, mac), mac, 6);
 	sh->max_qp = 1;
 	if (feat & BIT64(VIRTIO_NET_F_MQ)) {
 		uint16_t mq = 0;
@@ -908,8 +904,8 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	d->mon_running = 1;
 	vt_info("vtnet %s: PCI device %s (%04x:%04x) through %s, %s interface, %u queue pair(s), MAC %02x:%02x:%02x:%02x:%02x:%02x",
 		sh->name, ps->addr, vendor, device, ps->access == VTPCI_VFIO ? "vfio-pci" : "uio_pci_generic",
-		ps->modern ? "modern (virtio 1.x)" : "legacy (virtio 0.9.5)", sh->max_qp, sh->mac[0],
-		sh->mac[1], sh->mac[2], sh->mac[3], sh->mac[4], sh->mac[5]);
+		ps->modern ? "modern (virtio 1.x)" : "legacy (virtio 0.9.5)", sh->max_qp, mac[0],
+		mac[1], mac[2], mac[3], mac[4], mac[5]);
 	return 0;
 fail:
 	if (dev_fd >= 0)
@@ -981,14 +977,14 @@ int vtpci_dev_start(struct vtnet_port *p)
 		vt_err("vtnet %s: PCI device %s failed the start (DEVICE_NEEDS_RESET)", sh->name, sh->pci.addr);
 		return -EIO;
 	}
-	atomic_store(&p->sh->link_up, 1);
 	if (sh->features & BIT64(VIRTIO_NET_F_STATUS)) {
 		uint16_t ls = 0;
 
 		pci_read_config(p, offsetof(struct virtio_net_config, status), &ls, 2);
-		atomic_store(&p->sh->link_up, (ls & VIRTIO_NET_S_LINK_UP) ? 1 : 0);
+		mpops_port_link_set(p->port, (ls & VIRTIO_NET_S_LINK_UP) ? 1 : 0);
+	} else {
+		mpops_port_link_set(p->port, 1);
 	}
-	atomic_fetch_add(&p->sh->link_changes, 1);
 	atomic_store(&d->started, 1);
 	return 0;
 }
@@ -1004,44 +1000,23 @@ void vtpci_dev_stop(struct vtnet_port *p)
 	status_add(&d->acc, VIRTIO_CONFIG_S_DRIVER);
 	if (pci_set_features(p, p->sh->features) < 0)
 		vt_warn("vtnet %s: features not accepted again after the reset", p->sh->name);
-	if (atomic_exchange(&p->sh->link_up, 0))
-		atomic_fetch_add(&p->sh->link_changes, 1);
+	mpops_port_link_set(p->port, 0);
 }
 
 /* ==== per-process slot ================================================== */
 
-int vtpci_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh, struct vtnet_slot *s)
+int vtpci_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 {
-	struct vtnet_port *owner = vtnet_port_find(sh->name);
+	struct vtnet_port_shared *sh = p->sh;
 	int dev_fd = -1, rc;
 
 	if (!(s->pci = calloc(1, sizeof(*s->pci))))
 		return -ENOMEM;
 	if (sh->pci.access == VTPCI_VFIO) {
-		if (owner && owner->pci) {
-			/* The primary: its own device fd, duplicated. */
-			dev_fd = fcntl(owner->pci->acc.dev_fd, F_DUPFD_CLOEXEC, 0);
-			rc = dev_fd < 0 ? -errno : 0;
-		} else {
-			struct mpops_msg *req = calloc(1, sizeof(*req)), *rep = calloc(1, sizeof(*rep));
-
-			rc = -ENOMEM;
-			if (req && rep) {
-				req->type = VTNET_MSG_VFIOFD;
-				req->len = (uint32_t)strlen(sh->name) + 1;
-				memcpy(req->data, sh->name, req->len);
-				rc = mpops_channel_request(r, req, rep, 0);
-				if (rc == 0 && rep->nfds != 1)
-					rc = -EBADMSG;
-				if (rc == 0) {
-					dev_fd = rep->fds[0];
-					rep->fds[0] = -1;
-				}
-				mpops_msg_clear(rep);
-			}
-			free(req);
-			free(rep);
-		}
+		/* A copy of the primary's device fd (its own, duplicated, in the primary). */
+		rc = mpops_port_fds_get(p->port, &dev_fd, 1);
+		if (rc == 0)
+			rc = -EBADMSG;
 		if (rc < 0) {
 			vt_err("vtnet %s: cannot get the vfio device fd of %s from the primary: %s",
 			       sh->name, sh->pci.addr, strerror(-rc));
@@ -1069,10 +1044,13 @@ void vtpci_slot_detach(struct vtnet_slot *s)
 	}
 }
 
-/* Primary: hand a secondary a copy of the vfio device fd. */
-int vtpci_fds_handler(struct vtnet_port *p, struct mpops_msg *reply)
+/* Creator: what other processes need: the vfio device fd (uio: nothing). */
+int vtpci_fds_export(struct vtnet_port *p, int *fds, int max)
 {
 	if (!p->pci || p->sh->pci.access != VTPCI_VFIO)
-		return -ENOENT;
-	return mpops_msg_add_fd(reply, p->pci->acc.dev_fd);
+		return 0;
+	if (max < 1)
+		return -ENOSPC;
+	fds[0] = p->pci->acc.dev_fd;
+	return 1;
 }

@@ -23,45 +23,21 @@ static void vq_log_once(struct vtnet_port *p, struct vtnet_vq *q, uint32_t bit,
 }
 
 /*
- * Enter a burst: mark the pair busy, then check the port is started (the
- * primary does the opposite when it stops: state first, then waits for
- * busy to clear), and that this process's cached fast path is current.
+ * The port layer calls these only on a queue pair this process claimed,
+ * while the port is started, with a context (struct vtnet_qp) built at the
+ * current epoch: no checks here.
  */
-static inline int burst_enter(struct vtnet_port *p, uint16_t qp, struct vtnet_vq *rxq)
-{
-	struct vtnet_qp *h;
-
-	if (qp >= p->sh->nb_qp || !p->qp[qp].claimed)
-		return -EPERM;
-	h = &p->qp[qp];
-	atomic_store(&rxq->sh->busy, 1);
-	if (atomic_load(&p->sh->state) != VTNET_STARTED) {
-		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
-		return 0;
-	}
-	if (__builtin_expect(h->slot_epoch != __atomic_load_n(h->epoch_ref, __ATOMIC_RELAXED), 0) &&
-	    vtnet_qp_refresh(p, qp) < 0) {
-		atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
-		return 0;
-	}
-	return 1;
-}
-
-static inline void burst_leave(struct vtnet_vq *rxq)
-{
-	atomic_store_explicit(&rxq->sh->busy, 0, memory_order_release);
-}
-
-static inline void kick(struct vtnet_port *p, uint16_t qp, struct vtnet_vq *q, uint16_t old)
+static inline void kick(struct vtnet_port *p, const struct vtnet_qp *h, struct vtnet_vq *q,
+			uint16_t old)
 {
 	if (vq_need_kick(p, q, old, q->sh->avail_idx)) {
-		q->sh->kicks++;
+		q->st->kicks++;
 #ifdef VTNET_ORIGIN_BUG
 		/* vq->hw->vtpci_ops->notify_queue(vq->hw, vq), as in the report */
 		((const struct vtpci_ops *)p->sh->raw_ops)->notify_queue(p, q->sh->index);
-		(void)qp;
+		(void)h;
 #else
-		p->qp[qp].notify(p, q->sh->index);
+		h->notify(p, q->sh->index);
 #endif
 	}
 }
@@ -77,7 +53,7 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 
 	q->sh->last_used++;
 	if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
-		q->sh->errors++;
+		q->st->errors++;
 		vq_log_once(p, q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
 			    e.id, q->sh->size);
 		return NULL;
@@ -87,8 +63,8 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 	q->cookie[e.id] = 0;
 	vq_desc_put(q, (uint16_t)e.id);
 	if (e.len > posted) {
-		q->sh->errors++;
-		q->sh->drops++;
+		q->st->errors++;
+		q->st->drops++;
 		vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote more than the buffer holds",
 			    e.len, posted);
 		mpops_pkt_free(p->pool, m);
@@ -98,19 +74,20 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 	return m;
 }
 
-int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, uint16_t n)
+int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
+	const struct vtnet_qp *h = ctx;
+	struct vtnet_port *p = h->p;
+	uint16_t qp = h->qp;
 	struct vtnet_vq *q = &p->vq[2 * qp];
 	uint16_t hdr, used, old;
-	int mrg, nb = 0, rc;
+	int mrg, nb = 0;
 
-	if ((rc = burst_enter(p, qp, q)) <= 0)
-		return rc;
 	hdr = p->sh->hdr_size;
 	mrg = !!(p->sh->features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
 	used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx, memory_order_acquire);
 	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
-		q->sh->errors++;
+		q->st->errors++;
 		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
 			    used, q->sh->last_used);
 		used = q->sh->last_used;
@@ -133,8 +110,8 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 				vh = (void *)((char *)mpops_pkt_data(p->base, f) - hdr);
 				nbuf = vh->num_buffers;
 				if (nbuf == 0 || nbuf > q->sh->size) {
-					q->sh->errors++;
-					q->sh->drops++;
+					q->st->errors++;
+					q->st->drops++;
 					vq_log_once(p, q, VQ_LOG_BAD_NUMBUF,
 						    "device wrote an impossible num_buffers", nbuf,
 						    q->sh->size);
@@ -150,8 +127,8 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 		if (!(m = rx_take(p, q, &len)))
 			continue;
 		if (len < hdr) {
-			q->sh->errors++;
-			q->sh->drops++;
+			q->st->errors++;
+			q->st->drops++;
 			vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote less than a header", len, hdr);
 			mpops_pkt_free(p->pool, m);
 			continue;
@@ -167,7 +144,7 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 			struct mpops_pkt *s = rx_take(p, q, &len);
 
 			if (!s) {
-				q->sh->drops++;
+				q->st->drops++;
 				mpops_pkt_free(p->pool, m);
 				m = NULL;
 				/* Skip what is left of this packet. */
@@ -187,18 +164,17 @@ int vtnet_rx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 		}
 		if (!m)
 			continue;
-		q->sh->packets++;
-		q->sh->bytes += m->pkt_len;
+		q->st->packets++;
+		q->st->bytes += m->pkt_len;
 		pkts[nb++] = m;
 	}
 	/* Refill what was consumed, then tell the device if it wants to know. */
 	old = q->sh->avail_idx;
 	if (q->sh->num_free > 0 && vq_rx_fill(p, q->sh->index, p->pool) > 0)
-		kick(p, qp, q, old);
+		kick(p, h, q, old);
 	else if (q->sh->num_free == q->sh->size)
 		vq_log_once(p, q, VQ_LOG_NOBUF, "packet pool empty and no rx buffer posted",
 			    q->sh->num_free, 0);
-	burst_leave(q);
 	return nb;
 }
 
@@ -250,7 +226,7 @@ static void tx_cleanup_in_order(struct vtnet_port *p, struct vtnet_vq *q, uint16
 	uint16_t inflight = (uint16_t)(q->sh->inflight_tail - head);
 
 	if (done > inflight) {
-		q->sh->errors++;
+		q->st->errors++;
 		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index counts more buffers than are in flight",
 			    done, inflight);
 		done = inflight;
@@ -269,7 +245,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 	unsigned nb = 0;
 
 	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
-		q->sh->errors++;
+		q->st->errors++;
 		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
 			    used, q->sh->last_used);
 		return;
@@ -282,7 +258,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 
 			q->sh->last_used++;
 			if (id >= q->sh->size || q->cookie[id] == 0) {
-				q->sh->errors++;
+				q->st->errors++;
 				vq_log_once(p, q, VQ_LOG_BAD_ID,
 					    "device returned a used id that is not in flight", id,
 					    q->sh->size);
@@ -323,15 +299,15 @@ static inline void tx_hdr_zero(char *h, uint16_t hdr)
 	}
 }
 
-int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, uint16_t n)
+int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
-	struct vtnet_vq *rxq = &p->vq[2 * qp], *q = &p->vq[2 * qp + 1];
-	int in_order, nb = 0, rc;
+	const struct vtnet_qp *h = ctx;
+	struct vtnet_port *p = h->p;
+	struct vtnet_vq *q = &p->vq[2 * h->qp + 1];
+	int in_order, nb = 0;
 	uint16_t hdr, old, avail, inflight;
 	uint64_t bytes = 0;
 
-	if ((rc = burst_enter(p, qp, rxq)) <= 0)
-		return rc;
 	hdr = p->sh->hdr_size;
 	in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
 	tx_cleanup(p, q);
@@ -347,8 +323,8 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 			break;
 		if (m->data_off < hdr || nseg > q->sh->size) {
 			/* No room for the header: the caller broke the contract. */
-			q->sh->errors++;
-			q->sh->drops++;
+			q->st->errors++;
+			q->st->drops++;
 			mpops_pkt_free(p->pool, m);
 			continue;
 		}
@@ -381,12 +357,11 @@ int vtnet_tx_burst(struct vtnet_port *p, uint16_t qp, struct mpops_pkt **pkts, u
 	if (old != avail) {
 		q->sh->avail_idx = avail;
 		q->sh->inflight_tail = inflight;
-		q->sh->packets += (uint16_t)(avail - old);
-		q->sh->bytes += bytes;
+		q->st->packets += (uint16_t)(avail - old);
+		q->st->bytes += bytes;
 		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, avail,
 				      memory_order_release);
-		kick(p, qp, q, old);
+		kick(p, h, q, old);
 	}
-	burst_leave(rxq);
 	return nb;
 }

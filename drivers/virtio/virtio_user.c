@@ -405,22 +405,18 @@ static void dev_rings_stop(struct vtnet_dev *d)
 
 /* ==== link monitor ====================================================== */
 
-static void link_set(struct vtnet_port *p, int up)
-{
-	if (atomic_exchange(&p->sh->link_up, (uint16_t)up) != up)
-		atomic_fetch_add(&p->sh->link_changes, 1);
-}
-
-/* The backend went away: quiesce every process, take the rings back. */
+/* The backend went away: bursts stop in every process, rings come back. */
 static void dev_lost(struct vtnet_dev *d)
 {
 	struct vtnet_port *p = d->p;
+	char why[160];
 
-	vt_warn("vtnet %s: vhost-user backend %s disconnected: link down", p->sh->name, d->path);
-	if (atomic_load(&p->sh->state) == VTNET_STARTED)
-		atomic_store(&p->sh->state, VTNET_RESETTING);
-	link_set(p, 0);
-	vtnet_quiesce(p);
+	snprintf(why, sizeof(why), "vhost-user backend %s disconnected", d->path);
+	if (mpops_port_lost(p->port, why) == -EALREADY) {
+		/* Not started: nothing runs, only the link changes. */
+		vt_warn("vtnet %s: %s: link down", p->sh->name, why);
+		mpops_port_link_set(p->port, 0);
+	}
 	pthread_mutex_lock(&d->mu);
 	close(d->sock);
 	d->sock = -1;
@@ -458,13 +454,6 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 				     q < p->sh->nb_qp; q++)
 			rc = enable_pair(d, q, 1);
 		pthread_mutex_unlock(&d->mu);
-		if (rc == 0) {
-			/* Caches built before the loss go stale before bursts resume. */
-			mpops_obj_bump_epoch(p->r, p->sh->obj_id);
-			atomic_store(&p->sh->state, VTNET_STARTED);
-			for (uint16_t q = 0; q < p->sh->nb_qp; q++)
-				eventfd_write(d->kickfd[2 * q], 1);
-		}
 	}
 	if (rc < 0) {
 		pthread_mutex_lock(&d->mu);
@@ -473,8 +462,15 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 		pthread_mutex_unlock(&d->mu);
 		return rc;
 	}
-	atomic_fetch_add(&p->sh->reconnects, 1);
-	link_set(p, 1);
+	if (d->want_started) {
+		/* Caches built before the loss go stale, then bursts run again. */
+		mpops_port_restored(p->port);
+		for (uint16_t q = 0; q < p->sh->nb_qp; q++)
+			eventfd_write(d->kickfd[2 * q], 1);
+	} else {
+		mpops_port_connected(p->port);
+		mpops_port_link_set(p->port, 1);
+	}
 	vt_info("vtnet %s: vhost-user backend reconnected: link up", p->sh->name);
 	return 0;
 }
@@ -542,7 +538,7 @@ int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 		goto fail;
 	}
 	/* Pool handles are per thread: the monitor refills and drains with its own. */
-	if ((rc = mpops_pktpool_open(p->r, p->sh->pool_off, &d->pool)) < 0)
+	if ((rc = mpops_port_pool_open(p->port, &d->pool)) < 0)
 		goto fail;
 	if (d->server) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -573,7 +569,7 @@ int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	d->sock = fd;
 	if ((rc = dev_handshake(d)) < 0)
 		goto fail;
-	atomic_store(&p->sh->reconnects, 1);
+	mpops_port_connected(p->port);
 	if ((rc = pthread_create(&d->mon, NULL, monitor, d)) != 0) {
 		rc = -rc;
 		goto fail;
@@ -635,7 +631,7 @@ int vu_dev_start(struct vtnet_port *p)
 	pthread_mutex_unlock(&d->mu);
 	if (rc == 0) {
 		d->want_started = 1;
-		link_set(p, 1);
+		mpops_port_link_set(p->port, 1);
 	}
 	return rc;
 }
@@ -649,7 +645,7 @@ void vu_dev_stop(struct vtnet_port *p)
 	if (d->sock >= 0)
 		dev_rings_stop(d);
 	pthread_mutex_unlock(&d->mu);
-	link_set(p, 0);
+	mpops_port_link_set(p->port, 0);
 }
 
 void vu_kickfds(struct vtnet_port *p, int *fds, int *n)
@@ -659,6 +655,43 @@ void vu_kickfds(struct vtnet_port *p, int *fds, int *n)
 	*n = d ? d->nkick : 0;
 	for (int i = 0; i < *n; i++)
 		fds[i] = d->kickfd[i];
+}
+
+/* ==== the per-process slot ============================================== */
+
+/* The creator's kick eventfds, for other processes' slots. */
+int vu_fds_export(struct vtnet_port *p, int *fds, int max)
+{
+	int n;
+
+	if (!p->dev)
+		return -ENOENT;
+	if (p->dev->nkick > max)
+		return -ENOSPC;
+	vu_kickfds(p, fds, &n);
+	return n;
+}
+
+/* This process's copies of the kick fds: the creator's own duplicated, or
+ * received from the primary (the port layer's generic fd request). */
+int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
+{
+	int n = mpops_port_fds_get(p->port, s->kickfd, VTNET_MAX_VQ);
+
+	if (n < 0) {
+		vt_err("vtnet %s: cannot get this process's kick fds: %s", p->sh->name,
+		       strerror(-n));
+		return n;
+	}
+	s->nfds = n;
+	return 0;
+}
+
+void vu_slot_detach(struct vtnet_slot *s)
+{
+	for (int i = 0; i < VTNET_MAX_VQ; i++)
+		if (s->kickfd[i] >= 0)
+			close(s->kickfd[i]);
 }
 
 /* ==== the ops =========================================================== */
@@ -695,9 +728,11 @@ static int user_set_status(struct vtnet_port *p, uint8_t status)
 static int user_read_config(struct vtnet_port *p, uint32_t off, void *buf, uint32_t len)
 {
 	struct virtio_net_config cfg = { 0 };
+	struct mpops_port_link l = { 0 };
 
-	memcpy(cfg.mac, p->sh->mac, 6);
-	cfg.status = atomic_load(&p->sh->link_up) ? VIRTIO_NET_S_LINK_UP : 0;
+	mpops_port_link_get(p->port, &l);
+	memcpy(cfg.mac, mpops_port_mac(p->port), 6);
+	cfg.status = l.up ? VIRTIO_NET_S_LINK_UP : 0;
 	cfg.max_virtqueue_pairs = p->sh->max_qp;
 	cfg.mtu = p->sh->mtu;
 	if (off > sizeof(cfg) || len > sizeof(cfg) - off)

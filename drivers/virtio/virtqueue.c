@@ -71,6 +71,9 @@ void vq_map(struct vtnet_port *p, uint16_t index)
 	q->cookie = mpops_ptr(p->base, q->sh->cookie_off);
 	q->inflight = mpops_ptr(p->base, q->sh->inflight_off);
 	q->mask = (uint16_t)(q->sh->size - 1);
+	/* Data queues count in the port's counters, the control queue in its own. */
+	q->st = index < 2 * p->sh->nb_qp ? mpops_port_stats_ref(p->port, index / 2, index & 1)
+					 : &q->sh->stats;
 }
 
 void vq_reset(struct vtnet_port *p, uint16_t index)
@@ -192,7 +195,7 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
 			      memory_order_release);
 	if (vq_need_kick(p, q, old, q->sh->avail_idx)) {
-		q->sh->kicks++;
+		q->st->kicks++;
 		rc = MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue(p, cvq);
 		if (rc < 0)
 			return rc;
@@ -211,7 +214,7 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	if (q->used->ring[q->sh->last_used & q->mask].id != d0) {
 		mpops_log(MPOPS_LOG_ERR, "vtnet %s: control queue: device returned descriptor %u, expected %u",
 			  p->sh->name, q->used->ring[q->sh->last_used & q->mask].id, d0);
-		q->sh->errors++;
+		q->st->errors++;
 	}
 	q->sh->last_used++;
 	q->cookie[d0] = 0;
@@ -223,7 +226,7 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 			  p->sh->name, cls, cmd, scratch[CTRL_ACK_OFF]);
 		return -EIO;
 	}
-	q->sh->packets++;
+	q->st->packets++;
 	return 0;
 }
 
@@ -284,7 +287,7 @@ int vq_ctrl_device(struct vtnet_port *p,
 		if (!ok || !ack || got < 2) {
 			mpops_log(MPOPS_LOG_ERR, "vtnet %s: malformed control command (descriptor %u): dropped",
 				  p->sh->name, head);
-			q->sh->errors++;
+			q->st->errors++;
 			if (head >= q->sh->size)
 				continue;
 		} else {

@@ -15,17 +15,13 @@
 
 #include <mpops/mpops.h>
 #include <mpops/pkt.h>
+#include <mpops/port_driver.h>
 #include <mpops/vtnet.h>
 
 #define VTNET_MAGIC 0x54454e54u /* "TNET" */
-#define VTNET_VERSION 2
+#define VTNET_VERSION 3
 #define VTNET_MAX_VQ (2 * VTNET_MAX_QP + 1)
 #define VTNET_CVQ(maxqp) (2 * (maxqp))
-
-/* Control-channel request: a secondary asks the primary for the kick fds. */
-#define VTNET_MSG_KICKFDS (MPOPS_MSG_USER + 0x100)
-/* ... or, for a vfio-bound PCI device, the device fd. */
-#define VTNET_MSG_VFIOFD (MPOPS_MSG_USER + 0x101)
 
 #define BIT64(n) (1ULL << (n))
 #define ALIGN_POW2(x, a) (((x) + ((a) - 1)) & ~((size_t)(a) - 1))
@@ -39,14 +35,6 @@
 	 BIT64(VIRTIO_RING_F_EVENT_IDX) | BIT64(VIRTIO_F_IN_ORDER) |            \
 	 BIT64(VIRTIO_NET_F_MQ) | BIT64(VIRTIO_NET_F_CTRL_VQ) |                 \
 	 BIT64(VIRTIO_F_ANY_LAYOUT))
-
-enum vtnet_state {
-	VTNET_CREATED = 1,
-	VTNET_STARTED = 2,
-	VTNET_STOPPED = 3,
-	VTNET_RESETTING = 4,	/* backend gone or reconnecting: bursts return 0 */
-	VTNET_CLOSED = 5,
-};
 
 /* Log-once bits of a virtqueue. */
 enum {
@@ -77,13 +65,11 @@ struct vtnet_vq_shared {
 	mpops_off_t cookie_off;	/* uint64_t per descriptor: mpops_pkt offset, 0 = free */
 	mpops_off_t inflight_off; /* uint16_t per descriptor */
 	mpops_off_t scratch_off; /* control queue: command buffers */
-	_Atomic uint32_t busy;	/* the owner is inside a burst */
+	uint32_t pad2;
 	_Atomic uint32_t logged;
-	uint64_t packets;
-	uint64_t bytes;
-	uint64_t errors;
-	uint64_t drops;
-	uint64_t kicks;
+	/* Counters of the control queue; a data queue counts in the port's
+	 * shared counters (vtnet_vq.st points at the right ones). */
+	struct mpops_port_queue_stats stats;
 	uint64_t pad1;
 };
 _Static_assert(sizeof(struct vtnet_vq_shared) == 128, "vq layout");
@@ -123,17 +109,13 @@ struct vtnet_pci_shared {
 	uint16_t qsize_max[VTNET_MAX_VQ]; /* the device's queue sizes */
 };
 
-struct vtnet_claim_shared {
-	_Atomic int32_t pid;
-	uint32_t pad;
-	uint64_t start_time;
-};
-
+/* The driver's shared block of a port (mpops_port_drv_shared()): what is
+ * virtio about it. Name, state, link, MAC, claims and counters are the
+ * port layer's. */
 struct vtnet_port_shared {
 	uint32_t magic;
 	uint32_t version;
-	char name[MPOPS_NAME_MAX + 1];
-	_Atomic uint32_t state;		/* enum vtnet_state */
+	char name[MPOPS_NAME_MAX + 1];	/* the port's, for log lines */
 	mpops_ops_id_t ops_id;		/* transport, class vtpci */
 	uint16_t nb_qp;
 	uint16_t max_qp;		/* the device's */
@@ -142,20 +124,12 @@ struct vtnet_port_shared {
 	uint16_t mtu;
 	uint64_t device_features;
 	uint64_t features;		/* negotiated */
-	uint8_t mac[6];
-	_Atomic uint16_t link_up;
-	mpops_off_t pool_off;
-	mpops_obj_id_t obj_id;		/* per-process slot: kick fds */
-	int32_t primary_pid;
-	_Atomic uint32_t link_changes;
-	_Atomic uint32_t reconnects;
 	int32_t server;
 	uint32_t pad;
 	char vhost_path[108];
 	uint32_t transport;		/* enum vtnet_transport */
 	uint32_t pad2;
 	struct vtnet_pci_shared pci;
-	struct vtnet_claim_shared claims[VTNET_MAX_QP];
 	mpops_off_t vq_off[VTNET_MAX_VQ];
 #ifdef VTNET_ORIGIN_BUG
 	/* Test builds only: the field report's layout, the primary's ops
@@ -181,6 +155,7 @@ struct vtnet_slot {
 /* Process-local view of a virtqueue: its rings at this process's addresses. */
 struct vtnet_vq {
 	struct vtnet_vq_shared *sh;
+	struct mpops_port_queue_stats *st;	/* its counters, in shared memory */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -190,17 +165,17 @@ struct vtnet_vq {
 };
 
 /*
- * Process-local handle of one claimed queue pair: its fast path. A cache of
- * this process's slot and transport ops, built by vtnet_qp_refresh() at
- * the slot's epoch (slot_epoch); valid only while *epoch_ref still equals
- * slot_epoch: a stop, start or reconnection moves the epoch, and the slot
- * it points at may then be freed by the next mpops_obj_slot() call. Checked
- * on every burst entry (burst_enter) and by vtnet_slot_get().
+ * A queue pair's context in this process: what the port layer's fast-path
+ * entry passes to vtnet_rx/vtnet_tx. Built by queue_setup at the port's
+ * epoch slot_epoch, with the slot current at that epoch; the port layer
+ * rebuilds it when the epoch moves, before any burst uses it again, so the
+ * cached slot is never used past its epoch (vtnet_slot_get() checks it for
+ * callers outside a burst).
  */
 struct vtnet_qp {
-	int claimed;
+	struct vtnet_port *p;
+	uint16_t qp;
 	uint32_t slot_epoch;		/* epoch the cache was built at */
-	const uint32_t *epoch_ref;	/* the object's epoch, in shared memory */
 	const struct vtpci_ops *ops;	/* resolved transport ops, cached */
 	int (*notify)(struct vtnet_port *p, uint16_t vq); /* ops->notify_queue: one miss, not two */
 	struct vtnet_slot *slot;
@@ -209,18 +184,19 @@ struct vtnet_qp {
 struct vtnet_dev;	/* the transports' private state, primary only */
 struct vtpci_dev;
 
+/* This process's handle of a vtnet port: the port layer's driver handle. */
 struct vtnet_port {
+	uint32_t magic;			/* VTNET_MAGIC: a vtnet port's handle */
+	struct mpops_port *port;
 	struct mpops_region *r;
 	void *base;
 	struct vtnet_port_shared *sh;
-	mpops_off_t sh_off;
 	int owner;			/* created by this process (primary) */
-	struct mpops_pktpool *pool;
+	struct mpops_pktpool *pool;	/* the port's, through this handle */
 	struct vtnet_vq vq[VTNET_MAX_VQ];
 	struct vtnet_qp qp[VTNET_MAX_QP];
 	struct vtnet_dev *dev;		/* virtio-user, primary only */
 	struct vtpci_dev *pci;		/* PCI, primary only */
-	struct vtnet_port *next;	/* this process's open ports */
 };
 
 /* ---- the transport ops class (the origin's vtpci_ops) ------------------- */
@@ -251,9 +227,9 @@ struct vtnet_transport_ops {
 	void (*destroy)(struct vtnet_port *p);
 	int (*start)(struct vtnet_port *p);
 	void (*stop)(struct vtnet_port *p);
-	int (*slot_attach)(struct mpops_region *r, struct vtnet_port_shared *sh,
-			   struct vtnet_slot *s);
+	int (*slot_attach)(struct vtnet_port *p, struct vtnet_slot *s);
 	void (*slot_detach)(struct vtnet_slot *s);
+	int (*fds_export)(struct vtnet_port *p, int *fds, int max);	/* creator */
 };
 
 /* virtqueue.c */
@@ -268,25 +244,30 @@ int vq_ctrl_device(struct vtnet_port *p, int (*exec)(struct vtnet_port *, uint8_
 						     const uint8_t *, uint32_t));
 
 /* vtnet.c */
-int vtnet_qp_refresh(struct vtnet_port *p, uint16_t qp);
 struct vtnet_slot *vtnet_slot_get(struct vtnet_port *p, uint16_t vq);
-void vtnet_slot_drop_all(struct vtnet_port *p);
-struct vtnet_port *vtnet_port_find(const char *name);
+struct vtnet_port *vtnet_of(struct mpops_port *port);
+
+/* rxtx.c: the burst functions the fast path calls, ctx a struct vtnet_qp */
+int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n);
+int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n);
 
 /* pci.c */
 int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c);
 void vtpci_dev_destroy(struct vtnet_port *p);
 int vtpci_dev_start(struct vtnet_port *p);
 void vtpci_dev_stop(struct vtnet_port *p);
-int vtpci_slot_attach(struct mpops_region *r, struct vtnet_port_shared *sh, struct vtnet_slot *s);
+int vtpci_slot_attach(struct vtnet_port *p, struct vtnet_slot *s);
 void vtpci_slot_detach(struct vtnet_slot *s);
-int vtpci_fds_handler(struct vtnet_port *p, struct mpops_msg *reply);
+int vtpci_fds_export(struct vtnet_port *p, int *fds, int max);
 
 /* virtio_user.c */
 int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c);
 void vu_dev_destroy(struct vtnet_port *p);
 int vu_dev_start(struct vtnet_port *p);
 void vu_dev_stop(struct vtnet_port *p);
+int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s);
+void vu_slot_detach(struct vtnet_slot *s);
+int vu_fds_export(struct vtnet_port *p, int *fds, int max);
 void vu_kickfds(struct vtnet_port *p, int *fds, int *n);
 
 /* Device address of a region offset (rings, control buffers; the fast path
@@ -346,8 +327,5 @@ static inline int vq_need_kick(const struct vtnet_port *p, const struct vtnet_vq
 	}
 	return !(*(volatile uint16_t *)&q->used->flags & VRING_USED_F_NO_NOTIFY);
 }
-
-/* Wait until no process is inside a burst of the port. */
-void vtnet_quiesce(struct vtnet_port *p);
 
 #endif

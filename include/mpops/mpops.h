@@ -11,4 +11,5 @@
 #include <mpops/info.h>
 #include <mpops/audit.h>
 #include <mpops/pkt.h>
+#include <mpops/port.h>
 #endif

@@ -165,6 +165,27 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 		mpops_ops_register(&mpops_impl_##cls_##_##impl_);            \
 	}
 
+/**
+ * Declare implementation @p impl_ of class @p cls_ in a header: its
+ * descriptor mpops_impl_<cls>_<impl>, for mpops_ops_id() and the like.
+ */
+#define MPOPS_OPS_IMPL_DECLARE(cls_, impl_)                                  \
+	extern MPOPS__VISIBLE const struct mpops_ops_impl                    \
+		mpops_impl_##cls_##_##impl_;
+
+/**
+ * In a driver's public header, after MPOPS_OPS_IMPL_DECLARE: every program
+ * that includes the header links the implementation, even when it calls
+ * nothing of the driver directly (it uses the driver only through IDs and
+ * generic calls). Without a reference, a linker drops a shared library
+ * under --as-needed and an archive member with it, and with them the
+ * constructor that registers the implementation.
+ */
+#define MPOPS_OPS_IMPL_REQUIRE(cls_, impl_)                                  \
+	static const struct mpops_ops_impl *const                            \
+		mpops__require_##cls_##_##impl_ __attribute__((used)) =      \
+		&mpops_impl_##cls_##_##impl_;
+
 /** Hot-path accessor: MPOPS_OPS(vtpci, hw->ops_id)->notify_queue(...). */
 #define MPOPS_OPS(cls, id) mpops_ops_get_##cls(id)
 
