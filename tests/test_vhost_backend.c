@@ -207,6 +207,32 @@ static void proc_cleanup(struct proc *p)
 	live_dir(p->dir, false);
 }
 
+/* Open fds of process @pid, from /proc. */
+static unsigned count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Wait up to @ms for process @pid to have @want open fds. */
+static bool wait_fds(pid_t pid, unsigned want, int ms)
+{
+	for (int i = 0; i < ms / 10 && count_fds(pid) != want; i++)
+		usleep(10000);
+	return count_fds(pid) == want;
+}
+
 /*
  * SIGTERM the backend, check it exits 0 and removes its socket; leave its
  * final JSON line in @json and its stderr in @err.
@@ -296,21 +322,25 @@ static uint8_t *buf_of(struct fe *fe, unsigned q, unsigned i)
 	return fe->mem + 0x100000 + q * 0x100000 + (i % FE_NUM) * FE_BUF;
 }
 
-static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
-		    uint32_t size, const int *fds, unsigned nfds)
+/* The most fds the kernel passes with one message (SCM_MAX_FD). */
+#define FE_MAX_FDS 253
+
+/* Send a request with exactly these header @flags (version bits included). */
+static void fe_send_raw(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
+			uint32_t size, const int *fds, unsigned nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		char buf[CMSG_SPACE(sizeof(int) * FE_MAX_FDS)];
 		struct cmsghdr align;
 	} ctl;
-	struct vhost_user_hdr hdr = { .request = req, .flags = VHOST_USER_VERSION | flags,
-				      .size = size };
+	struct vhost_user_hdr hdr = { .request = req, .flags = flags, .size = size };
 	struct iovec iov[2] = {
 		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
 		{ .iov_base = (void *)payload, .iov_len = payload ? size : 0 },
 	};
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
+	cr_assert_leq(nfds, FE_MAX_FDS);
 	if (nfds) {
 		struct cmsghdr *c;
 
@@ -325,6 +355,12 @@ static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *pay
 	}
 	cr_assert_eq(sendmsg(fe->sock, &mh, MSG_NOSIGNAL), (ssize_t)(sizeof(hdr) + iov[1].iov_len),
 		     "sendmsg request %u: %s", req, strerror(errno));
+}
+
+static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
+		    uint32_t size, const int *fds, unsigned nfds)
+{
+	fe_send_raw(fe, req, VHOST_USER_VERSION | flags, payload, size, fds, nfds);
 }
 
 /* A reply to @req within 2 s; its payload (up to 8 bytes) in *val. */
@@ -829,6 +865,58 @@ Test(vhost_backend, malformed_messages_and_descriptors_are_survived)
 	cr_assert_geq(json_u64(json, "errors"), 16, "%s", json);
 	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
 	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
+}
+
+/*
+ * More fds than a request takes, up to the most the kernel passes: the log
+ * names the real count, every fd is closed, the frontend gets its failure
+ * ack (a GET its reply), and the rings go on.
+ */
+Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static const char *const expect[] = {
+		"SET_VRING_KICK: 12 fds attached, at most 1",
+		"SET_VRING_CALL: 253 fds attached, at most 1",
+		"GET_FEATURES: 9 fds attached, at most 0",
+	};
+	static char json[1024], err[1 << 16];
+	int fds[FE_MAX_FDS];
+	uint64_t q1 = 1, v;
+	uint8_t pkt[64];
+	unsigned before;
+	struct proc p;
+	struct fe fe;
+
+	for (unsigned i = 0; i < FE_MAX_FDS; i++) {
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+		cr_assert_geq(fds[i], 0);
+	}
+	backend_start(&p, args);
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	before = count_fds(p.pid);
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_KICK, &q1, 8, fds, 12), 1);
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_CALL, &q1, 8, fds, FE_MAX_FDS), 1);
+	fe_send(&fe, VHOST_USER_GET_FEATURES, 0, NULL, 0, fds, 9);
+	cr_assert_eq(fe_reply(&fe, VHOST_USER_GET_FEATURES, &v), 0, "no reply to a GET with 9 fds");
+	cr_assert(wait_fds(p.pid, before, 1000), "the backend has %u fds, %u before",
+		  count_fds(p.pid), before);
+	for (unsigned i = 0; i < FE_MAX_FDS; i++)
+		close(fds[i]);
+
+	fe_rx_post(&fe, 4, FE_BUF);
+	fill_pattern(pkt, 64, 3);
+	fe_tx_add(&fe, pkt, 64);
+	fe_publish(&fe, 1, 0, false);
+	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback after the refused messages");
+	check_rx(&fe, 0, 64, 3);
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	for (unsigned i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
+		cr_expect_not_null(strstr(err, expect[i]), "no '%s' in the log:\n%s", expect[i],
+				   err);
+	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
 }
 
 /* ------------------------------------------------------------------ */

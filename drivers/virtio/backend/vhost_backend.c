@@ -27,6 +27,11 @@
 
 /* A frontend that starts a message must finish it within this time. */
 #define VB_MSG_TIMEOUT_S 2
+/*
+ * The most fds Linux passes with one message (SCM_MAX_FD). We take them
+ * all, so that we can say how many came and close every one.
+ */
+#define VB_RECV_FDS_MAX 253
 
 /*
  * A message as received. struct vhost_user_msg is packed (its payload sits
@@ -45,8 +50,9 @@ struct vb_msg {
 	struct vhost_user_hdr hdr;
 	union vb_payload p;
 	int fds[VHOST_USER_MEMORY_MAX_NREGIONS];
-	unsigned nfds;
-	bool fds_truncated;
+	unsigned nfds;		/* in fds[] */
+	unsigned nfds_sent;	/* attached; those past fds[] are closed at once */
+	bool fds_truncated;	/* the kernel dropped some: more than nfds_sent came */
 };
 
 /* ------------------------------------------------------------------ */
@@ -718,7 +724,7 @@ static int recv_full(int fd, void *buf, size_t len)
 static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MEMORY_MAX_NREGIONS)];
+		char buf[CMSG_SPACE(sizeof(int) * VB_RECV_FDS_MAX)];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = { .iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr) };
@@ -729,7 +735,7 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 	ssize_t n;
 	int rc;
 
-	msg->nfds = 0;
+	msg->nfds = msg->nfds_sent = 0;
 	msg->fds_truncated = false;
 	do {
 		n = recvmsg(dev->conn_fd, &mh, MSG_CMSG_CLOEXEC);
@@ -749,6 +755,7 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 			int fd;
 
 			memcpy(&fd, &fds[i], sizeof(fd));
+			msg->nfds_sent++;
 			if (msg->nfds < VHOST_USER_MEMORY_MAX_NREGIONS)
 				msg->fds[msg->nfds++] = fd;
 			else
@@ -796,6 +803,15 @@ static void msg_close_fds(struct vb_msg *msg)
 		close_fd(&msg->fds[i]);
 }
 
+/* The request's name for the log ("request N" if we do not know it). */
+static const char *req_name(const struct vb_handler *h, uint32_t req, char *buf, size_t len)
+{
+	if (h && h->name)
+		return h->name;
+	snprintf(buf, len, "request %u", req);
+	return buf;
+}
+
 /* Run one well-framed message; the fds it did not take are closed. */
 static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 {
@@ -803,6 +819,8 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 	const struct vb_handler *h = req < VHOST_USER_REQUEST_MAX ? &handlers[req] : NULL;
 	bool need_reply = (flags & VHOST_USER_FLAG_NEED_REPLY) &&
 		(dev->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	char unknown[24];
+	const char *name = req_name(h, req, unknown, sizeof(unknown));
 	int rc;
 
 	if ((flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION ||
@@ -815,13 +833,14 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 		vb_err(dev, "unknown request %u (size %u), ignored", req, size);
 		rc = -ENOTSUP;
 	} else if (size < h->size_min || size > h->size_max) {
-		vb_err(dev, "%s: bad size %u (expected %u%s%u)", h->name, size, h->size_min,
+		vb_err(dev, "%s: bad size %u (expected %u%s%u)", name, size, h->size_min,
 		       h->size_min == h->size_max ? "" : "..",
 		       h->size_min == h->size_max ? h->size_min : h->size_max);
 		rc = -EINVAL;
-	} else if (msg->nfds > h->max_fds || msg->fds_truncated) {
-		vb_err(dev, "%s: %u fds attached, at most %u expected", h->name, msg->nfds,
-		       h->max_fds);
+	} else if (msg->nfds_sent > h->max_fds || msg->fds_truncated) {
+		vb_err(dev, "%s: %s%u fds attached, at most %u expected: refused, every fd closed "
+		       "(the frontend must attach only the fds the request carries)", name,
+		       msg->fds_truncated ? "more than " : "", msg->nfds_sent, h->max_fds);
 		rc = -EINVAL;
 	} else {
 		if (size < sizeof(msg->p))
