@@ -919,6 +919,53 @@ Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
 	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
 }
 
+/*
+ * A request of a protocol version we do not speak cannot be answered in a
+ * form its sender reads (vhost-user has no error reply to a GET), so the
+ * backend hangs up, one line, closing the fds that came with it. A request
+ * flagged as a reply is ignored, its fds closed too.
+ */
+Test(vhost_backend, request_of_another_protocol_version_closes_the_connection)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	int efd = eventfd(0, EFD_CLOEXEC);
+	uint64_t zero = 0;
+	uint8_t junk[16];
+	struct pollfd pfd;
+	unsigned idle;
+	struct proc p;
+	struct fe fe;
+
+	cr_assert_geq(efd, 0);
+	backend_start(&p, args);
+	idle = count_fds(p.pid);
+	memset(&fe, 0, sizeof(fe));
+	fe_connect(&fe, p.sock);
+	fe_send_raw(&fe, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY,
+		    &zero, 8, &efd, 1);
+	fe_get(&fe, VHOST_USER_GET_FEATURES);
+	cr_assert(wait_fds(p.pid, idle + 1, 1000), "the backend has %u fds: %u idle, 1 connection",
+		  count_fds(p.pid), idle);
+
+	fe_send_raw(&fe, VHOST_USER_GET_FEATURES, 2, NULL, 0, &efd, 1);
+	pfd = (struct pollfd){ .fd = fe.sock, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 3000), 1, "neither reply nor hang-up to a GET of version 2");
+	cr_assert_eq(recv(fe.sock, junk, sizeof(junk), 0), 0, "answered instead of hanging up");
+	close(fe.sock);
+	close(efd);
+	cr_assert(wait_fds(p.pid, idle, 1000), "the backend has %u fds, %u when idle",
+		  count_fds(p.pid), idle);
+
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_close(&fe);
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_expect_not_null(strstr(err, "SET_VRING_CALL: flagged as a reply"), "%s", err);
+	cr_expect_not_null(strstr(err, "GET_FEATURES: protocol version 2, we speak 1"), "%s", err);
+	cr_assert_eq(json_u64(json, "errors"), 2, "%s\n%s", json, err);
+	cr_assert_eq(json_u64(json, "connections"), 2, "%s", json);
+}
+
 /* ------------------------------------------------------------------ */
 /* Against DPDK's virtio_user                                          */
 /* ------------------------------------------------------------------ */

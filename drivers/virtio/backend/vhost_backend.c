@@ -6,7 +6,8 @@
  * Everything that arrives is checked before use; a bad message is logged,
  * counted in st.errors and answered with a failure (when the frontend asked
  * for an answer), and the connection goes on. Only what leaves the stream
- * out of step (an oversized message, a short read) drops the connection.
+ * out of step (an oversized message, a short read) or a protocol version we
+ * do not speak drops the connection.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -812,7 +813,11 @@ static const char *req_name(const struct vb_handler *h, uint32_t req, char *buf,
 	return buf;
 }
 
-/* Run one well-framed message; the fds it did not take are closed. */
+/*
+ * Run one well-framed message; the fds it did not take are closed.
+ * @return 0, or -errno to drop the connection (-EPROTO: a protocol version
+ * we do not speak, whose replies the frontend could not read either).
+ */
 static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 {
 	uint32_t req = msg->hdr.request, size = msg->hdr.size, flags = msg->hdr.flags;
@@ -823,10 +828,22 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 	const char *name = req_name(h, req, unknown, sizeof(unknown));
 	int rc;
 
-	if ((flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION ||
-	    (flags & VHOST_USER_FLAG_REPLY)) {
-		vb_err(dev, "request %u: bad flags 0x%x (version %u, we speak %u), ignored", req,
-		       flags, flags & VHOST_USER_VERSION_MASK, VHOST_USER_VERSION);
+	/*
+	 * vhost-user has no error reply to a GET, and a reply of ours would be
+	 * read as version 1 by a frontend that asked in another: hang up, so
+	 * that it learns at once instead of waiting for a reply.
+	 */
+	if ((flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION) {
+		vb_err(dev, "%s: protocol version %u, we speak %u: closing the connection (the "
+		       "frontend must speak vhost-user version %u)", name,
+		       flags & VHOST_USER_VERSION_MASK, VHOST_USER_VERSION, VHOST_USER_VERSION);
+		msg_close_fds(msg);
+		return -EPROTO;
+	}
+	if (flags & VHOST_USER_FLAG_REPLY) {
+		vb_err(dev, "%s: flagged as a reply (flags 0x%x), ignored: a frontend sends "
+		       "requests only", name, flags);
+		msg_close_fds(msg);
 		return 0;
 	}
 	if (!h || !h->fn) {
