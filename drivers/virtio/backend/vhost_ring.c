@@ -11,7 +11,8 @@
  *
  * Nothing the frontend wrote is trusted: indices are range-checked, each
  * descriptor is read once into a local copy, buffers must lie inside one
- * region of the memory table, and a chain longer than the ring is a loop.
+ * region of the memory table (and may overlap: copies are memmoves), and a
+ * chain longer than the ring is a loop.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,7 +42,12 @@ static inline void cur_init(struct iov_cur *c, const struct iovec *iov, unsigned
 	c->off = 0;
 }
 
-/* Copy @len bytes from @src (a cursor or, with @flat, a flat buffer) into @dst. */
+/*
+ * Copy @len bytes from @src (a cursor or, with @flat, a flat buffer) into @dst.
+ * memmove, not memcpy: the frontend chooses both buffers and may make them
+ * overlap (an rx buffer inside the tx packet it loops back), and memcpy on
+ * overlapping buffers is undefined. On buffers apart it costs the same.
+ */
 static size_t cur_copy(struct iov_cur *dst, struct iov_cur *src, const uint8_t *flat, size_t len)
 {
 	size_t done = 0;
@@ -61,7 +67,7 @@ static size_t cur_copy(struct iov_cur *dst, struct iov_cur *src, const uint8_t *
 		}
 		if (chunk > room)
 			chunk = room;
-		memcpy((uint8_t *)dst->iov[dst->i].iov_base + dst->off, from, chunk);
+		memmove((uint8_t *)dst->iov[dst->i].iov_base + dst->off, from, chunk);
 		done += chunk;
 		dst->off += chunk;
 		if (dst->off == dst->iov[dst->i].iov_len) {
