@@ -233,6 +233,37 @@ static bool wait_fds(pid_t pid, unsigned want, int ms)
 	return count_fds(pid) == want;
 }
 
+/* Wait up to @ms for the backend's stderr to hold @needle @n times. */
+static bool wait_log(const struct proc *p, const char *needle, unsigned n, int ms)
+{
+	static char err[1 << 16];
+
+	for (int i = 0;; i++) {
+		unsigned seen = 0;
+
+		read_file(p->err, err, sizeof(err));
+		for (const char *s = strstr(err, needle); s; s = strstr(s + 1, needle))
+			seen++;
+		if (seen >= n)
+			return true;
+		if (i >= ms / 10)
+			return false;
+		usleep(10000);
+	}
+}
+
+/* Fail the test, saying how, if the backend has died. */
+static void backend_assert_alive(struct proc *p)
+{
+	int st = 0;
+
+	if (waitpid(p->pid, &st, WNOHANG) != p->pid)
+		return;
+	live_set(&p->pid, 0);
+	cr_assert_fail("mpops-vhost died: %s %d", WIFSIGNALED(st) ? "signal" : "exit status",
+		       WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
 /*
  * SIGTERM the backend, check it exits 0 and removes its socket; leave its
  * final JSON line in @json and its stderr in @err.
@@ -863,6 +894,71 @@ Test(vhost_backend, malformed_messages_and_descriptors_are_survived)
 		cr_expect_not_null(strstr(err, expect[i]), "no '%s' in the log:\n%s", expect[i],
 				   err);
 	cr_assert_geq(json_u64(json, "errors"), 16, "%s", json);
+	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
+	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
+}
+
+/*
+ * A frontend that shrinks the file behind its memory table after sending it
+ * (nothing stops it: the memfd need not be sealed) turns our next access to
+ * the lost pages into SIGBUS. The backend survives it: one line, one error
+ * counted, the memory table dropped and the rings stopped until a new table
+ * comes; the connection goes on, and so do the next frontends.
+ */
+Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_backend)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static const char *const lost = "is gone: the frontend shrank the file behind it";
+	static char json[1024], err[1 << 16];
+	uint8_t pkt[100];
+	bool ok;
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+
+	/* Buffers (from 1 MiB on) cut off, rings (below) kept: a fault while copying. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_rx_post(&fe, 4, FE_BUF);
+	fill_pattern(pkt, sizeof(pkt), 1);
+	fe_tx_add(&fe, pkt, sizeof(pkt));
+	cr_assert_eq(ftruncate(fe.memfd, 0x100000), 0);
+	fe_publish(&fe, 1, 0, false);
+	ok = wait_log(&p, lost, 1, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost memory; the backend said:\n%s",
+		  (read_file(p.err, err, sizeof(err)), err));
+	fe_get(&fe, VHOST_USER_GET_FEATURES);
+	cr_assert_eq(used_idx(&fe, 1), 0, "a packet from lost memory was returned");
+	/* The memory back and a new table: the rings go on where they stopped. */
+	cr_assert_eq(ftruncate(fe.memfd, FE_MEM), 0);
+	memcpy(buf_of(&fe, 1, 1), pkt, sizeof(pkt));
+	fe_mem_table(&fe);
+	cr_assert(wait_used(&fe, 1, 1, 3000), "tx used index %u after a new table", used_idx(&fe, 1));
+	cr_assert(wait_used(&fe, 0, 1, 3000), "rx used index %u after a new table", used_idx(&fe, 0));
+	check_rx(&fe, 0, sizeof(pkt), 1);
+	fe_close(&fe);
+
+	/* All of it cut off while the backend polls the rings: a fault reading them. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	cr_assert_eq(ftruncate(fe.memfd, 0), 0);
+	ok = wait_log(&p, lost, 2, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost rings");
+	fe_close(&fe);
+
+	/* The next frontend is served as if nothing had happened. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_rx_post(&fe, 4, FE_BUF);
+	fill_pattern(pkt, sizeof(pkt), 2);
+	fe_tx_add(&fe, pkt, sizeof(pkt));
+	fe_publish(&fe, 1, 0, false);
+	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback for the next frontend");
+	check_rx(&fe, 0, sizeof(pkt), 2);
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_assert_eq(json_u64(json, "errors"), 2, "%s\n%s", json, err);
 	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
 	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
 }

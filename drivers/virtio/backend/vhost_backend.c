@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +246,116 @@ static void rings_refresh(struct vb_dev *dev)
 			vb_log("queue %u stopped", q);
 		}
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest memory that disappears                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The frontend can shrink a file of its memory table after we mapped it,
+ * and our next access to a page past the new end raises SIGBUS. Checking
+ * seals cannot prevent it: our own primary's memfd is not sealed and a
+ * hugetlbfs file cannot be, and hugetlbfs raises SIGBUS too when it runs
+ * out of pages. So, as a kernel would with a fault on user memory, every
+ * entry into the rings runs under a guard: a SIGBUS on guest memory jumps
+ * back out of the access, and the memory table is dropped. A SIGBUS
+ * anywhere else is a bug of ours and kills us as it would have.
+ *
+ * One thread (see vhost_backend.h), so one guard. SA_NODEFER leaves SIGBUS
+ * unblocked after the jump, so sigsetjmp need not save the signal mask,
+ * which would cost a system call on every entry.
+ */
+static struct vb_dev *volatile guard_dev;
+static sigjmp_buf *volatile guard_env;	/* NULL: no guarded call running */
+static void *volatile guard_addr;	/* where the fault was */
+
+/* Is @addr in one of our mappings of the memory table? @return its index, or -1. */
+static int region_of_mapping(const struct vb_dev *dev, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	for (unsigned i = 0; i < dev->nregions; i++) {
+		uintptr_t m = (uintptr_t)dev->regions[i].map;
+
+		if (a >= m && a - m < dev->regions[i].map_len)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	sigjmp_buf *env = guard_env;
+
+	(void)ctx;
+	/* si_code > 0: raised by a fault, not sent by someone. */
+	if (env && si->si_code > 0 && region_of_mapping(guard_dev, si->si_addr) >= 0) {
+		guard_env = NULL;
+		guard_addr = si->si_addr;
+		siglongjmp(*env, 1);
+	}
+	/* Not guest memory: die of it (a fault comes back on return, a sent one is raised). */
+	signal(sig, SIG_DFL);
+	if (si->si_code <= 0)
+		raise(sig);
+}
+
+int vb_fault_init(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
+}
+
+/*
+ * A guarded call on queue @q faulted at @addr: the memory table is no longer
+ * what the frontend said. Drop it and stop every ring until a new table
+ * comes; tell the frontend on each ring's error eventfd.
+ */
+static void mem_lost(struct vb_dev *dev, unsigned q, const void *addr)
+{
+	int i = region_of_mapping(dev, addr);
+	const struct vb_region *r = &dev->regions[i < 0 ? 0 : i];
+	uint64_t one = 1;
+
+	vb_err(dev, "queue %u: guest memory at gpa 0x%llx (region %d: gpa 0x%llx, size 0x%llx) "
+	       "is gone: the frontend shrank the file behind it (SIGBUS); memory table dropped, "
+	       "every ring stopped until the frontend sends a new one", q,
+	       (unsigned long long)(r->gpa + ((uintptr_t)addr - (uintptr_t)r->host)), i,
+	       (unsigned long long)r->gpa, (unsigned long long)r->size);
+	regions_unmap(dev->regions, dev->nregions);
+	memset(dev->regions, 0, sizeof(dev->regions));
+	dev->nregions = 0;
+	dev->last_region = 0;
+	for (unsigned k = 0; k < nqueues(dev); k++) {
+		struct vb_vq *vq = &dev->vq[k];
+
+		if (vq->ready && vq->errfd >= 0 && write(vq->errfd, &one, sizeof(one)) < 0)
+			vb_log("queue %u: cannot signal its error eventfd: %s", k, strerror(errno));
+		vq->ready = false;
+		vq->pending = false;
+		vq_translate(dev, k);	/* no table: no ring addresses */
+	}
+}
+
+int vb_guarded(struct vb_dev *dev, unsigned q, int (*fn)(struct vb_dev *dev, unsigned q))
+{
+	sigjmp_buf env;
+	int rc;
+
+	if (guard_env)
+		return fn(dev, q);	/* inside a guarded call: its guard catches */
+	guard_dev = dev;
+	if (sigsetjmp(env, 0)) {
+		mem_lost(dev, q, guard_addr);
+		return -EFAULT;
+	}
+	guard_env = &env;
+	rc = fn(dev, q);
+	guard_env = NULL;
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */

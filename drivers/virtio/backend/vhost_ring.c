@@ -492,7 +492,13 @@ static unsigned tx_burst(struct vb_dev *dev, unsigned q)
 /* Entry points                                                        */
 /* ------------------------------------------------------------------ */
 
-void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
+/*
+ * Each runs under vb_guarded(): the frontend may shrink its memory under
+ * us, and then its rings stop, not this process. Inside, they call each
+ * other only unguarded.
+ */
+
+static int vq_on_ready(struct vb_dev *dev, unsigned q)
 {
 	struct vb_vq *vq = &dev->vq[q];
 	uint16_t used = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
@@ -512,36 +518,56 @@ void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
 	vb_log("queue %u (%s %u) ready: size %u, %s", q, q & 1 ? "tx" : "rx", q / 2, vq->num,
 	       vq->kickfd < 0 ? "no kick fd, polled" : dev->opts->kick_driven ?
 	       "kick-driven" : "polled");
+	return 0;
 }
 
-unsigned vb_vq_service(struct vb_dev *dev, unsigned q)
+/* One burst. @return buffers processed. */
+static int vq_service(struct vb_dev *dev, unsigned q)
 {
 	if (!dev->vq[q].ready)
 		return 0;
 	if (q & 1)
-		return tx_burst(dev, q);
+		return (int)tx_burst(dev, q);
 	if (dev->opts->mode == VB_MODE_SOURCE)
-		return source_burst(dev, q);
+		return (int)source_burst(dev, q);
 	return 0;
 }
 
-void vb_vq_service_kicked(struct vb_dev *dev, unsigned q)
+static int vq_service_kicked(struct vb_dev *dev, unsigned q)
 {
 	struct vb_vq *vq = &dev->vq[q];
 	unsigned bursts = 0;
 
 	vq->pending = false;
 	if (!vq->ready)
-		return;
+		return 0;
 	/* No kicks while we drain; then ask again and look once more. */
 	vq_set_notify(dev, vq, false);
-	while (vb_vq_service(dev, q) && ++bursts < VB_KICK_BURSTS)
+	while (vq_service(dev, q) && ++bursts < VB_KICK_BURSTS)
 		;
 	if (!vq->ready)
-		return;
+		return 0;
 	vq_set_notify(dev, vq, true);
 	if (bursts == VB_KICK_BURSTS)
 		vq->pending = true;
 	else if (((q & 1) || dev->opts->mode == VB_MODE_SOURCE) && vq_avail_count(dev, q) > 0)
 		vq->pending = true;	/* it came in before our re-enable */
+	return 0;
+}
+
+void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
+{
+	vb_guarded(dev, q, vq_on_ready);
+}
+
+unsigned vb_vq_service(struct vb_dev *dev, unsigned q)
+{
+	int n = vb_guarded(dev, q, vq_service);
+
+	return n > 0 ? (unsigned)n : 0;
+}
+
+void vb_vq_service_kicked(struct vb_dev *dev, unsigned q)
+{
+	vb_guarded(dev, q, vq_service_kicked);
 }
