@@ -1003,6 +1003,77 @@ Test(vhost_backend, loopback_into_a_buffer_overlapping_the_packet_copies_it_inta
 }
 
 /*
+ * Mergeable rx buffers whose sizes add up past 4 GiB (a chain of four 1 GiB
+ * descriptors, all over one sparse 1 GiB memfd, after a 1-byte buffer): the
+ * sum must not wrap, or the backend takes a buffer more than the packet
+ * needs and reports a length it never wrote.
+ */
+Test(vhost_backend, rx_buffers_adding_up_past_4_gib_are_counted_without_wrapping)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	const uint64_t big_gpa = 0x100000000ull, big_size = 1ull << 30;
+	struct virtio_net_hdr_mrg_rxbuf h;
+	struct vhost_user_memory m;
+	struct fe_ring *rx;
+	uint8_t pkt[100], *big;
+	int fds[2];
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MRG_RXBUF);
+	fds[0] = fe.memfd;
+	fds[1] = memfd_create("vhb-big", MFD_CLOEXEC);
+	cr_assert_geq(fds[1], 0);
+	cr_assert_eq(ftruncate(fds[1], (off_t)big_size), 0);
+	big = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fds[1], 0);
+	cr_assert_neq(big, MAP_FAILED);
+	memset(&m, 0, sizeof(m));
+	m.nregions = 2;
+	m.regions[0] = (struct vhost_user_mem_region){ FE_GPA, FE_MEM,
+						       (uint64_t)(uintptr_t)fe.mem, 0 };
+	/* A frontend address of its own, which no ring uses. */
+	m.regions[1] = (struct vhost_user_mem_region){ big_gpa, big_size, 1ull << 46, 0 };
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_MEM_TABLE, &m, 8 + 2 * sizeof(m.regions[0]),
+			      fds, 2), 0);
+
+	rx = &fe.r[0];
+	rx->desc[0] = (struct vring_desc){ gpa_of(&fe, buf_of(&fe, 0, 0)), 1, VRING_DESC_F_WRITE, 0 };
+	for (uint16_t i = 1; i <= 4; i++)
+		rx->desc[i] = (struct vring_desc){ big_gpa, i < 4 ? 0x40000000u : 0x3fffffffu,
+						   VRING_DESC_F_WRITE | (i < 4 ? VRING_DESC_F_NEXT : 0),
+						   (uint16_t)(i + 1) };
+	rx->desc[5] = (struct vring_desc){ gpa_of(&fe, buf_of(&fe, 0, 5)), FE_BUF,
+					   VRING_DESC_F_WRITE, 0 };
+	rx->avail->ring[0] = 0;
+	rx->avail->ring[1] = 1;
+	rx->avail->ring[2] = 5;
+	rx->avail_idx = 3;
+	fe_publish(&fe, 0, 0, false);
+	fill_pattern(pkt, sizeof(pkt), 4);
+	fe_tx_add(&fe, pkt, sizeof(pkt));
+	fe_publish(&fe, 1, 0, false);
+
+	cr_assert(wait_used(&fe, 1, 1, 3000), "tx used index %u", used_idx(&fe, 1));
+	usleep(100000);
+	cr_assert_eq(used_idx(&fe, 0), 2, "the packet took %u rx buffers, not 2", used_idx(&fe, 0));
+	cr_assert_eq(rx->used->ring[0].len, 1);
+	cr_assert_eq(rx->used->ring[1].len, 12 + sizeof(pkt) - 1, "second buffer: used length %u",
+		     rx->used->ring[1].len);
+	memcpy(&h, buf_of(&fe, 0, 0), 1);
+	memcpy((uint8_t *)&h + 1, big, sizeof(h) - 1);
+	cr_assert_eq(h.num_buffers, 2);
+	cr_assert_eq(memcmp(big + sizeof(h) - 1, pkt, sizeof(pkt)), 0);
+	munmap(big, 4096);
+	close(fds[1]);
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_assert_eq(json_u64(json, "errors"), 0, "%s\n%s", json, err);
+}
+
+/*
  * More fds than a request takes, up to the most the kernel passes: the log
  * names the real count, every fd is closed, the frontend gets its failure
  * ack (a GET its reply), and the rings go on.

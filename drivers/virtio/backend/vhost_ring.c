@@ -333,7 +333,9 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 {
 	struct vb_vq *vq = &dev->vq[q];
 	bool mrg = vb_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
-	uint32_t need = dev->hdr_len + len, cap = 0, c = 0;
+	/* 64 bits: the frontend's buffers may add up past 4 GiB (one chain cannot). */
+	uint64_t need = (uint64_t)dev->hdr_len + len, cap = 0;
+	uint32_t c = 0;
 	uint16_t start = vq->last_avail, nbufs = 0;
 	struct virtio_net_hdr_mrg_rxbuf hdr = { .hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE };
 	struct iov_cur dst;
@@ -370,8 +372,9 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 	if (cap < need) {
 		vq->last_avail = start;
 		if (!dev->small_buf_logged) {
-			vb_log("queue %u: rx buffer of %u bytes too small for a %u-byte packet "
-			       "without mrg_rxbuf, dropping", q, cap, need);
+			vb_log("queue %u: rx buffer of %llu bytes too small for a %llu-byte packet "
+			       "without mrg_rxbuf, dropping", q, (unsigned long long)cap,
+			       (unsigned long long)need);
 			dev->small_buf_logged = true;
 		}
 		return -EMSGSIZE;
@@ -382,7 +385,8 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 	cur_copy(&dst, NULL, (const uint8_t *)&hdr, dev->hdr_len);
 	cur_copy(&dst, src, flat, len);
 	/* The last buffer holds what the others did not (never read back). */
-	vq->used->ring[(uint16_t)(vq->used_idx + nbufs - 1) & (vq->num - 1)].len = c - (cap - need);
+	vq->used->ring[(uint16_t)(vq->used_idx + nbufs - 1) & (vq->num - 1)].len =
+		(uint32_t)(c - (cap - need));
 	vq->used_idx += nbufs;
 	dev->st.sent_packets++;
 	dev->st.sent_bytes += len;
