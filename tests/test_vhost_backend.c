@@ -1126,6 +1126,47 @@ Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
 }
 
 /*
+ * A frontend that starts a message must finish it within 2 s: one that
+ * sends its payload a byte every half second (each byte well within any
+ * per-read timeout) holds the backend's only thread, rings included, for as
+ * long as it likes unless the whole message has a deadline.
+ */
+Test(vhost_backend, message_sent_a_byte_at_a_time_is_cut_off_after_2_s)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	struct vhost_user_hdr hdr = { VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 8 };
+	struct pollfd pfd;
+	uint8_t junk[16];
+	double t0, hung_up = 0;
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+	memset(&fe, 0, sizeof(fe));
+	fe_connect(&fe, p.sock);
+	cr_assert_eq(send(fe.sock, &hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+	t0 = now_s();
+	for (unsigned i = 0; i < 7 && !hung_up; i++) {
+		pfd = (struct pollfd){ .fd = fe.sock, .events = POLLIN };
+		if (poll(&pfd, 1, 500) == 1 && recv(fe.sock, junk, sizeof(junk), 0) == 0)
+			hung_up = now_s() - t0;
+		else
+			send(fe.sock, "x", 1, MSG_NOSIGNAL);
+	}
+	close(fe.sock);
+	cr_assert(hung_up > 0, "still connected after %.1f s of a message of 8 bytes",
+		  now_s() - t0);
+	cr_assert(hung_up > 1.5 && hung_up < 3, "hung up after %.2f s", hung_up);
+
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_close(&fe);
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_expect_not_null(strstr(err, "SET_FEATURES: message not complete within 2 s"), "%s", err);
+	cr_assert_eq(json_u64(json, "errors"), 1, "%s\n%s", json, err);
+}
+
+/*
  * A request of a protocol version we do not speak cannot be answered in a
  * form its sender reads (vhost-user has no error reply to a GET), so the
  * backend hangs up, one line, closing the fds that came with it. A request

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_config.h>
@@ -813,20 +815,45 @@ static const struct vb_handler handlers[VHOST_USER_REQUEST_MAX] = {
 /* The socket                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Read exactly @len bytes. @return 0 or -errno (-ECONNRESET on EOF). */
-static int recv_full(int fd, void *buf, size_t len)
+/* Milliseconds from now to @deadline (CLOCK_MONOTONIC), 0 if it has passed. */
+static int ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+		(deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms > 0 ? (int)ms : 0;
+}
+
+/*
+ * Read exactly @len bytes by @deadline: a bound on the whole message, since
+ * a frontend could otherwise keep each read just inside a per-read timeout
+ * and hold our only thread (and so every ring) as long as it likes.
+ * @return 0 or -errno (-ECONNRESET on EOF, -ETIMEDOUT past the deadline).
+ */
+static int recv_full(int fd, void *buf, size_t len, const struct timespec *deadline)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int ms = ms_left(deadline), rc;
+		ssize_t n;
 
+		if (!ms)
+			return -ETIMEDOUT;
+		rc = poll(&pfd, 1, ms);
+		if (rc == 0)
+			return -ETIMEDOUT;
+		n = rc < 0 ? -1 : recv(fd, p, len, MSG_DONTWAIT);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+			return -errno;
 		}
 		p += n;
 		len -= (size_t)n;
@@ -845,14 +872,18 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
 	};
+	struct timespec deadline;
 	ssize_t n;
 	int rc;
 
+	memset(&msg->hdr, 0, sizeof(msg->hdr));
 	msg->nfds = msg->nfds_sent = 0;
 	msg->fds_truncated = false;
 	do {
 		n = recvmsg(dev->conn_fd, &mh, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += VB_MSG_TIMEOUT_S;
 	if (n == 0)
 		return -ECONNRESET;
 	if (n < 0)
@@ -878,13 +909,14 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 	if (mh.msg_flags & MSG_CTRUNC)
 		msg->fds_truncated = true;
 	if ((size_t)n < sizeof(msg->hdr)) {
-		rc = recv_full(dev->conn_fd, (uint8_t *)&msg->hdr + n, sizeof(msg->hdr) - (size_t)n);
+		rc = recv_full(dev->conn_fd, (uint8_t *)&msg->hdr + n, sizeof(msg->hdr) - (size_t)n,
+			       &deadline);
 		if (rc < 0)
 			return rc;
 	}
 	if (msg->hdr.size > sizeof(msg->p))
 		return -EMSGSIZE;
-	return recv_full(dev->conn_fd, &msg->p, msg->hdr.size);
+	return recv_full(dev->conn_fd, &msg->p, msg->hdr.size, &deadline);
 }
 
 static int msg_reply(struct vb_dev *dev, struct vb_msg *msg, uint32_t size)
@@ -995,6 +1027,7 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 int vb_conn_handle(struct vb_dev *dev)
 {
 	struct vb_msg msg;
+	char unknown[24];
 	int rc;
 
 	rc = msg_recv(dev, &msg);
@@ -1002,8 +1035,12 @@ int vb_conn_handle(struct vb_dev *dev)
 		vb_err(dev, "oversized message: request %u, size %u (at most %zu), closing the "
 		       "connection", msg.hdr.request, msg.hdr.size, sizeof(msg.p));
 	} else if (rc == -ETIMEDOUT) {
-		vb_err(dev, "message cut short (request %u), closing the connection",
-		       msg.hdr.request);
+		uint32_t req = msg.hdr.request;
+
+		vb_err(dev, "%s: message not complete within %d s (%u payload bytes announced), "
+		       "closing the connection: a frontend must send a message in one go",
+		       req_name(req < VHOST_USER_REQUEST_MAX ? &handlers[req] : NULL, req,
+				unknown, sizeof(unknown)), VB_MSG_TIMEOUT_S, msg.hdr.size);
 	}
 	if (rc < 0) {
 		msg_close_fds(&msg);
