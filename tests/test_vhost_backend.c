@@ -901,16 +901,19 @@ Test(vhost_backend, malformed_messages_and_descriptors_are_survived)
 /*
  * A frontend that shrinks the file behind its memory table after sending it
  * (nothing stops it: the memfd need not be sealed) turns our next access to
- * the lost pages into SIGBUS. The backend survives it: one line, one error
- * counted, the memory table dropped and the rings stopped until a new table
- * comes; the connection goes on, and so do the next frontends.
+ * the lost pages into SIGBUS, whether it copies a packet, polls a ring or
+ * sets a ring up. The backend survives it: one line, one error counted, the
+ * memory table dropped and the rings stopped until a new table comes; the
+ * connection goes on, and so do the next frontends.
  */
 Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_backend)
 {
 	static const char *const args[] = { "--mode", "loopback", NULL };
 	static const char *const lost = "is gone: the frontend shrank the file behind it";
 	static char json[1024], err[1 << 16];
+	struct vhost_user_vring_state st;
 	uint8_t pkt[100];
+	uint64_t v;
 	bool ok;
 	struct proc p;
 	struct fe fe;
@@ -947,6 +950,19 @@ Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_bac
 	cr_assert(ok, "no line about the lost rings");
 	fe_close(&fe);
 
+	/* A ring restarted over memory already gone: a fault in the control path. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	st = (struct vhost_user_vring_state){ 1, 0 };
+	fe_send(&fe, VHOST_USER_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0);
+	cr_assert_eq(fe_reply(&fe, VHOST_USER_GET_VRING_BASE, &v), 0);
+	cr_assert_eq(ftruncate(fe.memfd, 0), 0);
+	v = 1;
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_KICK, &v, 8, &fe.r[1].kick, 1), 0);
+	ok = wait_log(&p, lost, 3, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost rings at restart");
+	fe_close(&fe);
+
 	/* The next frontend is served as if nothing had happened. */
 	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
 	fe_rx_post(&fe, 4, FE_BUF);
@@ -958,8 +974,8 @@ Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_bac
 	fe_close(&fe);
 
 	backend_stop(&p, json, sizeof(json), err, sizeof(err));
-	cr_assert_eq(json_u64(json, "errors"), 2, "%s\n%s", json, err);
-	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
+	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
+	cr_assert_eq(json_u64(json, "connections"), 4, "%s", json);
 	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
 }
 
