@@ -289,6 +289,13 @@ static void backend_stop(struct proc *p, char *json, size_t jlen, char *err, siz
 	proc_cleanup(p);
 }
 
+/* Each of the @n lines is somewhere in the backend's log @err. */
+static void expect_in_log(const char *err, const char *const *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cr_expect_not_null(strstr(err, lines[i]), "no '%s' in the log:\n%s", lines[i], err);
+}
+
 static uint64_t json_u64(const char *json, const char *key)
 {
 	char k[64];
@@ -630,6 +637,25 @@ static void check_rx(struct fe *fe, uint16_t slot, uint32_t len, unsigned seed)
 	cr_assert_eq(memcmp(buf_of(fe, 0, e.id) + 12, want, len), 0, "payload %u differs", seed);
 }
 
+/*
+ * Post 4 rx buffers, send one packet of @len bytes (pattern @seed) on tx and
+ * check that it comes back in the next rx used entry: the rings work @when.
+ */
+static void fe_loop_one(struct fe *fe, uint32_t len, unsigned seed, const char *when)
+{
+	uint16_t tx_old = fe->r[1].avail_idx, rx_want = (uint16_t)(used_idx(fe, 0) + 1);
+	uint8_t pkt[FE_BUF];
+
+	cr_assert_leq(len, sizeof(pkt));
+	fe_rx_post(fe, 4, FE_BUF);
+	fill_pattern(pkt, len, seed);
+	fe_tx_add(fe, pkt, len);
+	fe_publish(fe, 1, tx_old, false);
+	cr_assert(wait_used(fe, 0, rx_want, 3000), "no loopback %s: rx used index %u", when,
+		  used_idx(fe, 0));
+	check_rx(fe, (uint16_t)(rx_want - 1), len, seed);
+}
+
 /* ------------------------------------------------------------------ */
 /* The program on its own                                              */
 /* ------------------------------------------------------------------ */
@@ -880,19 +906,12 @@ Test(vhost_backend, malformed_messages_and_descriptors_are_survived)
 		for (unsigned i = 0; i < 7; i++)
 			cr_assert_eq(r->used->ring[i].len, 0);
 	}
-	fe_rx_post(&fe, 4, FE_BUF);
-	fill_pattern(pkt, 64, 7);
 	/* fe_tx_add lays packets from descriptor 2 * avail slot on: 14, 15. */
-	fe_tx_add(&fe, pkt, 64);
-	fe_publish(&fe, 1, 7, false);
-	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback after bad descriptors");
-	check_rx(&fe, 0, 64, 7);
+	fe_loop_one(&fe, 64, 7, "after bad descriptors");
 	fe_close(&fe);
 
 	backend_stop(&p, json, sizeof(json), err, sizeof(err));
-	for (unsigned i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
-		cr_expect_not_null(strstr(err, expect[i]), "no '%s' in the log:\n%s", expect[i],
-				   err);
+	expect_in_log(err, expect, sizeof(expect) / sizeof(expect[0]));
 	cr_assert_geq(json_u64(json, "errors"), 16, "%s", json);
 	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
 	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
@@ -965,12 +984,7 @@ Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_bac
 
 	/* The next frontend is served as if nothing had happened. */
 	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
-	fe_rx_post(&fe, 4, FE_BUF);
-	fill_pattern(pkt, sizeof(pkt), 2);
-	fe_tx_add(&fe, pkt, sizeof(pkt));
-	fe_publish(&fe, 1, 0, false);
-	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback for the next frontend");
-	check_rx(&fe, 0, sizeof(pkt), 2);
+	fe_loop_one(&fe, 100, 2, "for the next frontend");
 	fe_close(&fe);
 
 	backend_stop(&p, json, sizeof(json), err, sizeof(err));
@@ -1105,7 +1119,6 @@ Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
 	static char json[1024], err[1 << 16];
 	int fds[FE_MAX_FDS];
 	uint64_t q1 = 1, v;
-	uint8_t pkt[64];
 	unsigned before;
 	struct proc p;
 	struct fe fe;
@@ -1126,18 +1139,11 @@ Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
 	for (unsigned i = 0; i < FE_MAX_FDS; i++)
 		close(fds[i]);
 
-	fe_rx_post(&fe, 4, FE_BUF);
-	fill_pattern(pkt, 64, 3);
-	fe_tx_add(&fe, pkt, 64);
-	fe_publish(&fe, 1, 0, false);
-	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback after the refused messages");
-	check_rx(&fe, 0, 64, 3);
+	fe_loop_one(&fe, 64, 3, "after the refused messages");
 	fe_close(&fe);
 
 	backend_stop(&p, json, sizeof(json), err, sizeof(err));
-	for (unsigned i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
-		cr_expect_not_null(strstr(err, expect[i]), "no '%s' in the log:\n%s", expect[i],
-				   err);
+	expect_in_log(err, expect, sizeof(expect) / sizeof(expect[0]));
 	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
 }
 
