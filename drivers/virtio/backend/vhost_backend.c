@@ -845,9 +845,11 @@ static int recv_full(int fd, void *buf, size_t len, const struct timespec *deadl
 		if (!ms)
 			return -ETIMEDOUT;
 		rc = poll(&pfd, 1, ms);
-		if (rc == 0)
-			return -ETIMEDOUT;
-		n = rc < 0 ? -1 : recv(fd, p, len, MSG_DONTWAIT);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0)
+			return rc ? -errno : -ETIMEDOUT;
+		n = recv(fd, p, len, MSG_DONTWAIT);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0) {
@@ -948,11 +950,11 @@ static void msg_close_fds(struct vb_msg *msg)
 		close_fd(&msg->fds[i]);
 }
 
-/* The request's name for the log ("request N" if we do not know it). */
-static const char *req_name(const struct vb_handler *h, uint32_t req, char *buf, size_t len)
+/* Request @req's name for the log ("request N" if we do not know it). */
+static const char *req_name(uint32_t req, char *buf, size_t len)
 {
-	if (h && h->name)
-		return h->name;
+	if (req < VHOST_USER_REQUEST_MAX && handlers[req].name)
+		return handlers[req].name;
 	snprintf(buf, len, "request %u", req);
 	return buf;
 }
@@ -969,7 +971,7 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 	bool need_reply = (flags & VHOST_USER_FLAG_NEED_REPLY) &&
 		(dev->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
 	char unknown[24];
-	const char *name = req_name(h, req, unknown, sizeof(unknown));
+	const char *name = req_name(req, unknown, sizeof(unknown));
 	int rc;
 
 	/*
@@ -1035,12 +1037,10 @@ int vb_conn_handle(struct vb_dev *dev)
 		vb_err(dev, "oversized message: request %u, size %u (at most %zu), closing the "
 		       "connection", msg.hdr.request, msg.hdr.size, sizeof(msg.p));
 	} else if (rc == -ETIMEDOUT) {
-		uint32_t req = msg.hdr.request;
-
 		vb_err(dev, "%s: message not complete within %d s (%u payload bytes announced), "
 		       "closing the connection: a frontend must send a message in one go",
-		       req_name(req < VHOST_USER_REQUEST_MAX ? &handlers[req] : NULL, req,
-				unknown, sizeof(unknown)), VB_MSG_TIMEOUT_S, msg.hdr.size);
+		       req_name(msg.hdr.request, unknown, sizeof(unknown)), VB_MSG_TIMEOUT_S,
+		       msg.hdr.size);
 	}
 	if (rc < 0) {
 		msg_close_fds(&msg);
