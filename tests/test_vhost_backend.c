@@ -207,6 +207,63 @@ static void proc_cleanup(struct proc *p)
 	live_dir(p->dir, false);
 }
 
+/* Open fds of process @pid, from /proc. */
+static unsigned count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Wait up to @ms for process @pid to have @want open fds. */
+static bool wait_fds(pid_t pid, unsigned want, int ms)
+{
+	for (int i = 0; i < ms / 10 && count_fds(pid) != want; i++)
+		usleep(10000);
+	return count_fds(pid) == want;
+}
+
+/* Wait up to @ms for the backend's stderr to hold @needle @n times. */
+static bool wait_log(const struct proc *p, const char *needle, unsigned n, int ms)
+{
+	static char err[1 << 16];
+
+	for (int i = 0;; i++) {
+		unsigned seen = 0;
+
+		read_file(p->err, err, sizeof(err));
+		for (const char *s = strstr(err, needle); s; s = strstr(s + 1, needle))
+			seen++;
+		if (seen >= n)
+			return true;
+		if (i >= ms / 10)
+			return false;
+		usleep(10000);
+	}
+}
+
+/* Fail the test, saying how, if the backend has died. */
+static void backend_assert_alive(struct proc *p)
+{
+	int st = 0;
+
+	if (waitpid(p->pid, &st, WNOHANG) != p->pid)
+		return;
+	live_set(&p->pid, 0);
+	cr_assert_fail("mpops-vhost died: %s %d", WIFSIGNALED(st) ? "signal" : "exit status",
+		       WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
 /*
  * SIGTERM the backend, check it exits 0 and removes its socket; leave its
  * final JSON line in @json and its stderr in @err.
@@ -230,6 +287,13 @@ static void backend_stop(struct proc *p, char *json, size_t jlen, char *err, siz
 	cr_assert_not_null(line, "no JSON in mpops-vhost output:\n%s", out);
 	snprintf(json, jlen, "%s", line);
 	proc_cleanup(p);
+}
+
+/* Each of the @n lines is somewhere in the backend's log @err. */
+static void expect_in_log(const char *err, const char *const *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cr_expect_not_null(strstr(err, lines[i]), "no '%s' in the log:\n%s", lines[i], err);
 }
 
 static uint64_t json_u64(const char *json, const char *key)
@@ -296,21 +360,25 @@ static uint8_t *buf_of(struct fe *fe, unsigned q, unsigned i)
 	return fe->mem + 0x100000 + q * 0x100000 + (i % FE_NUM) * FE_BUF;
 }
 
-static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
-		    uint32_t size, const int *fds, unsigned nfds)
+/* The most fds the kernel passes with one message (SCM_MAX_FD). */
+#define FE_MAX_FDS 253
+
+/* Send a request with exactly these header @flags (version bits included). */
+static void fe_send_raw(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
+			uint32_t size, const int *fds, unsigned nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		char buf[CMSG_SPACE(sizeof(int) * FE_MAX_FDS)];
 		struct cmsghdr align;
 	} ctl;
-	struct vhost_user_hdr hdr = { .request = req, .flags = VHOST_USER_VERSION | flags,
-				      .size = size };
+	struct vhost_user_hdr hdr = { .request = req, .flags = flags, .size = size };
 	struct iovec iov[2] = {
 		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
 		{ .iov_base = (void *)payload, .iov_len = payload ? size : 0 },
 	};
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
+	cr_assert_leq(nfds, FE_MAX_FDS);
 	if (nfds) {
 		struct cmsghdr *c;
 
@@ -325,6 +393,12 @@ static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *pay
 	}
 	cr_assert_eq(sendmsg(fe->sock, &mh, MSG_NOSIGNAL), (ssize_t)(sizeof(hdr) + iov[1].iov_len),
 		     "sendmsg request %u: %s", req, strerror(errno));
+}
+
+static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
+		    uint32_t size, const int *fds, unsigned nfds)
+{
+	fe_send_raw(fe, req, VHOST_USER_VERSION | flags, payload, size, fds, nfds);
 }
 
 /* A reply to @req within 2 s; its payload (up to 8 bytes) in *val. */
@@ -561,6 +635,25 @@ static void check_rx(struct fe *fe, uint16_t slot, uint32_t len, unsigned seed)
 	cr_assert_eq(h.num_buffers, 1);
 	fill_pattern(want, len, seed);
 	cr_assert_eq(memcmp(buf_of(fe, 0, e.id) + 12, want, len), 0, "payload %u differs", seed);
+}
+
+/*
+ * Post 4 rx buffers, send one packet of @len bytes (pattern @seed) on tx and
+ * check that it comes back in the next rx used entry: the rings work @when.
+ */
+static void fe_loop_one(struct fe *fe, uint32_t len, unsigned seed, const char *when)
+{
+	uint16_t tx_old = fe->r[1].avail_idx, rx_want = (uint16_t)(used_idx(fe, 0) + 1);
+	uint8_t pkt[FE_BUF];
+
+	cr_assert_leq(len, sizeof(pkt));
+	fe_rx_post(fe, 4, FE_BUF);
+	fill_pattern(pkt, len, seed);
+	fe_tx_add(fe, pkt, len);
+	fe_publish(fe, 1, tx_old, false);
+	cr_assert(wait_used(fe, 0, rx_want, 3000), "no loopback %s: rx used index %u", when,
+		  used_idx(fe, 0));
+	check_rx(fe, (uint16_t)(rx_want - 1), len, seed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -813,22 +906,333 @@ Test(vhost_backend, malformed_messages_and_descriptors_are_survived)
 		for (unsigned i = 0; i < 7; i++)
 			cr_assert_eq(r->used->ring[i].len, 0);
 	}
-	fe_rx_post(&fe, 4, FE_BUF);
-	fill_pattern(pkt, 64, 7);
 	/* fe_tx_add lays packets from descriptor 2 * avail slot on: 14, 15. */
-	fe_tx_add(&fe, pkt, 64);
-	fe_publish(&fe, 1, 7, false);
-	cr_assert(wait_used(&fe, 0, 1, 3000), "no loopback after bad descriptors");
-	check_rx(&fe, 0, 64, 7);
+	fe_loop_one(&fe, 64, 7, "after bad descriptors");
 	fe_close(&fe);
 
 	backend_stop(&p, json, sizeof(json), err, sizeof(err));
-	for (unsigned i = 0; i < sizeof(expect) / sizeof(expect[0]); i++)
-		cr_expect_not_null(strstr(err, expect[i]), "no '%s' in the log:\n%s", expect[i],
-				   err);
+	expect_in_log(err, expect, sizeof(expect) / sizeof(expect[0]));
 	cr_assert_geq(json_u64(json, "errors"), 16, "%s", json);
 	cr_assert_eq(json_u64(json, "connections"), 3, "%s", json);
 	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
+}
+
+/*
+ * A frontend that shrinks the file behind its memory table after sending it
+ * (nothing stops it: the memfd need not be sealed) turns our next access to
+ * the lost pages into SIGBUS, whether it copies a packet, polls a ring or
+ * sets a ring up. The backend survives it: one line, one error counted, the
+ * memory table dropped and the rings stopped until a new table comes; the
+ * connection goes on, and so do the next frontends.
+ */
+Test(vhost_backend, memory_truncated_by_the_frontend_stops_its_rings_not_the_backend)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static const char *const lost = "is gone: the frontend shrank the file behind it";
+	static char json[1024], err[1 << 16];
+	struct vhost_user_vring_state st;
+	uint8_t pkt[100];
+	uint64_t v;
+	bool ok;
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+
+	/* Buffers (from 1 MiB on) cut off, rings (below) kept: a fault while copying. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_rx_post(&fe, 4, FE_BUF);
+	fill_pattern(pkt, sizeof(pkt), 1);
+	fe_tx_add(&fe, pkt, sizeof(pkt));
+	cr_assert_eq(ftruncate(fe.memfd, 0x100000), 0);
+	fe_publish(&fe, 1, 0, false);
+	ok = wait_log(&p, lost, 1, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost memory; the backend said:\n%s",
+		  (read_file(p.err, err, sizeof(err)), err));
+	fe_get(&fe, VHOST_USER_GET_FEATURES);
+	cr_assert_eq(used_idx(&fe, 1), 0, "a packet from lost memory was returned");
+	/* The memory back and a new table: the rings go on where they stopped. */
+	cr_assert_eq(ftruncate(fe.memfd, FE_MEM), 0);
+	memcpy(buf_of(&fe, 1, 1), pkt, sizeof(pkt));
+	fe_mem_table(&fe);
+	cr_assert(wait_used(&fe, 1, 1, 3000), "tx used index %u after a new table", used_idx(&fe, 1));
+	cr_assert(wait_used(&fe, 0, 1, 3000), "rx used index %u after a new table", used_idx(&fe, 0));
+	check_rx(&fe, 0, sizeof(pkt), 1);
+	fe_close(&fe);
+
+	/* All of it cut off while the backend polls the rings: a fault reading them. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	cr_assert_eq(ftruncate(fe.memfd, 0), 0);
+	ok = wait_log(&p, lost, 2, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost rings");
+	fe_close(&fe);
+
+	/* A ring restarted over memory already gone: a fault in the control path. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	st = (struct vhost_user_vring_state){ 1, 0 };
+	fe_send(&fe, VHOST_USER_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0);
+	cr_assert_eq(fe_reply(&fe, VHOST_USER_GET_VRING_BASE, &v), 0);
+	cr_assert_eq(ftruncate(fe.memfd, 0), 0);
+	v = 1;
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_KICK, &v, 8, &fe.r[1].kick, 1), 0);
+	ok = wait_log(&p, lost, 3, 3000);
+	backend_assert_alive(&p);
+	cr_assert(ok, "no line about the lost rings at restart");
+	fe_close(&fe);
+
+	/* The next frontend is served as if nothing had happened. */
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_loop_one(&fe, 100, 2, "for the next frontend");
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
+	cr_assert_eq(json_u64(json, "connections"), 4, "%s", json);
+	cr_assert_eq(json_u64(json, "sent_packets"), 2, "%s", json);
+}
+
+/*
+ * A frontend may point an rx buffer into the very tx buffer it loops back:
+ * here the packet's bytes go 5 bytes past where they are read from. The
+ * copy must be a memmove (memcpy on overlapping buffers is undefined; ASan
+ * reports memcpy-param-overlap), and the packet arrives intact.
+ */
+Test(vhost_backend, loopback_into_a_buffer_overlapping_the_packet_copies_it_intact)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	struct fe_ring *rx;
+	uint8_t pkt[200], *data;
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fill_pattern(pkt, sizeof(pkt), 5);
+	fe_tx_add(&fe, pkt, sizeof(pkt));	/* header in tx buffer 0, data in 1 */
+	data = buf_of(&fe, 1, 1);
+	rx = &fe.r[0];
+	rx->desc[0] = (struct vring_desc){ gpa_of(&fe, buf_of(&fe, 0, 0)), 12,
+					   VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1 };
+	rx->desc[1] = (struct vring_desc){ gpa_of(&fe, data) + 5, FE_BUF, VRING_DESC_F_WRITE, 0 };
+	rx->avail->ring[0] = 0;
+	rx->avail_idx = 1;
+	fe_publish(&fe, 0, 0, false);
+	fe_publish(&fe, 1, 0, false);
+	cr_assert(wait_used(&fe, 0, 1, 3000), "rx used index %u; the backend said:\n%s",
+		  used_idx(&fe, 0), (read_file(p.err, err, sizeof(err)), err));
+	cr_assert_eq(rx->used->ring[0].len, 12 + sizeof(pkt));
+	cr_assert_eq(memcmp(data + 5, pkt, sizeof(pkt)), 0, "the packet changed while copied");
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_assert_eq(json_u64(json, "sent_packets"), 1, "%s\n%s", json, err);
+	cr_assert_eq(json_u64(json, "errors"), 0, "%s\n%s", json, err);
+}
+
+/*
+ * Mergeable rx buffers whose sizes add up past 4 GiB (a chain of four 1 GiB
+ * descriptors, all over one sparse 1 GiB memfd, after a 1-byte buffer): the
+ * sum must not wrap, or the backend takes a buffer more than the packet
+ * needs and reports a length it never wrote.
+ */
+Test(vhost_backend, rx_buffers_adding_up_past_4_gib_are_counted_without_wrapping)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	const uint64_t big_gpa = 0x100000000ull, big_size = 1ull << 30;
+	struct virtio_net_hdr_mrg_rxbuf h;
+	struct vhost_user_memory m;
+	struct fe_ring *rx;
+	uint8_t pkt[100], *big;
+	int fds[2];
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MRG_RXBUF);
+	fds[0] = fe.memfd;
+	fds[1] = memfd_create("vhb-big", MFD_CLOEXEC);
+	cr_assert_geq(fds[1], 0);
+	cr_assert_eq(ftruncate(fds[1], (off_t)big_size), 0);
+	big = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fds[1], 0);
+	cr_assert_neq(big, MAP_FAILED);
+	memset(&m, 0, sizeof(m));
+	m.nregions = 2;
+	m.regions[0] = (struct vhost_user_mem_region){ FE_GPA, FE_MEM,
+						       (uint64_t)(uintptr_t)fe.mem, 0 };
+	/* A frontend address of its own, which no ring uses. */
+	m.regions[1] = (struct vhost_user_mem_region){ big_gpa, big_size, 1ull << 46, 0 };
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_MEM_TABLE, &m, 8 + 2 * sizeof(m.regions[0]),
+			      fds, 2), 0);
+
+	rx = &fe.r[0];
+	rx->desc[0] = (struct vring_desc){ gpa_of(&fe, buf_of(&fe, 0, 0)), 1, VRING_DESC_F_WRITE, 0 };
+	for (uint16_t i = 1; i <= 4; i++)
+		rx->desc[i] = (struct vring_desc){ big_gpa, i < 4 ? 0x40000000u : 0x3fffffffu,
+						   VRING_DESC_F_WRITE | (i < 4 ? VRING_DESC_F_NEXT : 0),
+						   (uint16_t)(i + 1) };
+	rx->desc[5] = (struct vring_desc){ gpa_of(&fe, buf_of(&fe, 0, 5)), FE_BUF,
+					   VRING_DESC_F_WRITE, 0 };
+	rx->avail->ring[0] = 0;
+	rx->avail->ring[1] = 1;
+	rx->avail->ring[2] = 5;
+	rx->avail_idx = 3;
+	fe_publish(&fe, 0, 0, false);
+	fill_pattern(pkt, sizeof(pkt), 4);
+	fe_tx_add(&fe, pkt, sizeof(pkt));
+	fe_publish(&fe, 1, 0, false);
+
+	cr_assert(wait_used(&fe, 1, 1, 3000), "tx used index %u", used_idx(&fe, 1));
+	usleep(100000);
+	cr_assert_eq(used_idx(&fe, 0), 2, "the packet took %u rx buffers, not 2", used_idx(&fe, 0));
+	cr_assert_eq(rx->used->ring[0].len, 1);
+	cr_assert_eq(rx->used->ring[1].len, 12 + sizeof(pkt) - 1, "second buffer: used length %u",
+		     rx->used->ring[1].len);
+	memcpy(&h, buf_of(&fe, 0, 0), 1);
+	memcpy((uint8_t *)&h + 1, big, sizeof(h) - 1);
+	cr_assert_eq(h.num_buffers, 2);
+	cr_assert_eq(memcmp(big + sizeof(h) - 1, pkt, sizeof(pkt)), 0);
+	munmap(big, 4096);
+	close(fds[1]);
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_assert_eq(json_u64(json, "errors"), 0, "%s\n%s", json, err);
+}
+
+/*
+ * More fds than a request takes, up to the most the kernel passes: the log
+ * names the real count, every fd is closed, the frontend gets its failure
+ * ack (a GET its reply), and the rings go on.
+ */
+Test(vhost_backend, surplus_fds_are_counted_closed_and_refused)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static const char *const expect[] = {
+		"SET_VRING_KICK: 12 fds attached, at most 1",
+		"SET_VRING_CALL: 253 fds attached, at most 1",
+		"GET_FEATURES: 9 fds attached, at most 0",
+	};
+	static char json[1024], err[1 << 16];
+	int fds[FE_MAX_FDS];
+	uint64_t q1 = 1, v;
+	unsigned before;
+	struct proc p;
+	struct fe fe;
+
+	for (unsigned i = 0; i < FE_MAX_FDS; i++) {
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+		cr_assert_geq(fds[i], 0);
+	}
+	backend_start(&p, args);
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	before = count_fds(p.pid);
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_KICK, &q1, 8, fds, 12), 1);
+	cr_assert_eq(fe_acked(&fe, VHOST_USER_SET_VRING_CALL, &q1, 8, fds, FE_MAX_FDS), 1);
+	fe_send(&fe, VHOST_USER_GET_FEATURES, 0, NULL, 0, fds, 9);
+	cr_assert_eq(fe_reply(&fe, VHOST_USER_GET_FEATURES, &v), 0, "no reply to a GET with 9 fds");
+	cr_assert(wait_fds(p.pid, before, 1000), "the backend has %u fds, %u before",
+		  count_fds(p.pid), before);
+	for (unsigned i = 0; i < FE_MAX_FDS; i++)
+		close(fds[i]);
+
+	fe_loop_one(&fe, 64, 3, "after the refused messages");
+	fe_close(&fe);
+
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	expect_in_log(err, expect, sizeof(expect) / sizeof(expect[0]));
+	cr_assert_eq(json_u64(json, "errors"), 3, "%s\n%s", json, err);
+}
+
+/*
+ * A frontend that starts a message must finish it within 2 s: one that
+ * sends its payload a byte every half second (each byte well within any
+ * per-read timeout) holds the backend's only thread, rings included, for as
+ * long as it likes unless the whole message has a deadline.
+ */
+Test(vhost_backend, message_sent_a_byte_at_a_time_is_cut_off_after_2_s)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	struct vhost_user_hdr hdr = { VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 8 };
+	struct pollfd pfd;
+	uint8_t junk[16];
+	double t0, hung_up = 0;
+	struct proc p;
+	struct fe fe;
+
+	backend_start(&p, args);
+	memset(&fe, 0, sizeof(fe));
+	fe_connect(&fe, p.sock);
+	cr_assert_eq(send(fe.sock, &hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+	t0 = now_s();
+	for (unsigned i = 0; i < 7 && !hung_up; i++) {
+		pfd = (struct pollfd){ .fd = fe.sock, .events = POLLIN };
+		if (poll(&pfd, 1, 500) == 1 && recv(fe.sock, junk, sizeof(junk), 0) == 0)
+			hung_up = now_s() - t0;
+		else
+			send(fe.sock, "x", 1, MSG_NOSIGNAL);
+	}
+	close(fe.sock);
+	cr_assert(hung_up > 0, "still connected after %.1f s of a message of 8 bytes",
+		  now_s() - t0);
+	cr_assert(hung_up > 1.5 && hung_up < 3, "hung up after %.2f s", hung_up);
+
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_close(&fe);
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_expect_not_null(strstr(err, "SET_FEATURES: message not complete within 2 s"), "%s", err);
+	cr_assert_eq(json_u64(json, "errors"), 1, "%s\n%s", json, err);
+}
+
+/*
+ * A request of a protocol version we do not speak cannot be answered in a
+ * form its sender reads (vhost-user has no error reply to a GET), so the
+ * backend hangs up, one line, closing the fds that came with it. A request
+ * flagged as a reply is ignored, its fds closed too.
+ */
+Test(vhost_backend, request_of_another_protocol_version_closes_the_connection)
+{
+	static const char *const args[] = { "--mode", "loopback", NULL };
+	static char json[1024], err[1 << 16];
+	int efd = eventfd(0, EFD_CLOEXEC);
+	uint64_t zero = 0;
+	uint8_t junk[16];
+	struct pollfd pfd;
+	unsigned idle;
+	struct proc p;
+	struct fe fe;
+
+	cr_assert_geq(efd, 0);
+	backend_start(&p, args);
+	idle = count_fds(p.pid);
+	memset(&fe, 0, sizeof(fe));
+	fe_connect(&fe, p.sock);
+	fe_send_raw(&fe, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY,
+		    &zero, 8, &efd, 1);
+	fe_get(&fe, VHOST_USER_GET_FEATURES);
+	cr_assert(wait_fds(p.pid, idle + 1, 1000), "the backend has %u fds: %u idle, 1 connection",
+		  count_fds(p.pid), idle);
+
+	fe_send_raw(&fe, VHOST_USER_GET_FEATURES, 2, NULL, 0, &efd, 1);
+	pfd = (struct pollfd){ .fd = fe.sock, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 3000), 1, "neither reply nor hang-up to a GET of version 2");
+	cr_assert_eq(recv(fe.sock, junk, sizeof(junk), 0), 0, "answered instead of hanging up");
+	close(fe.sock);
+	close(efd);
+	cr_assert(wait_fds(p.pid, idle, 1000), "the backend has %u fds, %u when idle",
+		  count_fds(p.pid), idle);
+
+	fe_setup(&fe, p.sock, 1ull << VIRTIO_F_VERSION_1);
+	fe_close(&fe);
+	backend_stop(&p, json, sizeof(json), err, sizeof(err));
+	cr_expect_not_null(strstr(err, "SET_VRING_CALL: flagged as a reply"), "%s", err);
+	cr_expect_not_null(strstr(err, "GET_FEATURES: protocol version 2, we speak 1"), "%s", err);
+	cr_assert_eq(json_u64(json, "errors"), 2, "%s\n%s", json, err);
+	cr_assert_eq(json_u64(json, "connections"), 2, "%s", json);
 }
 
 /* ------------------------------------------------------------------ */

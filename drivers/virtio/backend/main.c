@@ -352,6 +352,12 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	rc = vb_fault_init();
+	if (rc < 0) {
+		fprintf(stderr, "mpops-vhost: cannot catch SIGBUS on guest memory: %s\n",
+			strerror(-rc));
+		return 1;
+	}
 
 	vb_dev_init(&dev, &o);
 	if (o.mode == VB_MODE_SOURCE && vb_source_init(&dev) < 0) {

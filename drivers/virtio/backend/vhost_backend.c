@@ -6,10 +6,14 @@
  * Everything that arrives is checked before use; a bad message is logged,
  * counted in st.errors and answered with a failure (when the frontend asked
  * for an answer), and the connection goes on. Only what leaves the stream
- * out of step (an oversized message, a short read) drops the connection.
+ * out of step (an oversized message, a short read) or a protocol version we
+ * do not speak drops the connection.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/virtio_config.h>
@@ -27,6 +32,11 @@
 
 /* A frontend that starts a message must finish it within this time. */
 #define VB_MSG_TIMEOUT_S 2
+/*
+ * The most fds Linux passes with one message (SCM_MAX_FD). We take them
+ * all, so that we can say how many came and close every one.
+ */
+#define VB_RECV_FDS_MAX 253
 
 /*
  * A message as received. struct vhost_user_msg is packed (its payload sits
@@ -45,8 +55,9 @@ struct vb_msg {
 	struct vhost_user_hdr hdr;
 	union vb_payload p;
 	int fds[VHOST_USER_MEMORY_MAX_NREGIONS];
-	unsigned nfds;
-	bool fds_truncated;
+	unsigned nfds;		/* in fds[] */
+	unsigned nfds_sent;	/* attached; those past fds[] are closed at once */
+	bool fds_truncated;	/* the kernel dropped some: more than nfds_sent came */
 };
 
 /* ------------------------------------------------------------------ */
@@ -237,6 +248,116 @@ static void rings_refresh(struct vb_dev *dev)
 			vb_log("queue %u stopped", q);
 		}
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest memory that disappears                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The frontend can shrink a file of its memory table after we mapped it,
+ * and our next access to a page past the new end raises SIGBUS. Checking
+ * seals cannot prevent it: our own primary's memfd is not sealed and a
+ * hugetlbfs file cannot be, and hugetlbfs raises SIGBUS too when it runs
+ * out of pages. So, as a kernel would with a fault on user memory, every
+ * entry into the rings runs under a guard: a SIGBUS on guest memory jumps
+ * back out of the access, and the memory table is dropped. A SIGBUS
+ * anywhere else is a bug of ours and kills us as it would have.
+ *
+ * One thread (see vhost_backend.h), so one guard. SA_NODEFER leaves SIGBUS
+ * unblocked after the jump, so sigsetjmp need not save the signal mask,
+ * which would cost a system call on every entry.
+ */
+static struct vb_dev *volatile guard_dev;
+static sigjmp_buf *volatile guard_env;	/* NULL: no guarded call running */
+static void *volatile guard_addr;	/* where the fault was */
+
+/* Is @addr in one of our mappings of the memory table? @return its index, or -1. */
+static int region_of_mapping(const struct vb_dev *dev, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	for (unsigned i = 0; i < dev->nregions; i++) {
+		uintptr_t m = (uintptr_t)dev->regions[i].map;
+
+		if (a >= m && a - m < dev->regions[i].map_len)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	sigjmp_buf *env = guard_env;
+
+	(void)ctx;
+	/* si_code > 0: raised by a fault, not sent by someone. */
+	if (env && si->si_code > 0 && region_of_mapping(guard_dev, si->si_addr) >= 0) {
+		guard_env = NULL;
+		guard_addr = si->si_addr;
+		siglongjmp(*env, 1);
+	}
+	/* Not guest memory: die of it (a fault comes back on return, a sent one is raised). */
+	signal(sig, SIG_DFL);
+	if (si->si_code <= 0)
+		raise(sig);
+}
+
+int vb_fault_init(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
+}
+
+/*
+ * A guarded call on queue @q faulted at @addr: the memory table is no longer
+ * what the frontend said. Drop it and stop every ring until a new table
+ * comes; tell the frontend on each ring's error eventfd.
+ */
+static void mem_lost(struct vb_dev *dev, unsigned q, const void *addr)
+{
+	int i = region_of_mapping(dev, addr);
+	const struct vb_region *r = &dev->regions[i < 0 ? 0 : i];
+	uint64_t one = 1;
+
+	vb_err(dev, "queue %u: guest memory at gpa 0x%llx (region %d: gpa 0x%llx, size 0x%llx) "
+	       "is gone: the frontend shrank the file behind it (SIGBUS); memory table dropped, "
+	       "every ring stopped until the frontend sends a new one", q,
+	       (unsigned long long)(r->gpa + ((uintptr_t)addr - (uintptr_t)r->host)), i,
+	       (unsigned long long)r->gpa, (unsigned long long)r->size);
+	regions_unmap(dev->regions, dev->nregions);
+	memset(dev->regions, 0, sizeof(dev->regions));
+	dev->nregions = 0;
+	dev->last_region = 0;
+	for (unsigned k = 0; k < nqueues(dev); k++) {
+		struct vb_vq *vq = &dev->vq[k];
+
+		if (vq->ready && vq->errfd >= 0 && write(vq->errfd, &one, sizeof(one)) < 0)
+			vb_log("queue %u: cannot signal its error eventfd: %s", k, strerror(errno));
+		vq->ready = false;
+		vq->pending = false;
+		vq_translate(dev, k);	/* no table: no ring addresses */
+	}
+}
+
+int vb_guarded(struct vb_dev *dev, unsigned q, int (*fn)(struct vb_dev *dev, unsigned q))
+{
+	sigjmp_buf env;
+	int rc;
+
+	if (guard_env)
+		return fn(dev, q);	/* inside a guarded call: its guard catches */
+	guard_dev = dev;
+	if (sigsetjmp(env, 0)) {
+		mem_lost(dev, q, guard_addr);
+		return -EFAULT;
+	}
+	guard_env = &env;
+	rc = fn(dev, q);
+	guard_env = NULL;
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -694,20 +815,47 @@ static const struct vb_handler handlers[VHOST_USER_REQUEST_MAX] = {
 /* The socket                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Read exactly @len bytes. @return 0 or -errno (-ECONNRESET on EOF). */
-static int recv_full(int fd, void *buf, size_t len)
+/* Milliseconds from now to @deadline (CLOCK_MONOTONIC), 0 if it has passed. */
+static int ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+		(deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms > 0 ? (int)ms : 0;
+}
+
+/*
+ * Read exactly @len bytes by @deadline: a bound on the whole message, since
+ * a frontend could otherwise keep each read just inside a per-read timeout
+ * and hold our only thread (and so every ring) as long as it likes.
+ * @return 0 or -errno (-ECONNRESET on EOF, -ETIMEDOUT past the deadline).
+ */
+static int recv_full(int fd, void *buf, size_t len, const struct timespec *deadline)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int ms = ms_left(deadline), rc;
+		ssize_t n;
 
+		if (!ms)
+			return -ETIMEDOUT;
+		rc = poll(&pfd, 1, ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0)
+			return rc ? -errno : -ETIMEDOUT;
+		n = recv(fd, p, len, MSG_DONTWAIT);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+			return -errno;
 		}
 		p += n;
 		len -= (size_t)n;
@@ -718,7 +866,7 @@ static int recv_full(int fd, void *buf, size_t len)
 static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MEMORY_MAX_NREGIONS)];
+		char buf[CMSG_SPACE(sizeof(int) * VB_RECV_FDS_MAX)];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = { .iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr) };
@@ -726,14 +874,18 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
 	};
+	struct timespec deadline;
 	ssize_t n;
 	int rc;
 
-	msg->nfds = 0;
+	memset(&msg->hdr, 0, sizeof(msg->hdr));
+	msg->nfds = msg->nfds_sent = 0;
 	msg->fds_truncated = false;
 	do {
 		n = recvmsg(dev->conn_fd, &mh, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += VB_MSG_TIMEOUT_S;
 	if (n == 0)
 		return -ECONNRESET;
 	if (n < 0)
@@ -749,6 +901,7 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 			int fd;
 
 			memcpy(&fd, &fds[i], sizeof(fd));
+			msg->nfds_sent++;
 			if (msg->nfds < VHOST_USER_MEMORY_MAX_NREGIONS)
 				msg->fds[msg->nfds++] = fd;
 			else
@@ -758,13 +911,14 @@ static int msg_recv(struct vb_dev *dev, struct vb_msg *msg)
 	if (mh.msg_flags & MSG_CTRUNC)
 		msg->fds_truncated = true;
 	if ((size_t)n < sizeof(msg->hdr)) {
-		rc = recv_full(dev->conn_fd, (uint8_t *)&msg->hdr + n, sizeof(msg->hdr) - (size_t)n);
+		rc = recv_full(dev->conn_fd, (uint8_t *)&msg->hdr + n, sizeof(msg->hdr) - (size_t)n,
+			       &deadline);
 		if (rc < 0)
 			return rc;
 	}
 	if (msg->hdr.size > sizeof(msg->p))
 		return -EMSGSIZE;
-	return recv_full(dev->conn_fd, &msg->p, msg->hdr.size);
+	return recv_full(dev->conn_fd, &msg->p, msg->hdr.size, &deadline);
 }
 
 static int msg_reply(struct vb_dev *dev, struct vb_msg *msg, uint32_t size)
@@ -796,32 +950,60 @@ static void msg_close_fds(struct vb_msg *msg)
 		close_fd(&msg->fds[i]);
 }
 
-/* Run one well-framed message; the fds it did not take are closed. */
+/* Request @req's name for the log ("request N" if we do not know it). */
+static const char *req_name(uint32_t req, char *buf, size_t len)
+{
+	if (req < VHOST_USER_REQUEST_MAX && handlers[req].name)
+		return handlers[req].name;
+	snprintf(buf, len, "request %u", req);
+	return buf;
+}
+
+/*
+ * Run one well-framed message; the fds it did not take are closed.
+ * @return 0, or -errno to drop the connection (-EPROTO: a protocol version
+ * we do not speak, whose replies the frontend could not read either).
+ */
 static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 {
 	uint32_t req = msg->hdr.request, size = msg->hdr.size, flags = msg->hdr.flags;
 	const struct vb_handler *h = req < VHOST_USER_REQUEST_MAX ? &handlers[req] : NULL;
 	bool need_reply = (flags & VHOST_USER_FLAG_NEED_REPLY) &&
 		(dev->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	char unknown[24];
+	const char *name = req_name(req, unknown, sizeof(unknown));
 	int rc;
 
-	if ((flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION ||
-	    (flags & VHOST_USER_FLAG_REPLY)) {
-		vb_err(dev, "request %u: bad flags 0x%x (version %u, we speak %u), ignored", req,
-		       flags, flags & VHOST_USER_VERSION_MASK, VHOST_USER_VERSION);
+	/*
+	 * vhost-user has no error reply to a GET, and a reply of ours would be
+	 * read as version 1 by a frontend that asked in another: hang up, so
+	 * that it learns at once instead of waiting for a reply.
+	 */
+	if ((flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION) {
+		vb_err(dev, "%s: protocol version %u, we speak %u: closing the connection (the "
+		       "frontend must speak vhost-user version %u)", name,
+		       flags & VHOST_USER_VERSION_MASK, VHOST_USER_VERSION, VHOST_USER_VERSION);
+		msg_close_fds(msg);
+		return -EPROTO;
+	}
+	if (flags & VHOST_USER_FLAG_REPLY) {
+		vb_err(dev, "%s: flagged as a reply (flags 0x%x), ignored: a frontend sends "
+		       "requests only", name, flags);
+		msg_close_fds(msg);
 		return 0;
 	}
 	if (!h || !h->fn) {
 		vb_err(dev, "unknown request %u (size %u), ignored", req, size);
 		rc = -ENOTSUP;
 	} else if (size < h->size_min || size > h->size_max) {
-		vb_err(dev, "%s: bad size %u (expected %u%s%u)", h->name, size, h->size_min,
+		vb_err(dev, "%s: bad size %u (expected %u%s%u)", name, size, h->size_min,
 		       h->size_min == h->size_max ? "" : "..",
 		       h->size_min == h->size_max ? h->size_min : h->size_max);
 		rc = -EINVAL;
-	} else if (msg->nfds > h->max_fds || msg->fds_truncated) {
-		vb_err(dev, "%s: %u fds attached, at most %u expected", h->name, msg->nfds,
-		       h->max_fds);
+	} else if (msg->nfds_sent > h->max_fds || msg->fds_truncated) {
+		vb_err(dev, "%s: %s%u fds attached, at most %u expected: refused, every fd closed "
+		       "(the frontend must attach only the fds the request carries)", name,
+		       msg->fds_truncated ? "more than " : "", msg->nfds_sent, h->max_fds);
 		rc = -EINVAL;
 	} else {
 		if (size < sizeof(msg->p))
@@ -847,6 +1029,7 @@ static int msg_dispatch(struct vb_dev *dev, struct vb_msg *msg)
 int vb_conn_handle(struct vb_dev *dev)
 {
 	struct vb_msg msg;
+	char unknown[24];
 	int rc;
 
 	rc = msg_recv(dev, &msg);
@@ -854,8 +1037,10 @@ int vb_conn_handle(struct vb_dev *dev)
 		vb_err(dev, "oversized message: request %u, size %u (at most %zu), closing the "
 		       "connection", msg.hdr.request, msg.hdr.size, sizeof(msg.p));
 	} else if (rc == -ETIMEDOUT) {
-		vb_err(dev, "message cut short (request %u), closing the connection",
-		       msg.hdr.request);
+		vb_err(dev, "%s: message not complete within %d s (%u payload bytes announced), "
+		       "closing the connection: a frontend must send a message in one go",
+		       req_name(msg.hdr.request, unknown, sizeof(unknown)), VB_MSG_TIMEOUT_S,
+		       msg.hdr.size);
 	}
 	if (rc < 0) {
 		msg_close_fds(&msg);

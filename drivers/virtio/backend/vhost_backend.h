@@ -162,6 +162,18 @@ void vb_err(struct vb_dev *dev, const char *fmt, ...) __attribute__((format(prin
 /* Our address of [gpa, gpa + len) if one region holds all of it, else NULL. */
 void *vb_gpa_to_host(struct vb_dev *dev, uint64_t gpa, uint64_t len);
 
+/** Catch SIGBUS on guest memory from now on (see vb_guarded). @return 0 or -errno. */
+int vb_fault_init(void);
+/**
+ * Run @fn(@dev, @q) so that a fault on guest memory (the frontend shrank a
+ * file of its memory table) ends the call instead of the process: the memory
+ * table is then dropped and every ring stopped until the frontend sends a
+ * new one (one line, one error counted). Every access to guest memory runs
+ * under this guard; guarded calls may nest.
+ * @return what @fn returned, or -EFAULT after a fault.
+ */
+int vb_guarded(struct vb_dev *dev, unsigned q, int (*fn)(struct vb_dev *dev, unsigned q));
+
 static inline bool vb_has_feature(const struct vb_dev *dev, unsigned bit)
 {
 	return (dev->features >> bit) & 1;

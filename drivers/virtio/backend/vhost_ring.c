@@ -11,7 +11,8 @@
  *
  * Nothing the frontend wrote is trusted: indices are range-checked, each
  * descriptor is read once into a local copy, buffers must lie inside one
- * region of the memory table, and a chain longer than the ring is a loop.
+ * region of the memory table (and may overlap: copies are memmoves), and a
+ * chain longer than the ring is a loop.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,7 +42,12 @@ static inline void cur_init(struct iov_cur *c, const struct iovec *iov, unsigned
 	c->off = 0;
 }
 
-/* Copy @len bytes from @src (a cursor or, with @flat, a flat buffer) into @dst. */
+/*
+ * Copy @len bytes from @src (a cursor or, with @flat, a flat buffer) into @dst.
+ * memmove, not memcpy: the frontend chooses both buffers and may make them
+ * overlap (an rx buffer inside the tx packet it loops back), and memcpy on
+ * overlapping buffers is undefined. On buffers apart it costs the same.
+ */
 static size_t cur_copy(struct iov_cur *dst, struct iov_cur *src, const uint8_t *flat, size_t len)
 {
 	size_t done = 0;
@@ -61,7 +67,7 @@ static size_t cur_copy(struct iov_cur *dst, struct iov_cur *src, const uint8_t *
 		}
 		if (chunk > room)
 			chunk = room;
-		memcpy((uint8_t *)dst->iov[dst->i].iov_base + dst->off, from, chunk);
+		memmove((uint8_t *)dst->iov[dst->i].iov_base + dst->off, from, chunk);
 		done += chunk;
 		dst->off += chunk;
 		if (dst->off == dst->iov[dst->i].iov_len) {
@@ -327,7 +333,9 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 {
 	struct vb_vq *vq = &dev->vq[q];
 	bool mrg = vb_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
-	uint32_t need = dev->hdr_len + len, cap = 0, c = 0;
+	/* 64 bits: the frontend's buffers may add up past 4 GiB (one chain cannot). */
+	uint64_t need = (uint64_t)dev->hdr_len + len, cap = 0;
+	uint32_t c = 0;
 	uint16_t start = vq->last_avail, nbufs = 0;
 	struct virtio_net_hdr_mrg_rxbuf hdr = { .hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE };
 	struct iov_cur dst;
@@ -364,8 +372,9 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 	if (cap < need) {
 		vq->last_avail = start;
 		if (!dev->small_buf_logged) {
-			vb_log("queue %u: rx buffer of %u bytes too small for a %u-byte packet "
-			       "without mrg_rxbuf, dropping", q, cap, need);
+			vb_log("queue %u: rx buffer of %llu bytes too small for a %llu-byte packet "
+			       "without mrg_rxbuf, dropping", q, (unsigned long long)cap,
+			       (unsigned long long)need);
 			dev->small_buf_logged = true;
 		}
 		return -EMSGSIZE;
@@ -376,7 +385,8 @@ static int vq_rx_put(struct vb_dev *dev, unsigned q, struct iov_cur *src, const 
 	cur_copy(&dst, NULL, (const uint8_t *)&hdr, dev->hdr_len);
 	cur_copy(&dst, src, flat, len);
 	/* The last buffer holds what the others did not (never read back). */
-	vq->used->ring[(uint16_t)(vq->used_idx + nbufs - 1) & (vq->num - 1)].len = c - (cap - need);
+	vq->used->ring[(uint16_t)(vq->used_idx + nbufs - 1) & (vq->num - 1)].len =
+		(uint32_t)(c - (cap - need));
 	vq->used_idx += nbufs;
 	dev->st.sent_packets++;
 	dev->st.sent_bytes += len;
@@ -486,7 +496,13 @@ static unsigned tx_burst(struct vb_dev *dev, unsigned q)
 /* Entry points                                                        */
 /* ------------------------------------------------------------------ */
 
-void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
+/*
+ * Each runs under vb_guarded(): the frontend may shrink its memory under
+ * us, and then its rings stop, not this process. Inside, they call each
+ * other only unguarded.
+ */
+
+static int vq_on_ready(struct vb_dev *dev, unsigned q)
 {
 	struct vb_vq *vq = &dev->vq[q];
 	uint16_t used = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
@@ -506,36 +522,56 @@ void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
 	vb_log("queue %u (%s %u) ready: size %u, %s", q, q & 1 ? "tx" : "rx", q / 2, vq->num,
 	       vq->kickfd < 0 ? "no kick fd, polled" : dev->opts->kick_driven ?
 	       "kick-driven" : "polled");
+	return 0;
 }
 
-unsigned vb_vq_service(struct vb_dev *dev, unsigned q)
+/* One burst. @return buffers processed. */
+static int vq_service(struct vb_dev *dev, unsigned q)
 {
 	if (!dev->vq[q].ready)
 		return 0;
 	if (q & 1)
-		return tx_burst(dev, q);
+		return (int)tx_burst(dev, q);
 	if (dev->opts->mode == VB_MODE_SOURCE)
-		return source_burst(dev, q);
+		return (int)source_burst(dev, q);
 	return 0;
 }
 
-void vb_vq_service_kicked(struct vb_dev *dev, unsigned q)
+static int vq_service_kicked(struct vb_dev *dev, unsigned q)
 {
 	struct vb_vq *vq = &dev->vq[q];
 	unsigned bursts = 0;
 
 	vq->pending = false;
 	if (!vq->ready)
-		return;
+		return 0;
 	/* No kicks while we drain; then ask again and look once more. */
 	vq_set_notify(dev, vq, false);
-	while (vb_vq_service(dev, q) && ++bursts < VB_KICK_BURSTS)
+	while (vq_service(dev, q) && ++bursts < VB_KICK_BURSTS)
 		;
 	if (!vq->ready)
-		return;
+		return 0;
 	vq_set_notify(dev, vq, true);
 	if (bursts == VB_KICK_BURSTS)
 		vq->pending = true;
 	else if (((q & 1) || dev->opts->mode == VB_MODE_SOURCE) && vq_avail_count(dev, q) > 0)
 		vq->pending = true;	/* it came in before our re-enable */
+	return 0;
+}
+
+void vb_vq_on_ready(struct vb_dev *dev, unsigned q)
+{
+	vb_guarded(dev, q, vq_on_ready);
+}
+
+unsigned vb_vq_service(struct vb_dev *dev, unsigned q)
+{
+	int n = vb_guarded(dev, q, vq_service);
+
+	return n > 0 ? (unsigned)n : 0;
+}
+
+void vb_vq_service_kicked(struct vb_dev *dev, unsigned q)
+{
+	vb_guarded(dev, q, vq_service_kicked);
 }
