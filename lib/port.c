@@ -567,6 +567,8 @@ int mpops_port_create(struct mpops_region *r, const char *name, const struct mpo
 			name, drv->name);
 		return -EINVAL;
 	}
+	if ((rc = drv_check(drv->ops, drv->name, name)) < 0)
+		return rc;
 	if ((rc = serve_once(r)) < 0 || (rc = header_get(r, name, &off)) < 0)
 		return rc;
 	if (!(p = handle_new(r, off)))
@@ -643,7 +645,7 @@ int mpops_port_publish(struct mpops_port *p)
 	if (!p || !p->creator)
 		return -EPERM;
 	root_name(root, sizeof(root), p->sh->name, "");
-	if ((rc = mpops_root_set(p->r, root, p->sh_off)) < 0)
+	if (!p->published && (rc = mpops_root_set(p->r, root, p->sh_off)) < 0)
 		return rc;
 	p->published = 1;
 	return 0;

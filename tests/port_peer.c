@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * port-peer: a secondary of the port layer's tests, in its own executable
+ * (with its own copy of the "loop" test driver).
+ *
+ *   port-peer CMD RUNDIR REGION PORT QP COUNT
+ *     loop    claim QP, send COUNT packets and take them back
+ *     serve   claim QP and keep it; each SIGUSR1 runs one round of "loop"
+ *             ("round=K received=N"); SIGTERM ends it
+ *     spin    claim QP, print "spinning", then burst without end
+ *     ro      attach read-only and try to claim QP
+ *     start   try to start the port (not ours to start)
+ *
+ * Log lines go to stdout as "log: ...", results as key=value lines.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "port_loop.h"
+
+static volatile sig_atomic_t stop, go;
+static void on_term(int sig) { (void)sig; stop = 1; }
+static void on_usr1(int sig) { (void)sig; go = 1; }
+
+static void log_out(enum mpops_log_level level, const char *line, void *arg)
+{
+	(void)level;
+	(void)arg;
+	printf("log: %s\n", line);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct mpops_attach_opts ao = { .sz = sizeof(ao) };
+	struct mpops_port_queue_stats rx, tx;
+	struct mpops_region *r;
+	struct mpops_port *p;
+	const char *cmd;
+	unsigned count;
+	uint16_t qp;
+	int rc, ok = 1;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	mpops_log_set(log_out, NULL);
+	if (argc < 7) {
+		fprintf(stderr, "usage: port-peer CMD RUNDIR REGION PORT QP COUNT\n");
+		return 2;
+	}
+	signal(SIGTERM, on_term);
+	signal(SIGUSR1, on_usr1);
+	cmd = argv[1];
+	ao.runtime_dir = argv[2];
+	qp = (uint16_t)atoi(argv[5]);
+	count = (unsigned)atoi(argv[6]);
+	if (strcmp(cmd, "ro") == 0)
+		ao.flags = MPOPS_ATTACH_F_READONLY;
+	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
+		return 1;
+	if ((rc = mpops_port_open(r, argv[4], &p)) < 0) {
+		printf("open=%d\n", rc);
+		return 1;
+	}
+	if (strcmp(cmd, "start") == 0) {
+		printf("start=%d\n", mpops_port_start(p));
+		goto out;
+	}
+	rc = mpops_port_claim(p, qp);
+	printf("claim=%d\n", rc);
+	if (rc < 0) {
+		ok = strcmp(cmd, "ro") == 0;
+		goto out;
+	}
+	if (strcmp(cmd, "loop") == 0) {
+		rc = loop_traffic(p, qp, count);
+		printf("received=%d\n", rc);
+		ok = rc == (int)count;
+	} else if (strcmp(cmd, "serve") == 0) {
+		int round = 0;
+
+		printf("holding\n");
+		while (!stop) {
+			if (go) {
+				go = 0;
+				printf("round=%d received=%d\n", ++round, loop_traffic(p, qp, count));
+			}
+			usleep(1000);
+		}
+	} else if (strcmp(cmd, "spin") == 0) {
+		struct mpops_pkt *pk[32];
+
+		printf("spinning\n");
+		for (;;) {
+			int n = mpops_rx_burst(p, qp, pk, 32);
+
+			if (n > 0)
+				mpops_tx_burst(p, qp, pk, (uint16_t)n);
+			else if (mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 8) == 0)
+				mpops_tx_burst(p, qp, pk, 8);
+		}
+	}
+out:
+	if (mpops_port_stats_get(p, qp, &rx, &tx) == 0)
+		printf("rx_packets=%llu tx_packets=%llu tx_kicks=%llu\n",
+		       (unsigned long long)rx.packets, (unsigned long long)tx.packets,
+		       (unsigned long long)tx.kicks);
+	mpops_port_close(p);
+	mpops_region_detach(r);
+	return ok ? 0 : 1;
+}

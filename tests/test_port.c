@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The port layer (lib/port.c) with the "loop" test driver (port_loop.c):
+ * what the library does for every driver (claims, the fast path and its
+ * rebuild at each epoch, start/stop, loss and return, the per-process slot
+ * and its fds from the primary, dead owners), in this process and in
+ * port-peer, a secondary of another executable.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "demo_ops.h"
+#include "helpers.h"
+#include "port_loop.h"
+
+static struct mpops_region *r;
+
+static void setup(void)
+{
+	logcap_start();
+	rundir_make();
+	r = primary_make("pt");
+	cr_assert_not_null(r);
+}
+
+static void teardown(void)
+{
+	if (r)
+		mpops_region_detach(r);
+	rundir_remove();
+}
+
+TestSuite(port, .init = setup, .fini = teardown, .timeout = 60);
+
+static struct mpops_port *port_up(uint16_t nb_qp)
+{
+	struct mpops_port *p;
+
+	cr_assert_eq(loop_port_create(r, "lp", nb_qp, &p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
+	return p;
+}
+
+Test(port, packets_go_round_and_are_counted_in_the_shared_counters)
+{
+	struct mpops_port *p = port_up(2);
+	struct mpops_port_queue_stats rx, tx;
+	struct mpops_port_info in;
+	struct mpops_port_link l;
+
+	cr_assert_eq(mpops_port_claim(p, 1), 0);
+	cr_assert_eq(loop_traffic(p, 1, 1000), 1000);
+	cr_assert_eq(mpops_port_stats_get(p, 1, &rx, &tx), 0);
+	cr_assert_eq(rx.packets, 1000);
+	cr_assert_eq(tx.packets, 1000);
+	cr_assert_eq(tx.bytes, 64000);
+	cr_assert_gt(tx.kicks, 0);
+	/* Every kick went through this process's own copy of the eventfd. */
+	cr_assert_eq(loop_kicks(p), tx.kicks);
+	cr_assert_eq(mpops_port_stats_get(p, 0, &rx, &tx), 0);
+	cr_assert_eq(rx.packets + tx.packets, 0);
+	cr_assert_eq(mpops_port_stats_get(p, 2, &rx, &tx), -ERANGE);
+	cr_assert_eq(mpops_port_info_get(p, &in), 0);
+	cr_assert_str_eq(in.driver, "loop");
+	cr_assert_eq(in.owner_pid[1], getpid());
+	cr_assert_eq(in.owner_pid[0], 0);
+	cr_assert_eq(in.started, 1);
+	cr_assert_eq(mpops_port_link_get(p, &l), 0);
+	cr_assert_eq(l.up, 1);
+	cr_assert_eq(mpops_port_close(p), 0);
+	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
+}
+
+Test(port, bursts_on_queue_pairs_not_claimed_here_are_eperm_logged_once)
+{
+	struct mpops_port *p = port_up(2);
+	struct mpops_pkt *pk[4];
+
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), -EPERM);
+	cr_assert_eq(mpops_tx_burst(p, 1, pk, 4), -EPERM);
+	cr_assert_eq(mpops_rx_burst(p, 5, pk, 4), -EPERM);		/* past nb_qp */
+	cr_assert_eq(mpops_rx_burst(p, 60000, pk, 4), -EPERM);	/* past the table */
+	cr_assert_eq(logcap_count("which this process has not claimed"), 1);
+	cr_assert_eq(mpops_port_claim(p, 2), -ERANGE);
+	cr_assert_eq(logcap_count("port lp: no queue pair 2 (the port has 2)"), 1);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);	/* ours already */
+	cr_assert_eq(mpops_port_release(p, 0), 0);
+	cr_assert_eq(mpops_port_release(p, 0), -EPERM);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), -EPERM);
+	mpops_port_close(p);
+}
+
+Test(port, stop_makes_bursts_return_zero_and_start_rebuilds_each_fast_path_once)
+{
+	struct mpops_port *p = port_up(1);
+	struct loop_shared *ls = loop_shared(p);
+	struct mpops_pkt *pk[4];
+	uint32_t setups, attaches, detaches;
+
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	cr_assert_eq(ls->stops, 1);
+	cr_assert_eq(mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 4), 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 4), 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), 0);
+	setups = ls->queue_setups;
+	attaches = ls->slot_attaches;
+	detaches = ls->slot_detaches;
+	cr_assert_eq(mpops_port_stop(p), 0);	/* stopped already: nothing */
+	cr_assert_eq(ls->stops, 1);
+	cr_assert_eq(mpops_port_start(p), 0);
+	/* The first burst rebuilds: a new slot (the old one detached), a new
+	 * queue context; the next ones do not. */
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 4), 4);
+	cr_assert_eq(ls->queue_setups, setups + 1);
+	cr_assert_eq(ls->slot_attaches, attaches + 1);
+	cr_assert_eq(ls->slot_detaches, detaches + 1);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), 4);
+	cr_assert_eq(ls->queue_setups, setups + 1);
+	mpops_pkt_free_bulk(mpops_port_pool(p), pk, 4);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+	cr_assert_eq(ls->slot_attaches, ls->slot_detaches);
+}
+
+Test(port, a_lost_device_stops_bursts_and_its_return_resumes_them_with_the_claim_held)
+{
+	struct mpops_port *p = port_up(1);
+	struct mpops_port_link l;
+	struct mpops_pkt *pk[4];
+
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+	cr_assert_eq(logcap_count("port lp: test unplugged it: link down, bursts stopped"), 1);
+	cr_assert_eq(mpops_port_lost(p, "again"), -EALREADY);
+	mpops_port_link_get(p, &l);
+	cr_assert_eq(l.up, 0);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 4), 0);
+	cr_assert_eq(mpops_port_restored(p), 0);
+	mpops_port_link_get(p, &l);
+	cr_assert_eq(l.up, 1);
+	cr_assert_eq(l.reconnects, 1);
+	cr_assert_eq(l.changes, 3);	/* up, down, up */
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+}
+
+/* A driver that forgot an op. */
+static int holey_open(struct mpops_port *port, void **priv)
+{
+	(void)port;
+	*priv = NULL;
+	return 0;
+}
+static const struct mpops_port_drv_ops holey_ops = { .open = holey_open };
+MPOPS_OPS_IMPL(mpops_port_drv, holey, &holey_ops)
+
+Test(port, a_driver_with_an_empty_op_or_no_driver_at_all_is_einval)
+{
+	struct mpops_port_conf c = { .sz = sizeof(c), .nb_qp = 1 };
+	struct mpops_port *p = NULL;
+
+	cr_assert_eq(mpops_port_create(r, "h", &mpops_impl_mpops_port_drv_holey, &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("driver holey leaves op 'close' empty"), 1);
+	cr_assert_null(p);
+	cr_assert_eq(mpops_port_create(r, "h", &mpops_impl_demo_alpha, &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("'alpha' is not a port driver"), 1);
+	c.nb_qp = MPOPS_PORT_MAX_QP + 1;
+	cr_assert_eq(mpops_port_create(r, "h", &mpops_impl_mpops_port_drv_loop, &c, &p), -EINVAL);
+	c.nb_qp = 1;
+	c.sz = 4;
+	cr_assert_eq(mpops_port_create(r, "h", &mpops_impl_mpops_port_drv_loop, &c, &p), -EINVAL);
+	cr_assert_eq(logcap_count("needs .sz = sizeof(struct mpops_port_conf)"), 1);
+	c.sz = sizeof(c);
+	cr_assert_eq(mpops_port_create(r, "a-name-longer-than-20", &mpops_impl_mpops_port_drv_loop, &c,
+				       &p), -EINVAL);
+	cr_assert_eq(mpops_port_open(r, "nosuch", &p), -ENOENT);
+	cr_assert_eq(logcap_count("port nosuch: no such port in region 'pt'"), 1);
+}
+
+Test(port, names_are_unique_and_a_stale_handle_after_close_and_create_gets_nothing)
+{
+	struct mpops_port *p = port_up(1), *p2, *stale;
+	struct mpops_pkt *pk[4];
+
+	cr_assert_eq(loop_port_create(r, "lp", 1, &p2), -EEXIST);
+	cr_assert_eq(mpops_port_open(r, "lp", &stale), 0);
+	cr_assert_eq(mpops_port_claim(stale, 0), 0);
+	cr_assert_eq(loop_traffic(stale, 0, 10), 10);
+	cr_assert_eq(mpops_port_close(p), 0);
+	/* Closed under it: bursts return nothing. */
+	cr_assert_eq(mpops_rx_burst(stale, 0, pk, 4), 0);
+	cr_assert_eq(mpops_port_open(r, "lp", &p2), -ENOENT);
+	cr_assert_eq(logcap_count("the primary closed it"), 1);
+	/* Made again: the stale handle's claim is gone, said once. */
+	p = port_up(1);
+	cr_assert_eq(mpops_rx_burst(stale, 0, pk, 4), -EPERM);
+	cr_assert_eq(logcap_count("claim on queue pair 0 is gone"), 1);
+	cr_assert_eq(mpops_port_close(stale), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_traffic(p, 0, 10), 10);
+	mpops_port_close(p);
+}
+
+/* ==== other processes =================================================== */
+
+struct peer {
+	pid_t pid;
+	int fd;
+	char out[1 << 14];
+};
+
+static void peer_go(struct peer *pe, const char *cmd, const char *qp, const char *count,
+		    const char *ready)
+{
+	const char *args[] = { cmd, rundir_path(), "pt", "lp", qp, count, NULL };
+
+	pe->out[0] = '\0';
+	pe->pid = peer_start("port-peer", args, &pe->fd);
+	cr_assert_gt(pe->pid, 0);
+	if (ready)
+		cr_assert_eq(peer_wait_line(pe->fd, ready, pe->out, sizeof(pe->out), 10000), 0,
+			     "port-peer did not say '%s':\n%s", ready, pe->out);
+}
+
+static int peer_end(struct peer *pe, int sig)
+{
+	size_t n = strlen(pe->out);
+
+	if (sig)
+		kill(pe->pid, sig);
+	return peer_finish(pe->pid, pe->fd, pe->out + n, sizeof(pe->out) - n, 10000);
+}
+
+static unsigned long long field(const char *out, const char *key)
+{
+	const char *s = strstr(out, key);
+
+	cr_assert_not_null(s, "no %s in:\n%s", key, out);
+	return strtoull(s + strlen(key), NULL, 10);
+}
+
+Test(port, a_secondary_gets_its_own_fd_from_the_primary_and_moves_packets)
+{
+	struct mpops_port *p = port_up(2);
+	static struct peer pe;
+	int st;
+
+	peer_go(&pe, "loop", "1", "2000", NULL);
+	st = peer_end(&pe, 0);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	cr_assert_eq(field(pe.out, "received="), 2000);
+	cr_assert_gt(field(pe.out, "tx_kicks="), 0);
+	/* Its kicks, written to its own copy, reached the primary's eventfd. */
+	cr_assert_eq(loop_kicks(p), field(pe.out, "tx_kicks="));
+	cr_assert_geq(loop_shared(p)->exports, 1);
+	mpops_port_close(p);
+}
+
+Test(port, a_secondary_keeps_its_claim_across_stop_start_and_a_lost_device)
+{
+	struct mpops_port *p = port_up(2);
+	static struct peer pe;
+	char line[32];
+	int st;
+
+	peer_go(&pe, "serve", "1", "500", "holding");
+	for (int round = 1; round <= 5; round++) {
+		if (round == 2 || round == 3) {
+			cr_assert_eq(mpops_port_stop(p), 0);
+			cr_assert_eq(mpops_port_start(p), 0);
+		} else if (round == 4) {
+			cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+			cr_assert_eq(mpops_port_restored(p), 0);
+		} else if (round == 5) {
+			cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+			cr_assert_eq(mpops_port_stop(p), 0);
+			cr_assert_eq(mpops_port_start(p), 0);
+		}
+		kill(pe.pid, SIGUSR1);
+		snprintf(line, sizeof(line), "round=%d received=", round);
+		cr_assert_eq(peer_wait_line(pe.fd, line, pe.out, sizeof(pe.out), 10000), 0,
+			     "no round %d:\n%s", round, pe.out);
+		cr_assert_eq(field(pe.out, line), 500, "round %d:\n%s", round, pe.out);
+	}
+	st = peer_end(&pe, SIGTERM);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	/* It rebuilt its slot after each of the four events: five in all. */
+	cr_assert_geq(loop_shared(p)->exports, 5);
+	mpops_port_close(p);
+}
+
+Test(port, a_claim_whose_owner_died_inside_a_burst_is_taken_over_and_stop_does_not_hang)
+{
+	struct mpops_port *p = port_up(1);
+	static struct peer pe;
+	char line[64];
+	int st;
+
+	peer_go(&pe, "spin", "0", "0", "spinning");
+	usleep(50000);
+	cr_assert_eq(mpops_port_claim(p, 0), -EBUSY);
+	snprintf(line, sizeof(line), "queue pair 0 is claimed by pid %d", (int)pe.pid);
+	cr_assert_eq(logcap_count(line), 1);
+	st = peer_end(&pe, SIGKILL);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	/* Whatever the primary's channel thread did meanwhile, the claim is ours now. */
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+}
+
+Test(port, only_the_creator_starts_and_a_read_only_attach_cannot_claim)
+{
+	struct mpops_port *p = port_up(1);
+	static struct peer pe;
+	int st;
+
+	peer_go(&pe, "start", "0", "0", NULL);
+	st = peer_end(&pe, 0);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	cr_assert(strstr(pe.out, "start=-1\n"), "%s", pe.out);
+	cr_assert(strstr(pe.out, "only the primary that created the port starts it"), "%s", pe.out);
+	peer_go(&pe, "ro", "0", "0", NULL);
+	st = peer_end(&pe, 0);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	cr_assert(strstr(pe.out, "claim=-30\n"), "%s", pe.out);
+	cr_assert(strstr(pe.out, "a read-only attach cannot claim queues"), "%s", pe.out);
+	mpops_port_close(p);
+}
