@@ -16,7 +16,7 @@ BUILD=${1:-build}
 BIN=$BUILD/bench/mpops-bench-dispatch
 N1=${N1:-10000}
 N2=${N2:-20000}
-CASES=(direct raw_fnptr_local raw_fnptr_shared mpops_id mpops_cached dpdk_port_array by_name dlsym)
+CASES=(direct raw_fnptr_local raw_fnptr_shared mpops_id mpops_cached raw_burst_local mpops_port dpdk_port_array by_name dlsym)
 
 if ! command -v valgrind >/dev/null; then
 	echo "valgrind is not installed (apt-get install valgrind)" >&2

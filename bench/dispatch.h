@@ -60,6 +60,20 @@ int dispatch_user_notify_queue(struct dispatch_hw_local *hw, uint16_t queue);
 extern const struct dispatch_ops dispatch_user_ops;
 extern const struct mpops_ops_impl mpops_impl_dispatch_user;
 
+/*
+ * mpops_port: the port layer's fast path (mpops_rx_burst) on a port of the
+ * bench's own port driver, whose rx burst counts like "user" does: one
+ * increment of kicks[queue], through its per-process queue context.
+ */
+#define DISPATCH_PORT "bench"
+struct dispatch_burst_queue {
+	struct dispatch_hw_local *hw;
+	uint16_t queue;
+};
+int dispatch_port_rx(void *queue, struct mpops_pkt **pkts, uint16_t n);
+/* Primary: create, publish and start the bench port. @return 0 or -errno. */
+int dispatch_port_create(struct mpops_region *r);
+
 /* ==== shared memory ===================================================== */
 
 #define DISPATCH_ROOT "dispatch.dev"
@@ -88,6 +102,8 @@ enum dispatch_case {
 	DISPATCH_RAW_FNPTR_SHARED,
 	DISPATCH_MPOPS_ID,
 	DISPATCH_MPOPS_CACHED,
+	DISPATCH_RAW_BURST_LOCAL,
+	DISPATCH_MPOPS_PORT,
 	DISPATCH_DPDK_PORT_ARRAY,
 	DISPATCH_BY_NAME,
 	DISPATCH_DLSYM,

@@ -20,13 +20,19 @@
 #include <time.h>
 #include <x86intrin.h>
 
+#include <mpops/port_driver.h>
+
 #include "dispatch.h"
 
 /* ==== process-local state ============================================== */
 
-/* raw_fnptr_local: a function pointer in a process-local struct. */
+/* raw_fnptr_local: a function pointer in a process-local struct.
+ * raw_burst_local: the bench port driver's burst and its queue context
+ * the same way, as a driver without the port layer would keep them. */
 struct dispatch_local_dev {
 	_Alignas(64) dispatch_notify_fn notify_queue;
+	mpops_port_burst_fn burst;
+	void *burst_queue;
 };
 
 /* mpops_cached: the driver's per-queue fast-path struct (vtnet's p->qp[qp]),
@@ -52,6 +58,8 @@ struct dispatch_env {
 	_Alignas(64) struct dispatch_hw_local *hw;
 	uint16_t queue;
 	uint16_t qp;
+	uint16_t port_qp;		/* mpops_port: the queue pair this process claimed */
+	struct mpops_port *mport;
 	const struct dispatch_dev_shared *sh;
 	const struct dispatch_local_dev *local;
 	const struct dispatch_port_local *port;
@@ -145,6 +153,18 @@ CASE_BODY body_mpops_cached(const struct dispatch_env *e)
 	return e->port->qp[e->qp].ops->notify_queue(e->hw, e->queue);
 }
 
+/* The same burst function and context as mpops_port, from a local struct. */
+CASE_BODY body_raw_burst_local(const struct dispatch_env *e)
+{
+	return e->local->burst(e->local->burst_queue, NULL, 0);
+}
+
+/* The port layer's inline burst: busy word, epoch check, the cached fn. */
+CASE_BODY body_mpops_port(const struct dispatch_env *e)
+{
+	return mpops_rx_burst(e->mport, e->port_qp, NULL, 0);
+}
+
 /* Load port_id from shared memory, the process-local port array entry. */
 CASE_BODY body_dpdk_port_array(const struct dispatch_env *e)
 {
@@ -215,6 +235,8 @@ DISPATCH_CASE_FNS(raw_fnptr_local)
 DISPATCH_CASE_FNS(raw_fnptr_shared)
 DISPATCH_CASE_FNS(mpops_id)
 DISPATCH_CASE_FNS(mpops_cached)
+DISPATCH_CASE_FNS(raw_burst_local)
+DISPATCH_CASE_FNS(mpops_port)
 DISPATCH_CASE_FNS(dpdk_port_array)
 DISPATCH_CASE_FNS(by_name)
 DISPATCH_CASE_FNS(dlsym)
@@ -258,6 +280,17 @@ static const struct dispatch_case_desc cases[DISPATCH_BASE_CASES] = {
 		dispatch_cold_mpops_cached,
 		"p->qp[qp].ops->notify_queue: the per-queue ops pointer resolved once at setup",
 		"the qp struct, the ops struct" },
+	[DISPATCH_RAW_BURST_LOCAL] = { "raw_burst_local", DISPATCH_SITES_OF(raw_burst_local),
+		dispatch_cold_raw_burst_local,
+		"load the port driver's rx fn and its queue context from a process-local "
+		"struct, call it (mpops_port without the port layer)",
+		"the local struct's line, the queue context" },
+	[DISPATCH_MPOPS_PORT] = { "mpops_port", DISPATCH_SITES_OF(mpops_port),
+		dispatch_cold_mpops_port,
+		"mpops_rx_burst(port, qp, pkts, 0): store the queue pair's busy word, compare "
+		"the fast-path entry's epoch with the port's (the word beside busy), call the "
+		"cached rx fn, clear busy",
+		"the fast-path entry, the claim's busy and epoch words, the queue context" },
 	[DISPATCH_DPDK_PORT_ARRAY] = { "dpdk_port_array", DISPATCH_SITES_OF(dpdk_port_array),
 		dispatch_cold_dpdk_port_array,
 		"load port_id from the shared struct; table[port_id].ops->notify_queue "
@@ -410,6 +443,59 @@ static int exe_dynsym_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;	/* the first object is the executable */
 }
 
+/* ==== the bench port driver ============================================ */
+
+static struct dispatch_burst_queue burst_q;
+
+static int bp_open(struct mpops_port *port, void **priv) { (void)port; *priv = NULL; return 0; }
+static int bp_close(struct mpops_port *port, void *priv) { (void)port; (void)priv; return 0; }
+static int bp_start(struct mpops_port *port) { mpops_port_link_set(port, 1); return 0; }
+static int bp_stop(struct mpops_port *port) { (void)port; return 0; }
+static int bp_slot_attach(struct mpops_port *port, void **slot)
+{
+	(void)port;
+	*slot = &burst_q;
+	return 0;
+}
+static int bp_slot_detach(struct mpops_port *port, void *slot) { (void)port; (void)slot; return 0; }
+static int bp_fds_export(struct mpops_port *port, int *fds, int max)
+{
+	(void)port;
+	(void)fds;
+	(void)max;
+	return 0;
+}
+static int bp_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uint32_t epoch,
+			  struct mpops_port_queue *q)
+{
+	(void)port;
+	(void)qp;
+	(void)epoch;
+	q->rx = dispatch_port_rx;
+	q->tx = dispatch_port_rx;
+	q->queue = slot;
+	return 0;
+}
+static const struct mpops_port_drv_ops bench_port_ops = {
+	.open = bp_open, .close = bp_close, .start = bp_start, .stop = bp_stop,
+	.slot_attach = bp_slot_attach, .slot_detach = bp_slot_detach,
+	.fds_export = bp_fds_export, .queue_setup = bp_queue_setup,
+};
+MPOPS_OPS_IMPL(mpops_port_drv, dispatch, &bench_port_ops)
+
+int dispatch_port_create(struct mpops_region *r)
+{
+	struct mpops_port_conf c = { .sz = sizeof(c), .nb_qp = 2, .pool_size = 64 };
+	struct mpops_port *p;
+	int rc;
+
+	if ((rc = mpops_port_create(r, DISPATCH_PORT, &mpops_impl_mpops_port_drv_dispatch, &c,
+				    &p)) < 0 ||
+	    (rc = mpops_port_publish(p)) < 0 || (rc = mpops_port_start(p)) < 0)
+		return rc;
+	return 0;	/* the handle lives as long as the process */
+}
+
 /* ==== setup ============================================================= */
 
 static struct dispatch_cfg cfg;
@@ -444,23 +530,44 @@ int dispatch_setup(struct mpops_region *r, const struct dispatch_dev_shared *sh,
 		return -ENOENT;
 	}
 
+	/* The port: the primary claims queue pair 0, the secondary 1. */
+	burst_q = (struct dispatch_burst_queue){ .hw = &hw, .queue = sh->queue };
+	if ((rc = mpops_port_open(r, DISPATCH_PORT, &env.mport)) < 0 ||
+	    (rc = mpops_port_claim(env.mport, cfg.primary ? 0 : 1)) < 0) {
+		fprintf(stderr, "dispatch: cannot open and claim the bench port: %s\n", strerror(-rc));
+		return rc;
+	}
+
 	local_dev.notify_queue = dispatch_user_notify_queue;
+	local_dev.burst = dispatch_port_rx;
+	local_dev.burst_queue = &burst_q;
 	port.sh = sh;
 	port.qp[sh->queue / 2].ops = ops;
 	dispatch_ports[sh->port_id].ops = ops;
 	env = (struct dispatch_env){
 		.hw = &hw, .queue = sh->queue, .qp = (uint16_t)(sh->queue / 2), .sh = sh,
+		.mport = env.mport, .port_qp = cfg.primary ? 0 : 1,
 		.local = &local_dev, .port = &port, .cls = name_cls, .impl = name_impl,
 		.sym = name_sym,
 	};
 
 	flush_add(DISPATCH_RAW_FNPTR_LOCAL, &local_dev, sizeof(local_dev));
 	flush_add(DISPATCH_RAW_FNPTR_SHARED, sh, sizeof(*sh));
+	flush_add(DISPATCH_RAW_BURST_LOCAL, &local_dev, sizeof(local_dev));
+	flush_add(DISPATCH_RAW_BURST_LOCAL, &burst_q, sizeof(burst_q));
 	flush_add(DISPATCH_MPOPS_ID, sh, sizeof(*sh));
 	flush_add(DISPATCH_MPOPS_ID, &mpops__tbl_dispatch[sh->ops_id], sizeof(void *));
 	flush_add(DISPATCH_MPOPS_ID, ops, sizeof(*ops));
 	flush_add(DISPATCH_MPOPS_CACHED, &port.qp[env.qp], sizeof(port.qp[0]));
 	flush_add(DISPATCH_MPOPS_CACHED, ops, sizeof(*ops));
+	{
+		struct mpops__port_fp *fp = (struct mpops__port_fp *)env.mport;
+		struct mpops__port_fpq *q = &fp->q[env.port_qp];
+
+		flush_add(DISPATCH_MPOPS_PORT, q, sizeof(*q));
+		flush_add(DISPATCH_MPOPS_PORT, q->busy, 2 * sizeof(*q->busy));
+		flush_add(DISPATCH_MPOPS_PORT, &burst_q, sizeof(burst_q));
+	}
 	flush_add(DISPATCH_DPDK_PORT_ARRAY, sh, sizeof(*sh));
 	flush_add(DISPATCH_DPDK_PORT_ARRAY, &dispatch_ports[sh->port_id], sizeof(dispatch_ports[0]));
 	flush_add(DISPATCH_DPDK_PORT_ARRAY, ops, sizeof(*ops));

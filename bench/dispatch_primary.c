@@ -473,6 +473,8 @@ int main(int argc, char **argv)
 
 		memcpy(&sh->raw_notify, &fn, sizeof(fn));	/* the unsafe baseline */
 	}
+	if ((rc = dispatch_port_create(r)) < 0)
+		goto out;
 	cfg = (struct dispatch_cfg){ .calls = o.calls, .cold_calls = o.cold_calls,
 				     .warmup_calls = o.warmup, .cases = o.cases, .cold = o.cold,
 				     .primary = 1 };

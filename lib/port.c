@@ -50,9 +50,14 @@ enum port_state {
 struct port_claim_shared {
 	_Atomic int32_t pid;		/* owner, 0 = free */
 	uint32_t busy;			/* owner inside a burst (see the busy protocol) */
+	uint32_t epoch;			/* the port's epoch, mirrored beside busy so that a
+					   burst reads one line (written by the primary) */
+	uint32_t pad0;
 	uint64_t start_time;		/* owner's, to tell a reused pid */
-	uint64_t pad[6];		/* one cache line each: owners write busy */
+	uint64_t pad[5];		/* one cache line each: owners write busy */
 };
+_Static_assert(offsetof(struct port_claim_shared, epoch) ==
+	       offsetof(struct port_claim_shared, busy) + 4, "busy[1] is the epoch");
 _Static_assert(sizeof(struct port_claim_shared) == 64, "claim layout");
 
 struct port_shared {
@@ -101,7 +106,8 @@ struct mpops_port {
 	int creator;
 	int published;
 	uint8_t claimed[MPOPS_PORT_MAX_QP];
-	uint32_t idle_busy[MPOPS_PORT_MAX_QP];	/* busy word of an unclaimed entry */
+	/* busy and epoch words of an unclaimed entry: an epoch no entry has */
+	uint32_t idle_busy[MPOPS_PORT_MAX_QP][2];
 	_Atomic uint32_t logged;
 	struct mpops_port *next;	/* the region's open ports in this process */
 };
@@ -251,9 +257,19 @@ static void barrier_all(void)
 	nanosleep(&(struct timespec){ 0, 20 * 1000000 }, NULL);
 }
 
+/* Copy @ep beside every claim's busy word, where bursts read it. */
+static void epoch_mirror(struct port_shared *sh, uint32_t ep)
+{
+	for (int q = 0; q < MPOPS_PORT_MAX_QP; q++)
+		__atomic_store_n(&sh->claims[q].epoch, ep, __ATOMIC_RELEASE);
+}
+
 static void epoch_move(struct mpops_port *p)
 {
-	mpops_obj_bump_epoch(p->r, p->sh->obj_id);
+	int64_t ep = mpops_obj_bump_epoch(p->r, p->sh->obj_id);
+
+	if (ep > 0)
+		epoch_mirror(p->sh, (uint32_t)ep);
 }
 
 /* Wait until no process is inside a burst of the port. A process that
@@ -427,6 +443,15 @@ static int drv_check(const struct mpops_port_drv_ops *d, const char *drv, const 
 	return 0;
 }
 
+/* An entry nobody claimed: its epoch never matches, so bursts go slow. */
+static void idle_reset(struct mpops_port *p, uint16_t qp)
+{
+	p->idle_busy[qp][0] = 0;
+	p->idle_busy[qp][1] = UINT32_MAX;
+	p->fp.q[qp].epoch = 0;
+	p->fp.q[qp].busy = p->idle_busy[qp];
+}
+
 static struct mpops_port *handle_new(struct mpops_region *r, mpops_off_t off)
 {
 	struct mpops_port *p = calloc(1, sizeof(*p));
@@ -438,7 +463,7 @@ static struct mpops_port *handle_new(struct mpops_region *r, mpops_off_t off)
 	p->sh_off = off;
 	p->sh = mpops_ptr(p->base, off);
 	for (int q = 0; q < MPOPS_PORT_MAX_QP; q++)
-		p->fp.q[q].busy = &p->idle_busy[q];
+		idle_reset(p, (uint16_t)q);
 	return p;
 }
 
@@ -620,6 +645,7 @@ int mpops_port_create(struct mpops_region *r, const char *name, const struct mpo
 		if ((rc = mpops_ops_id(&mpops_impl_mpops_obj_mpops_port, &obj_cls)) < 0 ||
 		    (rc = mpops_obj_create(r, obj_cls, off, name, &sh->obj_id)) < 0)
 			goto fail;
+		epoch_mirror(sh, 1);	/* a new object's epoch */
 	} else {
 		epoch_move(p);
 	}
@@ -866,6 +892,7 @@ int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 	c->start_time = mpops_proc_start_time(me);
 	p->claimed[qp] = 1;
 	p->fp.q[qp].busy = &c->busy;
+	p->fp.q[qp].epoch = 0;
 	if ((rc = fpq_build(p, qp)) < 0 && rc != -ENOTCONN) {
 		mpops_port_release(p, qp);
 		return rc;
@@ -881,8 +908,7 @@ int mpops_port_release(struct mpops_port *p, uint16_t qp)
 		return -EINVAL;
 	if (qp >= MPOPS_PORT_MAX_QP)
 		return -ERANGE;
-	p->fp.q[qp].epoch = 0;
-	p->fp.q[qp].busy = &p->idle_busy[qp];
+	idle_reset(p, qp);
 	if (!p->claimed[qp])
 		return -EPERM;
 	p->claimed[qp] = 0;
@@ -919,7 +945,7 @@ int mpops__port_burst_slow(struct mpops_port *p, uint16_t qp, struct mpops_pkt *
 			log_once(p, LOG_CLAIM_LOST, "port %s: this process's claim on queue pair %u is gone (the port was made again?): claim it again",
 				 p->sh->name, qp);
 			p->claimed[qp] = 0;
-			q->busy = &p->idle_busy[qp];
+			idle_reset(p, qp);
 			return -EPERM;
 		}
 		if ((rc = fpq_build(p, qp)) < 0) {

@@ -54,15 +54,17 @@ struct mpops_port;
 typedef int (*mpops_port_burst_fn)(void *queue, struct mpops_pkt **pkts, uint16_t n);
 
 /** @cond internal */
-/* One queue pair of this process's fast-path table: what a burst loads.
- * Written only by this process (claim, release, the slow path). */
+/* One queue pair of this process's fast-path table: what a burst loads,
+ * one cache line each. Written only by this process (claim, release, the
+ * slow path). */
 struct mpops__port_fpq {
-	mpops_port_burst_fn rx;
+	_Alignas(64) mpops_port_burst_fn rx;
 	mpops_port_burst_fn tx;
 	void *queue;		/* the driver's context for this queue pair */
-	uint32_t *busy;		/* in the shared claim: set while inside a burst */
+	uint32_t *busy;		/* the shared claim's line: busy[0] is set while
+				   inside a burst, busy[1] mirrors the port's
+				   epoch (the primary writes it there) */
 	uint32_t epoch;		/* port epoch this entry was built at; 0 = none */
-	uint32_t pad;
 };
 
 /* The head of every struct mpops_port: the fast-path table. */
@@ -78,27 +80,29 @@ MPOPS_API int mpops__port_burst_slow(struct mpops_port *port, uint16_t qp,
 
 /*
  * Internal: mark the queue pair busy, check the epoch, call. The busy flag
- * is a plain store and the check a plain load: a stopping primary makes
- * them ordered with membarrier(2) (every CPU running an attached process
- * executes a full barrier) before it waits for busy to clear, so the fast
- * path needs no fence of its own.
+ * is a plain store and the check a plain load of the word beside it: a
+ * stopping primary makes them ordered with membarrier(2) (every CPU
+ * running an attached process executes a full barrier) before it waits for
+ * busy to clear, so the fast path needs no fence of its own.
  */
 static inline int mpops__port_burst(struct mpops_port *port, uint16_t qp,
 				    struct mpops_pkt **pkts, uint16_t n, int tx)
 {
 	struct mpops__port_fp *fp = (struct mpops__port_fp *)port;
-	struct mpops__port_fpq *q;
+	const struct mpops__port_fpq *q;
+	uint32_t *busy;
 	int nb;
 
 	if (__builtin_expect(qp >= MPOPS_PORT_MAX_QP, 0))
 		return mpops__port_burst_slow(port, qp, pkts, n, tx);
 	q = &fp->q[qp];
-	__atomic_store_n(q->busy, 1, __ATOMIC_RELAXED);
+	busy = q->busy;
+	__atomic_store_n(busy, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (__builtin_expect(q->epoch != __atomic_load_n(fp->epoch, __ATOMIC_RELAXED), 0))
+	if (__builtin_expect(q->epoch != __atomic_load_n(busy + 1, __ATOMIC_RELAXED), 0))
 		return mpops__port_burst_slow(port, qp, pkts, n, tx);
 	nb = (tx ? q->tx : q->rx)(q->queue, pkts, n);
-	__atomic_store_n(q->busy, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
 	return nb;
 }
 /** @endcond */
