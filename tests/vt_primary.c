@@ -13,6 +13,10 @@
  * pci-legacy:00:02.0) makes a PCI port: the region is then on hugepages
  * with physical addresses (MPOPS_REGION_F_PHYS). SIGUSR1 stops and starts
  * every port again (prints "restarted rc=N").
+ *
+ * VT_PRIMARY_SERVE_QP=N: the primary claims queue pair N of the first port
+ * and keeps it; each SIGUSR2 runs one round of 600 packets looped back
+ * ("primary round=K sent=... received=... bad=...").
  */
 #include <signal.h>
 #include <stdio.h>
@@ -23,9 +27,13 @@
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
 
-static volatile sig_atomic_t stop, restart;
+#include "vt_traffic.h"
+
+volatile sig_atomic_t stop;
+static volatile sig_atomic_t restart, go;
 static void on_term(int sig) { (void)sig; stop = 1; }
 static void on_usr1(int sig) { (void)sig; restart = 1; }
+static void on_usr2(int sig) { (void)sig; go = 1; }
 
 static void log_out(enum mpops_log_level level, const char *line, void *arg)
 {
@@ -43,7 +51,7 @@ int main(int argc, char **argv)
 	struct mpops_port *p[MAX_PORTS] = { 0 };
 	char names[256], targets[512], *sn, *st, *name, *target;
 	struct mpops_region *r;
-	int rc, n = 0;
+	int rc, n = 0, rounds = 0;
 
 	if (argc < 7) {
 		fprintf(stderr, "usage: vt-primary RUNDIR REGION PORT VHOST_SOCKET NQP MERGEABLE [server]\n");
@@ -54,6 +62,7 @@ int main(int argc, char **argv)
 		mpops_log_set(log_out, NULL);
 	signal(SIGTERM, on_term);
 	signal(SIGUSR1, on_usr1);
+	signal(SIGUSR2, on_usr2);
 	ro.runtime_dir = argv[1];
 	snprintf(names, sizeof(names), "%s", argv[3]);
 	snprintf(targets, sizeof(targets), "%s", argv[4]);
@@ -93,9 +102,28 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (getenv("VT_PRIMARY_SERVE_QP") &&
+	    (rc = mpops_port_claim(p[0], (uint16_t)atoi(getenv("VT_PRIMARY_SERVE_QP")))) < 0) {
+		printf("claim=%d\n", rc);
+		for (int i = 0; i < n; i++)
+			mpops_port_close(p[i]);
+		mpops_region_detach(r);
+		return 1;
+	}
 	printf("ready pid=%d\n", (int)getpid());
 	while (!stop) {
 		pause();
+		if (go && getenv("VT_PRIMARY_SERVE_QP")) {
+			uint64_t sent, got, bad;
+
+			go = 0;
+			traffic("loop", p[0], mpops_region_base(r),
+				(uint16_t)atoi(getenv("VT_PRIMARY_SERVE_QP")), 600, 64, &sent, &got,
+				&bad);
+			printf("primary round=%d sent=%llu received=%llu bad=%llu\n", ++rounds,
+			       (unsigned long long)sent, (unsigned long long)got,
+			       (unsigned long long)bad);
+		}
 		if (restart) {
 			restart = 0;
 			rc = 0;
