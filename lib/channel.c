@@ -1,12 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/*
- * The control channel: a SOCK_SEQPACKET unix socket per region, one record
- * per message plus continuation records for fds past the kernel's
- * per-message limit (SCM_MAX_FD, 253).
- *
- * Wire format of a record: struct wire_hdr, then (first record only) the
- * payload; fds ride in SCM_RIGHTS control data.
- */
+/* The control channel: the wire format is in channel_priv.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,28 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel_priv.h"
 #include "region_priv.h"
 
-#define WIRE_MAGIC 0x4843504du /* "MPCH" */
-#define WIRE_VERSION 1
-#define FDS_PER_REC 250
 #define FDS_MAX 65536		/* per message: a sanity limit, not a cap of the API */
 #define CONT_TIMEOUT_MS 2000	/* continuation records follow at once */
-
-enum wire_kind { WIRE_REQ = 1, WIRE_REPLY = 2, WIRE_FDS = 3 };
-
-struct wire_hdr {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t kind;
-	uint32_t type;
-	int32_t status;
-	uint32_t seq;
-	uint32_t len;
-	uint32_t nfds;
-	uint32_t pad;
-};
-_Static_assert(sizeof(struct wire_hdr) == 32, "wire header layout");
 
 /* ==== messages ========================================================== */
 
