@@ -33,4 +33,9 @@ struct wire_hdr {
 };
 _Static_assert(sizeof(struct wire_hdr) == 32, "wire header layout");
 
+/* Send one record (@h, then h->len bytes of @data if not NULL, @nfds fds)
+ * without waiting: 0, -EAGAIN (no room), -ENOTCONN (peer gone), -errno. */
+int chan_send_rec(int sock, const struct wire_hdr *h, const void *data,
+		  const int *fds, unsigned nfds);
+
 #endif
