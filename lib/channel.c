@@ -26,6 +26,7 @@
 #define FDS_MAX 65536		/* per reply: a sanity limit, not a cap of the API */
 #define CONT_TIMEOUT_MS 2000	/* secondary: a reply's fd records follow at once */
 #define PEER_TIMEOUT_MS MPOPS_CHANNEL_PEER_TIMEOUT_MS
+#define BACKOFF_MS 100		/* accept or poll failing for lack of fds */
 #define NOTE_QUIET_MS 10000	/* a case logged for a peer is not again before */
 
 /* ==== messages ========================================================== */
@@ -346,7 +347,7 @@ static int dispatch(struct mpops_region *r, struct chan_client *cl,
 /*
  * Log a case about @pid now? Once per case and peer, and again only after
  * NOTE_QUIET_MS: a peer that misbehaves in a loop is one line, not one per
- * connection.
+ * connection. Floods are noted with pid 0: one line per 10 s of flood.
  */
 static int note_due(struct mpops_region *r, enum chan_note c, int32_t pid, int64_t now)
 {
@@ -602,15 +603,81 @@ static int peer_uid_ok(int sock, struct ucred *cr)
 	return cr->uid == geteuid() || cr->uid == 0;
 }
 
+/*
+ * No room for @pid's new connection: at the connection limit, or out of
+ * fds. Close the oldest connection that sent no hand-shake; -ENOSPC when
+ * every one is attached (the new one is refused then).
+ */
+static int make_room(struct mpops_region *r, int32_t pid, int out_of_fds, int64_t now)
+{
+	char what[96];
+	int v = -1;
+
+	for (unsigned i = 0; i < r->nclients; i++)
+		if (!r->clients[i].attached &&
+		    (v < 0 || r->clients[i].since_ms < r->clients[v].since_ms))
+			v = (int)i;
+	if (v >= 0)
+		snprintf(what, sizeof(what), "closed the oldest connection without a hand-shake (pid %d)",
+			 (int)r->clients[v].pid);
+	else
+		snprintf(what, sizeof(what), "refused it: every connection is attached");
+	if (note_due(r, NOTE_FULL, 0, now)) {
+		if (out_of_fds)
+			log_err("region '%s': out of file descriptors accepting a control connection from pid %d: %s; raise the primary's RLIMIT_NOFILE (ulimit -n) or stop what floods %s",
+				r->name, (int)pid, what, r->sock_path);
+		else
+			log_err("region '%s': %d control connections, the most it keeps, and pid %d connects: %s; stop what floods %s",
+				r->name, MPOPS_CHANNEL_CONN_MAX, (int)pid, what, r->sock_path);
+	}
+	if (v < 0)
+		return -ENOSPC;
+	client_drop(r, (unsigned)v);
+	return 0;
+}
+
+/* accept4(), giving up the reserve fd when out of fds (*out_of_fds = 1):
+ * the connection is then taken off the backlog instead of staying there
+ * and waking poll() again at once. */
+static int accept_one(struct mpops_region *r, int *out_of_fds)
+{
+	int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	*out_of_fds = 0;
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE) && r->spare_fd >= 0) {
+		close(r->spare_fd);
+		r->spare_fd = -1;
+		*out_of_fds = 1;
+		fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
 static void client_accept(struct mpops_region *r, int64_t now)
 {
 	struct chan_client *p;
 	struct ucred cr;
-	int ok, fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int out_of_fds, ok = 0, fd = accept_one(r, &out_of_fds);
 
+	if (fd < 0 && fd != -EAGAIN && fd != -EINTR && fd != -ECONNABORTED) {
+		/* Out of fds with no reserve, or of memory: retry later, not at once. */
+		r->accept_resume_ms = now + BACKOFF_MS;
+		if (note_due(r, NOTE_ACCEPT, 0, now))
+			log_err("region '%s': cannot accept control connections: %s: retrying every %d ms; raise the primary's RLIMIT_NOFILE (ulimit -n) or stop what floods %s",
+				r->name, strerror(-fd), BACKOFF_MS, r->sock_path);
+	}
+	if (fd >= 0) {
+		ok = peer_uid_ok(fd, &cr);
+		if ((out_of_fds || r->nclients >= MPOPS_CHANNEL_CONN_MAX) &&
+		    make_room(r, cr.pid, out_of_fds, now) < 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (r->spare_fd < 0)
+		r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	ok = peer_uid_ok(fd, &cr);
 	if (!ok && note_due(r, NOTE_REFUSED, cr.pid, now))
 		log_err("region '%s': refused a control connection from pid %d, uid %u: only uid %u or root may attach",
 			r->name, (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
@@ -632,19 +699,24 @@ static void *chan_thread(void *arg)
 	struct mpops_region *r = arg;
 	struct pollfd *pf = NULL;
 
-	for (;;) {
+	while (!atomic_load(&r->thread_stop)) {
 		unsigned n = 2 + r->nclients;
 		struct pollfd *np = realloc(pf, n * sizeof(*pf));
 		int64_t now = now_ms(), due = INT64_MAX;
 		int rc;
 
 		if (!np) {
-			usleep(10000);
+			usleep(BACKOFF_MS * 1000);
 			continue;
 		}
 		pf = np;
+		if (r->accept_resume_ms && now >= r->accept_resume_ms)
+			r->accept_resume_ms = 0;
+		if (r->accept_resume_ms)
+			due = r->accept_resume_ms;
 		pf[0] = (struct pollfd){ .fd = r->stop_fd[0], .events = POLLIN };
-		pf[1] = (struct pollfd){ .fd = r->listen_fd, .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = r->accept_resume_ms ? -1 : r->listen_fd,
+					 .events = POLLIN };
 		for (unsigned i = 0; i < r->nclients; i++) {
 			struct chan_client *cl = &r->clients[i];
 			enum chan_note what;
@@ -656,8 +728,14 @@ static void *chan_thread(void *arg)
 		}
 		rc = poll(pf, n, due == INT64_MAX ? -1 : due <= now ? 0 :
 			  due - now > INT_MAX ? INT_MAX : (int)(due - now));
-		if (rc < 0 && errno != EINTR)
-			break;
+		if (rc < 0 && errno != EINTR) {
+			/* EINVAL: more fds to poll than RLIMIT_NOFILE; ENOMEM. */
+			if (note_due(r, NOTE_POLL, 0, now))
+				log_err("region '%s': the control thread cannot poll %u fds: %s: retrying every %d ms; raise the primary's RLIMIT_NOFILE (ulimit -n)",
+					r->name, n, strerror(errno), BACKOFF_MS);
+			usleep(BACKOFF_MS * 1000);
+			continue;
+		}
 		if (rc < 0)
 			continue;
 		if (pf[0].revents)
@@ -692,6 +770,9 @@ int chan_listen(struct mpops_region *r, unsigned mode)
 			strerror(-rc));
 		return rc;
 	}
+	/* The fd given up to accept with when the process runs out of them
+	 * (without it, accept backs off instead). */
+	r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (pipe2(r->stop_fd, O_CLOEXEC) < 0)
 		return -errno;
 	if ((rc = pthread_create(&r->thread, NULL, chan_thread, r)) != 0) {
@@ -708,6 +789,7 @@ void chan_stop(struct mpops_region *r)
 	if (r->thread_running) {
 		char b = 1;
 
+		atomic_store(&r->thread_stop, 1);
 		if (write(r->stop_fd[1], &b, 1) < 0)
 			log_warn("region '%s': cannot signal the control thread", r->name);
 		pthread_join(r->thread, NULL);
@@ -720,6 +802,10 @@ void chan_stop(struct mpops_region *r)
 		if (r->stop_fd[i] >= 0)
 			close(r->stop_fd[i]);
 		r->stop_fd[i] = -1;
+	}
+	if (r->spare_fd >= 0) {
+		close(r->spare_fd);
+		r->spare_fd = -1;
 	}
 	if (r->listen_fd >= 0) {
 		close(r->listen_fd);
@@ -903,7 +989,7 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		goto out;
 	}
 	if (rc == -ENOTCONN) {
-		log_err("region '%s': the primary closed the connection during the hand-shake: is it stopping?",
+		log_err("region '%s': the primary closed the connection during the hand-shake: is it stopping, or out of connections (see its log)?",
 			r->name);
 		goto out;
 	}

@@ -142,6 +142,9 @@ enum chan_note {
 	NOTE_SLOW,		/* a request's records not all sent in time */
 	NOTE_FDS,		/* a request announcing too many fds */
 	NOTE_NO_READ,		/* replies not read in time */
+	NOTE_FULL,		/* at the connection limit or out of fds: shedding */
+	NOTE_ACCEPT,		/* accept fails: backing off */
+	NOTE_POLL,		/* poll fails: backing off */
 	NOTE_MAX
 };
 
@@ -195,6 +198,7 @@ struct mpops_region {
 	int stop_fd[2];
 	pthread_t thread;
 	int thread_running;
+	_Atomic int thread_stop;	/* seen even when poll() fails */
 	pthread_mutex_t chan_mu;	/* handlers, exit callbacks */
 	struct chan_handler handlers[CHAN_HANDLERS_MAX];
 	struct {
@@ -203,6 +207,8 @@ struct mpops_region {
 	} exit_cbs[PROC_EXIT_CB_MAX];
 	struct chan_client *clients;
 	unsigned nclients;
+	int spare_fd;			/* given up to accept when out of fds */
+	int64_t accept_resume_ms;	/* accept paused until then (0: not) */
 	struct { int32_t pid; int64_t at_ms; } notes[NOTE_MAX];
 
 	/* secondary: connection to the primary */

@@ -17,6 +17,9 @@
  *   refused N   as uid 65534: a hand-shake announcing N fds, 250 of them in
  *               the first record, no more; wait for the reply
  *   idle        connect and send nothing; wait to be closed
+ *   flood N     hold N connections that send nothing, reconnecting those
+ *               closed; attach 1.5 s in; go on until SIGTERM
+ *   late        on SIGUSR1, attach (within 3 s)
  *
  * Results go to stdout as "key=value" lines: ms counts from the start of the
  * misbehaviour. The exit status is 0 when the command could be carried out.
@@ -30,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -129,10 +133,10 @@ static int closed_within(int fd, int timeout_ms)
 /* The real attach, made while the misbehaviour goes on (within 1.5 s);
  * @fd (if >= 0) tells whether the rogue connection was still open when it
  * returned. */
-static int real_attach(int fd)
+static int real_attach_within(int fd, int timeout_ms)
 {
 	struct mpops_attach_opts o = {
-		.sz = sizeof(o), .runtime_dir = rundir, .timeout_ms = 1500,
+		.sz = sizeof(o), .runtime_dir = rundir, .timeout_ms = timeout_ms,
 	};
 	struct mpops_region *r = NULL;
 	long long start = ms_now();
@@ -143,6 +147,11 @@ static int real_attach(int fd)
 	if (r)
 		mpops_region_detach(r);
 	return rc;
+}
+
+static int real_attach(int fd)
+{
+	return real_attach_within(fd, 1500);
 }
 
 static void wait_usr1(void)
@@ -341,6 +350,76 @@ static int cmd_idle(void)
 	return 0;
 }
 
+/* ---- flood -------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+static int *conns;
+static unsigned nconns;
+
+/* Keep nconns connections open: replace those the primary closed, a few
+ * per round so the primary is busy accepting, not this process. */
+static void *flood_keep(void *arg)
+{
+	struct pollfd *p = calloc(nconns, sizeof(*p));
+	int reported = 0;
+
+	(void)arg;
+	while (!stop) {
+		unsigned open = 0, made = 0;
+
+		for (unsigned i = 0; i < nconns; i++) {
+			if (conns[i] < 0 && made < (reported ? 2u : nconns) &&
+			    (conns[i] = sock_open(1)) >= 0)
+				made++;
+			open += conns[i] >= 0;
+			p[i] = (struct pollfd){ .fd = conns[i], .events = 0 };
+		}
+		if (!reported && (open == nconns || since() > 1000)) {
+			printf("flooding open=%u ms=%lld\n", open, since());
+			fflush(stdout);
+			reported = 1;
+		}
+		if (poll(p, nconns, 5) > 0)
+			for (unsigned i = 0; i < nconns; i++)
+				if (p[i].revents & (POLLHUP | POLLERR)) {
+					close(conns[i]);
+					conns[i] = -1;
+				}
+		usleep(5000);
+	}
+	free(p);
+	return NULL;
+}
+
+static int cmd_flood(unsigned n)
+{
+	struct rlimit rl;
+	pthread_t th;
+
+	/* The test lowered its own limit; ours is inherited. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGTERM, on_term);
+	conns = malloc(n * sizeof(*conns));
+	nconns = n;
+	for (unsigned i = 0; i < n; i++)
+		conns[i] = -1;
+	t0 = ms_now();
+	if (pthread_create(&th, NULL, flood_keep, NULL) != 0)
+		return 1;
+	usleep(1500 * 1000);
+	real_attach(-1);
+	fflush(stdout);
+	while (!stop)
+		usleep(10000);
+	pthread_join(th, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -369,6 +448,15 @@ int main(int argc, char **argv)
 		return cmd_refused(n);
 	if (strcmp(cmd, "idle") == 0)
 		return cmd_idle();
+	if (strcmp(cmd, "flood") == 0)
+		return cmd_flood(n);
+	if (strcmp(cmd, "late") == 0) {
+		printf("ready\n");
+		fflush(stdout);
+		wait_usr1();
+		real_attach_within(-1, 3000);
+		return 0;
+	}
 	fprintf(stderr, "unknown command %s\n", cmd);
 	return 2;
 }

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -91,6 +94,8 @@ static void setup(void)
 /* A misbehaving peer (chan-rogue), killed by pid in teardown if still running. */
 static pid_t rogue = -1;
 static int rogue_fd = -1;
+static struct rlimit nofile_saved;
+static int nofile_lowered;
 
 static void teardown(void)
 {
@@ -100,6 +105,8 @@ static void teardown(void)
 		close(rogue_fd);
 		rogue = -1;
 	}
+	if (nofile_lowered)
+		setrlimit(RLIMIT_NOFILE, &nofile_saved);
 	if (r)
 		mpops_region_detach(r);
 	for (int i = 0; i < nheld; i++)
@@ -394,4 +401,161 @@ Test(channel, a_connection_without_a_hand_shake_is_closed_after_the_peer_timeout
 
 	cr_assert_lt(val(out, "closed ms"), 4000, "%s", out);
 	cr_assert_eq(logged_for("pid %d has not completed a hand-shake within 2000 ms of connecting", pid), 1);
+}
+
+static long cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+Test(channel, a_connection_flood_past_rlimit_nofile_does_not_spin_and_others_still_attach)
+{
+	struct rlimit rl;
+	int maxfd = 0;
+	long before, used;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	/* Leave this process (the primary) about 24 free fds. */
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > maxfd)
+			maxfd = atoi(e->d_name);
+	closedir(d);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	rl = nofile_saved;
+	rl.rlim_cur = (rlim_t)maxfd + 1 + 24;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_lowered = 1;
+
+	rogue_start("flood", "chan", "200");
+	cr_assert_eq(peer_wait_line(rogue_fd, "flooding", out, sizeof(out), 10000), 0, "%s", out);
+	/* The process's CPU over one second: its main thread sleeps, so this
+	 * is the channel thread at work on the flood (~20 ms; a spin, 300-1000). */
+	before = cpu_ms();
+	usleep(1000 * 1000);
+	used = cpu_ms() - before;
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s of flood", used);
+	cr_assert_eq(peer_wait_line(rogue_fd, "attach=", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("out of file descriptors accepting a control connection from pid"), 1);
+	kill(rogue, SIGTERM);
+	rogue_finish(5000);
+}
+
+/*
+ * chan-rogue attaches (within 3 s) while this process, the primary, may
+ * open no fd below @nofile; after 1 s the limit is restored. Returns the
+ * CPU the primary used in that second.
+ */
+static long attach_while_out_of_fds(rlim_t nofile)
+{
+	struct rlimit rl;
+	long before, used;
+	int st;
+
+	rogue_start("late", "chan", NULL);
+	cr_assert_eq(peer_wait_line(rogue_fd, "ready", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	rl = nofile_saved;
+	rl.rlim_cur = nofile;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_lowered = 1;
+	kill(rogue, SIGUSR1);
+	before = cpu_ms();
+	usleep(1000 * 1000);
+	used = cpu_ms() - before;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	nofile_lowered = 0;
+	st = rogue_finish(10000);
+	cr_assert(EXITED_OK(st), "%s", out);
+	return used;
+}
+
+/* The lowest fd this process has free: the limit at which it has none. */
+static int lowest_free_fd(void)
+{
+	int fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
+
+	close(fd);
+	cr_assert_geq(fd, 3);
+	return fd;
+}
+
+Test(channel, out_of_fds_with_every_connection_attached_refuses_the_new_one_at_once)
+{
+	long used = attach_while_out_of_fds((rlim_t)lowest_free_fd());
+
+	/* The reserve fd accepted it, to close it: the secondary hears at once. */
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	cr_assert_eq(val(out, "attach"), -ENOTCONN, "%s", out);
+	cr_assert_lt(val(out, "ms"), 1000, "%s", out);
+	cr_assert_eq(logcap_count("out of file descriptors accepting a control connection from pid"), 1);
+	cr_assert_eq(logcap_count("refused it: every connection is attached"), 1);
+}
+
+Test(channel, accept_failing_even_with_the_reserve_fd_backs_off_and_recovers)
+{
+	/* fds 0-2 only: the reserve, when given up, frees a slot above the
+	 * limit, so accept keeps failing. */
+	long used = attach_while_out_of_fds(3);
+
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	/* Within 100 ms of fds being back, the waiting secondary is served. */
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("cannot accept control connections: Too many open files: retrying every 100 ms"), 1);
+}
+
+Test(channel, poll_failing_for_lack_of_fds_backs_off_and_recovers)
+{
+	/* No fd at all: poll() of the socket and the stop pipe is EINVAL. */
+	long used = attach_while_out_of_fds(0);
+
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("the control thread cannot poll 2 fds: Invalid argument: retrying every 100 ms"), 1);
+}
+
+static int sockets_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[300], link[64];
+	int n = 0;
+
+	while ((e = readdir(d))) {
+		ssize_t k;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k > 0 && strncmp(link, "socket:", 7) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+Test(channel, a_connection_flood_keeps_at_most_the_connection_limit_and_others_still_attach)
+{
+	int most = 0;
+
+	rogue_start("flood", "chan", "400");
+	cr_assert_eq(peer_wait_line(rogue_fd, "flooding", out, sizeof(out), 10000), 0, "%s", out);
+	for (int i = 0; i < 10; i++) {
+		int n = sockets_open();
+
+		most = n > most ? n : most;
+		usleep(50 * 1000);
+	}
+	/* The connections kept, the listening socket, the log's few. */
+	cr_assert_leq(most, MPOPS_CHANNEL_CONN_MAX + 4, "%d sockets open", most);
+	cr_assert_eq(peer_wait_line(rogue_fd, "attach=", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("control connections, the most it keeps, and pid"), 1);
+	kill(rogue, SIGTERM);
+	rogue_finish(5000);
 }

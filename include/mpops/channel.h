@@ -24,7 +24,14 @@
  *    its first record, or announces more than MPOPS_CHANNEL_REQ_FDS_MAX fds;
  *  - leaves the primary no room for a reply (it sends requests and does not
  *    read the replies) for that long. Its further requests wait meanwhile.
- * A line for the same case and peer is logged at most every 10 s.
+ * At most MPOPS_CHANNEL_CONN_MAX connections are kept. When that many are
+ * open, or the primary runs out of fds (EMFILE; it keeps one in reserve to
+ * accept with), a new connection closes the oldest one that has not sent a
+ * hand-shake, or is closed itself when every connection is attached (the
+ * secondary's attach then fails at once with -ENOTCONN). If accept, or
+ * poll, fails even so, the thread retries every 100 ms instead of spinning
+ * or stopping. A line for the same case and peer is logged at most every
+ * 10 s.
  *
  * The secondary's side is bounded by its timeouts too: mpops_region_attach()
  * gives up waiting for the hand-shake within mpops_attach_opts.timeout_ms,
@@ -49,6 +56,8 @@ struct mpops_region;
 #define MPOPS_MSG_USER 0x1000
 /** Most fds one request to the primary may carry. */
 #define MPOPS_CHANNEL_REQ_FDS_MAX 1024
+/** Most connections the primary keeps (attached secondaries and tools). */
+#define MPOPS_CHANNEL_CONN_MAX 256
 /** How long the primary waits on a peer for a hand-shake, a request's
  *  remaining records, or room for a reply, before closing its connection. */
 #define MPOPS_CHANNEL_PEER_TIMEOUT_MS 2000
