@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -934,6 +935,42 @@ int mpops_channel_request(struct mpops_region *r, const struct mpops_msg *req,
 	return rc;
 }
 
+/* connect() by @deadline: a unix connect() waits for room in a full listen
+ * backlog without end, unless SO_SNDTIMEO bounds it (then -EAGAIN). */
+static int connect_by(struct mpops_region *r, int64_t deadline, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int rc;
+
+	strlcpy(sa.sun_path, r->sock_path, sizeof(sa.sun_path));
+	do {
+		int64_t left = deadline - now_ms() > 0 ? deadline - now_ms() : 1;
+		struct timeval tv = { .tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000 };
+
+		if (setsockopt(r->conn_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+			return -errno;
+		rc = connect(r->conn_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	} while (rc == -EINTR && now_ms() < deadline);
+	if (rc == 0)
+		return 0;
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		log_err("no primary is running for region '%s' (nothing listens on %s): start the primary first",
+			r->name, r->sock_path);
+		rc = -ENOENT;
+	} else if (rc == -EACCES || rc == -EPERM) {
+		log_err("permission denied on %s: run as the primary's user or root",
+			r->sock_path);
+		rc = -EACCES;
+	} else if (rc == -EAGAIN || rc == -EINTR) {
+		log_err("region '%s': the primary accepted no connection on %s within %d ms (its backlog is full): is it stuck, or is something flooding the socket?",
+			r->name, r->sock_path, timeout_ms);
+		rc = -ETIMEDOUT;
+	} else {
+		log_err("cannot connect to %s: %s", r->sock_path, strerror(-rc));
+	}
+	return rc;
+}
+
 int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		 struct hello_reply *info)
 {
@@ -943,7 +980,6 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		.layout_hash = region_layout_hash(),
 		.start_time = mpops_proc_start_time(getpid()),
 	};
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct mpops_msg *req = calloc(1, sizeof(*req));
 	struct mpops_msg *reply = calloc(1, sizeof(*reply));
 	struct ucred cr;
@@ -953,27 +989,13 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		rc = -ENOMEM;
 		goto out;
 	}
-	strlcpy(sa.sun_path, r->sock_path, sizeof(sa.sun_path));
 	r->conn_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (r->conn_fd < 0) {
 		rc = -errno;
 		goto out;
 	}
-	if (connect(r->conn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		if (rc == -ENOENT || rc == -ECONNREFUSED) {
-			log_err("no primary is running for region '%s' (nothing listens on %s): start the primary first",
-				r->name, r->sock_path);
-			rc = -ENOENT;
-		} else if (rc == -EACCES || rc == -EPERM) {
-			log_err("permission denied on %s: run as the primary's user or root",
-				r->sock_path);
-			rc = -EACCES;
-		} else {
-			log_err("cannot connect to %s: %s", r->sock_path, strerror(-rc));
-		}
+	if ((rc = connect_by(r, deadline, timeout_ms)) < 0)
 		goto out;
-	}
 	if (!peer_uid_ok(r->conn_fd, &cr)) {
 		log_err("region '%s': the process listening on %s runs as uid %u, not uid %u or root: refusing to attach",
 			r->name, r->sock_path, (unsigned)cr.uid, (unsigned)geteuid());

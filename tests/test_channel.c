@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demo_ops.h"
@@ -558,4 +559,47 @@ Test(channel, a_connection_flood_keeps_at_most_the_connection_limit_and_others_s
 	cr_assert_eq(logcap_count("control connections, the most it keeps, and pid"), 1);
 	kill(rogue, SIGTERM);
 	rogue_finish(5000);
+}
+
+Test(channel, attach_gives_up_within_its_timeout_when_the_primary_accepts_no_connection,
+     .timeout = 15)
+{
+	struct mpops_attach_opts ao = {
+		.sz = sizeof(ao), .runtime_dir = rundir_path(), .timeout_ms = 500,
+	};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mpops_region *s = NULL;
+	struct timespec t0, t1;
+	int lfd, fill[8], nfill = 0, rc;
+	long ms;
+
+	/* This process is a secondary here; a socket that never accepts is the
+	 * "primary", its backlog full. */
+	mpops_region_detach(r);
+	r = NULL;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stuck.sock", rundir_path());
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	while (nfill < 8) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(fd);
+			break;
+		}
+		fill[nfill++] = fd;
+	}
+	cr_assert_lt(nfill, 8, "the backlog never filled");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = mpops_region_attach("stuck", &ao, &s);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(lfd);
+	cr_assert_eq(rc, -ETIMEDOUT);
+	cr_assert_geq(ms, 400);
+	cr_assert_lt(ms, 1500, "attach took %ld ms", ms);
+	cr_assert_eq(logcap_count("the primary accepted no connection on"), 1);
 }

@@ -34,8 +34,9 @@
  * 10 s.
  *
  * The secondary's side is bounded by its timeouts too: mpops_region_attach()
- * gives up waiting for the hand-shake within mpops_attach_opts.timeout_ms,
- * a request (sending included) within its timeout_ms.
+ * gives up connecting (a primary whose listen backlog is full) and waiting
+ * for the hand-shake within mpops_attach_opts.timeout_ms, a request within
+ * its timeout_ms.
  */
 #ifndef MPOPS_CHANNEL_H
 #define MPOPS_CHANNEL_H
