@@ -1,45 +1,34 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The control channel: a SOCK_SEQPACKET unix socket per region, one record
- * per message plus continuation records for fds past the kernel's
- * per-message limit (SCM_MAX_FD, 253).
+ * The control channel: the wire format is in channel_priv.h.
  *
- * Wire format of a record: struct wire_hdr, then (first record only) the
- * payload; fds ride in SCM_RIGHTS control data.
+ * The primary's thread serves every connection from one poll loop and never
+ * waits on a peer: records are taken as they arrive, a reply that finds no
+ * room waits for POLLOUT, and each peer has deadlines (hand-shake, the rest
+ * of a request, room for a reply) past which its connection is closed. The
+ * secondary waits, but never past its caller's timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "channel_priv.h"
 #include "region_priv.h"
 
-#define WIRE_MAGIC 0x4843504du /* "MPCH" */
-#define WIRE_VERSION 1
-#define FDS_PER_REC 250
-#define FDS_MAX 65536		/* per message: a sanity limit, not a cap of the API */
-#define CONT_TIMEOUT_MS 2000	/* continuation records follow at once */
-
-enum wire_kind { WIRE_REQ = 1, WIRE_REPLY = 2, WIRE_FDS = 3 };
-
-struct wire_hdr {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t kind;
-	uint32_t type;
-	int32_t status;
-	uint32_t seq;
-	uint32_t len;
-	uint32_t nfds;
-	uint32_t pad;
-};
-_Static_assert(sizeof(struct wire_hdr) == 32, "wire header layout");
+#define FDS_MAX 65536		/* per reply: a sanity limit, not a cap of the API */
+#define CONT_TIMEOUT_MS 2000	/* secondary: a reply's fd records follow at once */
+#define PEER_TIMEOUT_MS MPOPS_CHANNEL_PEER_TIMEOUT_MS
+#define BACKOFF_MS 100		/* accept or poll failing for lack of fds */
+#define NOTE_QUIET_MS 10000	/* a case logged for a peer is not again before */
 
 /* ==== messages ========================================================== */
 
@@ -77,8 +66,32 @@ void mpops_msg_clear(struct mpops_msg *m)
 
 /* ==== records =========================================================== */
 
-static int send_rec(int sock, const struct wire_hdr *h, const void *data,
-		    const int *fds, unsigned nfds)
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait until @sock is ready for @events, or -ETIMEDOUT at @deadline. */
+static int wait_ready(int sock, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = sock, .events = events };
+	int rc;
+
+	do {
+		int64_t left = deadline - now_ms();
+
+		rc = poll(&p, 1, left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	return rc == 0 ? -ETIMEDOUT : 0;
+}
+
+int chan_send_rec(int sock, const struct wire_hdr *h, const void *data,
+		  const int *fds, unsigned nfds)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_REC)];
 	struct iovec iov[2] = {
@@ -100,59 +113,66 @@ static int send_rec(int sock, const struct wire_hdr *h, const void *data,
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	for (;;) {
-		if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
+		if (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			return 0;
 		if (errno == EINTR)
 			continue;
 		if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
 			return -ENOTCONN;
-		return -errno;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	}
 }
 
-static int wire_send(int sock, enum wire_kind kind, uint32_t seq,
-		     const struct mpops_msg *m)
+static int wire_check(const struct mpops_msg *m)
+{
+	return m->len > MPOPS_MSG_DATA_MAX || m->nfds > FDS_MAX ? -EINVAL : 0;
+}
+
+/* Records of @m: the first carries the payload and up to FDS_PER_REC fds,
+ * each continuation up to FDS_PER_REC more. */
+static unsigned wire_recs(const struct mpops_msg *m)
+{
+	return m->nfds <= FDS_PER_REC ? 1 : (m->nfds + FDS_PER_REC - 1) / FDS_PER_REC;
+}
+
+/* Send record @i of @m without waiting (see chan_send_rec()). */
+static int wire_send_rec(int sock, enum wire_kind kind, uint32_t seq,
+			 const struct mpops_msg *m, unsigned i)
 {
 	struct wire_hdr h = {
-		.magic = WIRE_MAGIC, .version = WIRE_VERSION, .kind = (uint16_t)kind,
+		.magic = WIRE_MAGIC, .version = WIRE_VERSION,
+		.kind = (uint16_t)(i ? WIRE_FDS : kind),
 		.type = m->type, .status = m->status, .seq = seq,
-		.len = m->len, .nfds = m->nfds,
+		.len = i ? 0 : m->len, .nfds = m->nfds,
 	};
-	unsigned sent = m->nfds < FDS_PER_REC ? m->nfds : FDS_PER_REC;
+	unsigned first = i * FDS_PER_REC;
+	unsigned n = m->nfds - first < FDS_PER_REC ? m->nfds - first : FDS_PER_REC;
+
+	return chan_send_rec(sock, &h, i ? NULL : m->data, n ? m->fds + first : NULL, n);
+}
+
+/* Send the whole of @m, waiting for room until @deadline (secondary). */
+static int wire_send(int sock, enum wire_kind kind, uint32_t seq,
+		     const struct mpops_msg *m, int64_t deadline)
+{
+	unsigned i = 0;
 	int rc;
 
-	if (m->len > MPOPS_MSG_DATA_MAX || m->nfds > FDS_MAX)
-		return -EINVAL;
-	if ((rc = send_rec(sock, &h, m->data, m->fds, sent)) < 0)
+	if ((rc = wire_check(m)) < 0)
 		return rc;
-	h.kind = WIRE_FDS;
-	h.len = 0;
-	while (sent < m->nfds) {
-		unsigned n = m->nfds - sent < FDS_PER_REC ? m->nfds - sent : FDS_PER_REC;
-
-		if ((rc = send_rec(sock, &h, NULL, m->fds + sent, n)) < 0)
+	while (i < wire_recs(m)) {
+		rc = wire_send_rec(sock, kind, seq, m, i);
+		if (rc == 0)
+			i++;
+		else if (rc != -EAGAIN || (rc = wait_ready(sock, POLLOUT, deadline)) < 0)
 			return rc;
-		sent += n;
 	}
 	return 0;
 }
 
-static int wait_in(int sock, int timeout_ms)
-{
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	int rc;
-
-	do
-		rc = poll(&p, 1, timeout_ms);
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0)
-		return -errno;
-	return rc == 0 ? -ETIMEDOUT : 0;
-}
-
-/* Receive one record; fds are appended to @m (owned). */
-static int recv_rec(int sock, struct wire_hdr *h, struct mpops_msg *m, int want_data,
-		    int timeout_ms)
+/* Receive one record without waiting; fds are appended to @m (owned).
+ * 0, -EAGAIN (nothing there), -ENOTCONN, -EBADMSG, -errno. */
+static int recv_rec(int sock, struct wire_hdr *h, struct mpops_msg *m, int want_data)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * 253)];
 	struct iovec iov[2] = {
@@ -165,17 +185,15 @@ static int recv_rec(int sock, struct wire_hdr *h, struct mpops_msg *m, int want_
 	};
 	struct cmsghdr *c;
 	ssize_t n;
-	int rc, bad = 0;
+	int bad = 0;
 
-	if ((rc = wait_in(sock, timeout_ms)) < 0)
-		return rc;
 	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n == 0)
 		return -ENOTCONN;
 	if (n < 0)
-		return errno == ECONNRESET ? -ENOTCONN : -errno;
+		return errno == ECONNRESET ? -ENOTCONN : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	m->fds_owned = 1;
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -198,15 +216,37 @@ static int recv_rec(int sock, struct wire_hdr *h, struct mpops_msg *m, int want_
 	return 0;
 }
 
-/* Receive a whole message: the first record and its fd continuations. */
-static int wire_recv(int sock, struct wire_hdr *h, struct mpops_msg *m, int timeout_ms)
+/* Receive one record, waiting until @deadline (secondary). */
+static int recv_by(int sock, struct wire_hdr *h, struct mpops_msg *m, int want_data,
+		   int64_t deadline)
+{
+	for (;;) {
+		int rc = recv_rec(sock, h, m, want_data);
+
+		if (rc != -EAGAIN || (rc = wait_ready(sock, POLLIN, deadline)) < 0)
+			return rc;
+	}
+}
+
+/* Does @c continue the message (@seq, @nfds announced), bringing fds
+ * (@m had @before)? */
+static int cont_ok(uint32_t seq, uint32_t nfds, const struct wire_hdr *c,
+		   const struct mpops_msg *m, uint32_t before)
+{
+	return c->kind == WIRE_FDS && c->seq == seq && c->len == 0 && c->nfds == nfds &&
+	       m->nfds > before && m->nfds <= nfds;
+}
+
+/* Receive a whole message by @deadline (its fd records each within
+ * CONT_TIMEOUT_MS after), the secondary's way. */
+static int wire_recv(int sock, struct wire_hdr *h, struct mpops_msg *m, int64_t deadline)
 {
 	struct wire_hdr c;
 	int rc;
 
 	m->len = 0;
 	m->nfds = 0;
-	if ((rc = recv_rec(sock, h, m, 1, timeout_ms)) < 0)
+	if ((rc = recv_by(sock, h, m, 1, deadline)) < 0)
 		goto fail;
 	if (h->kind != WIRE_REQ && h->kind != WIRE_REPLY) {
 		rc = -EBADMSG;
@@ -215,10 +255,9 @@ static int wire_recv(int sock, struct wire_hdr *h, struct mpops_msg *m, int time
 	while (m->nfds < h->nfds) {
 		uint32_t before = m->nfds;
 
-		if ((rc = recv_rec(sock, &c, m, 0, CONT_TIMEOUT_MS)) < 0)
+		if ((rc = recv_by(sock, &c, m, 0, now_ms() + CONT_TIMEOUT_MS)) < 0)
 			goto fail;
-		if (c.kind != WIRE_FDS || c.seq != h->seq || c.len != 0 ||
-		    m->nfds == before || m->nfds > h->nfds) {
+		if (!cont_ok(h->seq, h->nfds, &c, m, before)) {
 			rc = -EBADMSG;
 			goto fail;
 		}
@@ -232,7 +271,15 @@ fail:
 	return rc;
 }
 
-/* ==== primary: serving ================================================== */
+static void msg_free(struct mpops_msg *m)
+{
+	if (m) {
+		mpops_msg_clear(m);
+		free(m);
+	}
+}
+
+/* ==== primary: requests ================================================= */
 
 static int hello_handle(struct mpops_region *r, struct chan_client *cl,
 			const struct mpops_msg *req, struct mpops_msg *reply)
@@ -296,77 +343,343 @@ static int dispatch(struct mpops_region *r, struct chan_client *cl,
 	return fn(r, req, reply, arg);
 }
 
-/* Serve one request from @cl; a negative return drops the client. */
-static int serve(struct mpops_region *r, struct chan_client *cl)
-{
-	struct mpops_msg *req = calloc(1, sizeof(*req));
-	struct mpops_msg *reply = calloc(1, sizeof(*reply));
-	struct wire_hdr h;
-	int rc;
+/* ==== primary: one connection =========================================== */
 
-	if (!req || !reply) {
-		rc = -ENOMEM;
-		goto out;
+/*
+ * Log a case about @pid now? Once per case and peer, and again only after
+ * NOTE_QUIET_MS: a peer that misbehaves in a loop is one line, not one per
+ * connection. Floods are noted with pid 0: one line per 10 s of flood.
+ */
+static int note_due(struct mpops_region *r, enum chan_note c, int32_t pid, int64_t now)
+{
+	if (r->notes[c].at_ms && r->notes[c].pid == pid && now - r->notes[c].at_ms < NOTE_QUIET_MS)
+		return 0;
+	r->notes[c].pid = pid;
+	r->notes[c].at_ms = now;
+	return 1;
+}
+
+/* The earliest thing @cl owes the thread, and by when (INT64_MAX: none). */
+static int64_t client_deadline(const struct chan_client *cl, enum chan_note *what)
+{
+	int64_t due = INT64_MAX;
+
+	if (!cl->attached) {
+		due = cl->since_ms + PEER_TIMEOUT_MS;
+		*what = NOTE_NO_HELLO;
 	}
-	rc = wire_recv(cl->fd, &h, req, CONT_TIMEOUT_MS);
-	if (rc == -EBADMSG || (rc == 0 && h.kind != WIRE_REQ)) {
-		log_err("region '%s': malformed control message from pid %d: closing its connection",
-			r->name, (int)cl->pid);
-		rc = -EBADMSG;
+	if (cl->in && cl->in_due < due) {
+		due = cl->in_due;
+		*what = NOTE_SLOW;
 	}
-	if (rc < 0)
-		goto out;
+	if (cl->out && cl->out_due && cl->out_due < due) {
+		due = cl->out_due;
+		*what = NOTE_NO_READ;
+	}
+	return due;
+}
+
+/* -ETIMEDOUT, logged, if @cl is past its deadline. */
+static int client_overdue(struct mpops_region *r, struct chan_client *cl, int64_t now)
+{
+	enum chan_note what = NOTE_MAX;
+
+	if (now < client_deadline(cl, &what))
+		return 0;
+	if (!note_due(r, what, cl->pid, now))
+		return -ETIMEDOUT;
+	if (what == NOTE_NO_HELLO)
+		log_err("region '%s': pid %d has not completed a hand-shake within %d ms of connecting: closing its connection; secondaries attach with mpops_region_attach()",
+			r->name, (int)cl->pid, PEER_TIMEOUT_MS);
+	else if (what == NOTE_SLOW)
+		log_err("region '%s': pid %d announced %u fds in request %#x but sent %u within %d ms: closing its connection; send a message's records back to back",
+			r->name, (int)cl->pid, cl->in_nfds, cl->in->type, cl->in->nfds,
+			PEER_TIMEOUT_MS);
+	else
+		log_err("region '%s': pid %d does not read its replies (no room for one for %d ms): closing its connection; a secondary must read the reply to each request (mpops_channel_request() does)",
+			r->name, (int)cl->pid, PEER_TIMEOUT_MS);
+	return -ETIMEDOUT;
+}
+
+/*
+ * A peer of another uid: take the header of its first record only (the
+ * kernel drops the payload and any fds unread) and answer -EACCES with its
+ * seq, so the peer can say why. Always ends the connection.
+ */
+static int client_refuse(struct chan_client *cl)
+{
+	struct mpops_msg reply = { .status = -EACCES };
+	struct wire_hdr h;
+	ssize_t n;
+
+	do
+		n = recv(cl->fd, &h, sizeof(h), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.version == WIRE_VERSION) {
+		reply.type = h.type;
+		wire_send_rec(cl->fd, WIRE_REPLY, h.seq, &reply, 0);
+	}
+	return -EACCES;
+}
+
+/* Own the fds of @m from index @from on, as dups; those before went out. */
+static int fds_keep(struct mpops_msg *m, uint32_t from)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < m->nfds; i++) {
+		int fd = -1;
+
+		if (i >= from && rc == 0 && (fd = fcntl(m->fds[i], F_DUPFD_CLOEXEC, 0)) < 0)
+			rc = -errno;
+		m->fds[i] = fd;
+	}
+	m->fds_owned = 1;
+	return rc;
+}
+
+/*
+ * Send what is left of @cl's reply. A record that finds no room waits for
+ * POLLOUT, and the peer's next requests with it; the reply's fds are then
+ * kept as dups (the handler lent them for the call only).
+ */
+static int client_flush(struct mpops_region *r, struct chan_client *cl, int64_t now)
+{
+	struct mpops_msg *m = cl->out;
+
+	while (cl->out_next < wire_recs(m)) {
+		int rc = wire_send_rec(cl->fd, WIRE_REPLY, cl->out_seq, m, cl->out_next);
+
+		if (rc == -EAGAIN) {
+			if (!cl->out_due)
+				cl->out_due = now + PEER_TIMEOUT_MS;
+			if (!m->fds_owned && (rc = fds_keep(m, cl->out_next * FDS_PER_REC)) < 0) {
+				log_err("region '%s': cannot keep the fds of a reply to pid %d until it reads it: %s: closing its connection",
+					r->name, (int)cl->pid, strerror(-rc));
+				return rc;
+			}
+			return 0;
+		}
+		if (rc < 0)
+			return rc;
+		cl->out_next++;
+	}
+	msg_free(m);
+	cl->out = NULL;
+	cl->out_due = 0;
+	return 0;
+}
+
+/* Run the handler of the request complete in cl->in and send its reply. */
+static int client_serve(struct mpops_region *r, struct chan_client *cl, int64_t now)
+{
+	struct mpops_msg *req = cl->in, *reply = calloc(1, sizeof(*reply));
+
+	cl->in = NULL;
+	if (!reply) {
+		msg_free(req);
+		return -ENOMEM;
+	}
 	req->peer_pid = cl->pid;
 	reply->type = req->type;
-	if (cl->refused) {
-		/* Answer the hand-shake so the peer can say why, then drop it. */
-		reply->status = -EACCES;
-		wire_send(cl->fd, WIRE_REPLY, h.seq, reply);
-		rc = -EACCES;
-		goto out;
-	}
 	reply->status = dispatch(r, cl, req, reply);
-	rc = wire_send(cl->fd, WIRE_REPLY, h.seq, reply);
-out:
-	mpops_msg_clear(req);
-	if (reply) {
-		free(reply->fds); /* borrowed fds: the handler's to close */
-		free(reply);
+	if (req->type == MSG_HELLO && reply->status == 0)
+		cl->attached = 1;
+	msg_free(req);
+	if (wire_check(reply) < 0) {
+		log_err("region '%s': the handler of request %#x made a reply of %u bytes and %u fds (at most %d and %d): closing the connection of pid %d; fix the handler",
+			r->name, reply->type, reply->len, reply->nfds, MPOPS_MSG_DATA_MAX,
+			FDS_MAX, (int)cl->pid);
+		msg_free(reply);
+		return -EINVAL;
 	}
-	free(req);
-	return rc;
+	cl->out = reply;
+	cl->out_seq = cl->in_seq;
+	cl->out_next = 0;
+	cl->out_due = 0;
+	return client_flush(r, cl, now);
+}
+
+/* Checks at a request's first record: the hand-shake first, fds within
+ * the limit. */
+static int request_start(struct mpops_region *r, struct chan_client *cl,
+			 const struct wire_hdr *h, int64_t now)
+{
+	if (h->kind != WIRE_REQ || (!cl->attached && h->type != MSG_HELLO))
+		return -EBADMSG;
+	if (h->nfds > MPOPS_CHANNEL_REQ_FDS_MAX) {
+		if (note_due(r, NOTE_FDS, cl->pid, now))
+			log_err("region '%s': pid %d announced %u fds in request %#x, more than the %d a request may carry: closing its connection; send fewer fds per request",
+				r->name, (int)cl->pid, h->nfds, h->type, MPOPS_CHANNEL_REQ_FDS_MAX);
+		return -E2BIG;
+	}
+	cl->in->type = h->type;
+	cl->in->status = h->status;
+	cl->in->len = h->len;
+	cl->in_seq = h->seq;
+	cl->in_nfds = h->nfds;
+	cl->in_due = now + PEER_TIMEOUT_MS;
+	return 0;
+}
+
+/* Take the records @cl sent, up to one whole request, which is served. */
+static int client_read(struct mpops_region *r, struct chan_client *cl, int64_t now)
+{
+	for (;;) {
+		int first = !cl->in;
+		struct wire_hdr h;
+		uint32_t before;
+		int rc;
+
+		if (first && !(cl->in = calloc(1, sizeof(*cl->in))))
+			return -ENOMEM;
+		before = cl->in->nfds;
+		rc = recv_rec(cl->fd, &h, cl->in, first);
+		if (rc == -EAGAIN) {
+			if (first) {
+				free(cl->in);
+				cl->in = NULL;
+			}
+			return 0;
+		}
+		if (rc == 0)
+			rc = first ? request_start(r, cl, &h, now) :
+			     cont_ok(cl->in_seq, cl->in_nfds, &h, cl->in, before) ? 0 : -EBADMSG;
+		if (rc == -EBADMSG)
+			log_err("region '%s': malformed control message from pid %d: closing its connection",
+				r->name, (int)cl->pid);
+		if (rc < 0)
+			return rc;
+		if (cl->in->nfds == cl->in_nfds)
+			return client_serve(r, cl, now);
+	}
+}
+
+/* Serve @cl after poll() reported @ev; < 0 drops it. */
+static int client_step(struct mpops_region *r, struct chan_client *cl, short ev, int64_t now)
+{
+	enum chan_note what;
+	/* Past a deadline, one more try first: the peer may just have caught up. */
+	int late = now >= client_deadline(cl, &what);
+	int rc = 0;
+
+	if (cl->out && ((ev & POLLOUT) || late))
+		rc = client_flush(r, cl, now);
+	else if (!cl->out && ((ev & POLLIN) || late))
+		rc = cl->refused ? client_refuse(cl) : client_read(r, cl, now);
+	else if (ev & (POLLHUP | POLLERR | POLLNVAL))
+		rc = -ENOTCONN;
+	return rc < 0 ? rc : client_overdue(r, cl, now);
+}
+
+static void client_free(struct chan_client *cl)
+{
+	close(cl->fd);
+	msg_free(cl->in);
+	msg_free(cl->out);
 }
 
 static void client_drop(struct mpops_region *r, unsigned i)
 {
 	struct chan_client cl = r->clients[i];
 
-	close(cl.fd);
+	client_free(&cl);
 	r->clients[i] = r->clients[--r->nclients];
-	if (!cl.refused)
+	/* Only a peer that attached was a secondary: its exit matters. */
+	if (cl.attached)
 		proc_gone(r, cl.pid, cl.start_time);
 }
+
+/* ==== primary: accepting ================================================ */
 
 static int peer_uid_ok(int sock, struct ucred *cr)
 {
 	socklen_t len = sizeof(*cr);
 
+	memset(cr, 0, sizeof(*cr));
 	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
 		return 0;
 	return cr->uid == geteuid() || cr->uid == 0;
 }
 
-static void client_accept(struct mpops_region *r)
+/*
+ * No room for @pid's new connection: at the connection limit, or out of
+ * fds. Close the oldest connection that sent no hand-shake; -ENOSPC when
+ * every one is attached (the new one is refused then).
+ */
+static int make_room(struct mpops_region *r, int32_t pid, int out_of_fds, int64_t now)
+{
+	char what[96];
+	int v = -1;
+
+	for (unsigned i = 0; i < r->nclients; i++)
+		if (!r->clients[i].attached &&
+		    (v < 0 || r->clients[i].since_ms < r->clients[v].since_ms))
+			v = (int)i;
+	if (v >= 0)
+		snprintf(what, sizeof(what), "closed the oldest connection without a hand-shake (pid %d)",
+			 (int)r->clients[v].pid);
+	else
+		snprintf(what, sizeof(what), "refused it: every connection is attached");
+	if (note_due(r, NOTE_FULL, 0, now)) {
+		if (out_of_fds)
+			log_err("region '%s': out of file descriptors accepting a control connection from pid %d: %s; raise the primary's RLIMIT_NOFILE (ulimit -n) or stop what floods %s",
+				r->name, (int)pid, what, r->sock_path);
+		else
+			log_err("region '%s': %d control connections, the most it keeps, and pid %d connects: %s; stop what floods %s",
+				r->name, MPOPS_CHANNEL_CONN_MAX, (int)pid, what, r->sock_path);
+	}
+	if (v < 0)
+		return -ENOSPC;
+	client_drop(r, (unsigned)v);
+	return 0;
+}
+
+/* accept4(), giving up the reserve fd when out of fds (*out_of_fds = 1):
+ * the connection is then taken off the backlog instead of staying there
+ * and waking poll() again at once. */
+static int accept_one(struct mpops_region *r, int *out_of_fds)
+{
+	int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	*out_of_fds = 0;
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE) && r->spare_fd >= 0) {
+		close(r->spare_fd);
+		r->spare_fd = -1;
+		*out_of_fds = 1;
+		fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+static void client_accept(struct mpops_region *r, int64_t now)
 {
 	struct chan_client *p;
 	struct ucred cr;
-	int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	int ok;
+	int out_of_fds, ok = 0, fd = accept_one(r, &out_of_fds);
 
+	if (fd < 0 && fd != -EAGAIN && fd != -EINTR && fd != -ECONNABORTED) {
+		/* Out of fds with no reserve, or of memory: retry later, not at once. */
+		r->accept_resume_ms = now + BACKOFF_MS;
+		if (note_due(r, NOTE_ACCEPT, 0, now))
+			log_err("region '%s': cannot accept control connections: %s: retrying every %d ms; raise the primary's RLIMIT_NOFILE (ulimit -n) or stop what floods %s",
+				r->name, strerror(-fd), BACKOFF_MS, r->sock_path);
+	}
+	if (fd >= 0) {
+		ok = peer_uid_ok(fd, &cr);
+		if ((out_of_fds || r->nclients >= MPOPS_CHANNEL_CONN_MAX) &&
+		    make_room(r, cr.pid, out_of_fds, now) < 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (r->spare_fd < 0)
+		r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	ok = peer_uid_ok(fd, &cr);
-	if (!ok)
+	if (!ok && note_due(r, NOTE_REFUSED, cr.pid, now))
 		log_err("region '%s': refused a control connection from pid %d, uid %u: only uid %u or root may attach",
 			r->name, (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
 	p = realloc(r->clients, (r->nclients + 1) * sizeof(*p));
@@ -375,51 +688,66 @@ static void client_accept(struct mpops_region *r)
 		return;
 	}
 	r->clients = p;
-	p[r->nclients].fd = fd;
-	p[r->nclients].pid = cr.pid;
-	p[r->nclients].start_time = mpops_proc_start_time(cr.pid);
-	p[r->nclients].refused = !ok;
-	r->nclients++;
+	p[r->nclients++] = (struct chan_client){
+		.fd = fd, .pid = cr.pid, .refused = !ok, .since_ms = now,
+	};
 }
+
+/* ==== primary: the thread =============================================== */
 
 static void *chan_thread(void *arg)
 {
 	struct mpops_region *r = arg;
 	struct pollfd *pf = NULL;
 
-	for (;;) {
+	while (!atomic_load(&r->thread_stop)) {
 		unsigned n = 2 + r->nclients;
 		struct pollfd *np = realloc(pf, n * sizeof(*pf));
+		int64_t now = now_ms(), due = INT64_MAX;
 		int rc;
 
 		if (!np) {
-			usleep(10000);
+			usleep(BACKOFF_MS * 1000);
 			continue;
 		}
 		pf = np;
+		if (r->accept_resume_ms && now >= r->accept_resume_ms)
+			r->accept_resume_ms = 0;
+		if (r->accept_resume_ms)
+			due = r->accept_resume_ms;
 		pf[0] = (struct pollfd){ .fd = r->stop_fd[0], .events = POLLIN };
-		pf[1] = (struct pollfd){ .fd = r->listen_fd, .events = POLLIN };
-		for (unsigned i = 0; i < r->nclients; i++)
-			pf[2 + i] = (struct pollfd){ .fd = r->clients[i].fd, .events = POLLIN };
-		rc = poll(pf, n, -1);
-		if (rc < 0 && errno != EINTR)
-			break;
-		if (rc <= 0)
+		pf[1] = (struct pollfd){ .fd = r->accept_resume_ms ? -1 : r->listen_fd,
+					 .events = POLLIN };
+		for (unsigned i = 0; i < r->nclients; i++) {
+			struct chan_client *cl = &r->clients[i];
+			enum chan_note what;
+			int64_t d = client_deadline(cl, &what);
+
+			pf[2 + i] = (struct pollfd){ .fd = cl->fd, .events = cl->out ? POLLOUT : POLLIN };
+			if (d < due)
+				due = d;
+		}
+		rc = poll(pf, n, due == INT64_MAX ? -1 : due <= now ? 0 :
+			  due - now > INT_MAX ? INT_MAX : (int)(due - now));
+		if (rc < 0 && errno != EINTR) {
+			/* EINVAL: more fds to poll than RLIMIT_NOFILE; ENOMEM. */
+			if (note_due(r, NOTE_POLL, 0, now))
+				log_err("region '%s': the control thread cannot poll %u fds: %s: retrying every %d ms; raise the primary's RLIMIT_NOFILE (ulimit -n)",
+					r->name, n, strerror(errno), BACKOFF_MS);
+			usleep(BACKOFF_MS * 1000);
+			continue;
+		}
+		if (rc < 0)
 			continue;
 		if (pf[0].revents)
 			break;
-		/* Clients first, from the end, so dropping one keeps indices. */
-		for (unsigned i = n - 2; i-- > 0;) {
-			short ev = pf[2 + i].revents;
-
-			if (!ev)
-				continue;
-			if ((ev & POLLIN) && serve(r, &r->clients[i]) == 0)
-				continue;
-			client_drop(r, i);
-		}
+		now = now_ms();
+		/* Clients from the end, so dropping one keeps indices. */
+		for (unsigned i = n - 2; i-- > 0;)
+			if (client_step(r, &r->clients[i], pf[2 + i].revents, now) < 0)
+				client_drop(r, i);
 		if (pf[1].revents & POLLIN)
-			client_accept(r);
+			client_accept(r, now);
 	}
 	free(pf);
 	return NULL;
@@ -431,7 +759,7 @@ int chan_listen(struct mpops_region *r, unsigned mode)
 	int rc;
 
 	strlcpy(sa.sun_path, r->sock_path, sizeof(sa.sun_path));
-	r->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	r->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (r->listen_fd < 0)
 		return -errno;
 	/* We hold the name's lock: a socket file left there is stale. */
@@ -443,12 +771,16 @@ int chan_listen(struct mpops_region *r, unsigned mode)
 			strerror(-rc));
 		return rc;
 	}
+	/* The fd given up to accept with when the process runs out of them
+	 * (without it, accept backs off instead). */
+	r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (pipe2(r->stop_fd, O_CLOEXEC) < 0)
 		return -errno;
 	if ((rc = pthread_create(&r->thread, NULL, chan_thread, r)) != 0) {
 		log_err("region '%s': cannot start the control thread: %s", r->name, strerror(rc));
 		return -rc;
 	}
+	pthread_setname_np(r->thread, "mpops-chan");
 	r->thread_running = 1;
 	return 0;
 }
@@ -458,18 +790,23 @@ void chan_stop(struct mpops_region *r)
 	if (r->thread_running) {
 		char b = 1;
 
+		atomic_store(&r->thread_stop, 1);
 		if (write(r->stop_fd[1], &b, 1) < 0)
 			log_warn("region '%s': cannot signal the control thread", r->name);
 		pthread_join(r->thread, NULL);
 		r->thread_running = 0;
 	}
 	for (unsigned i = 0; i < r->nclients; i++)
-		close(r->clients[i].fd);
+		client_free(&r->clients[i]);
 	r->nclients = 0;
 	for (int i = 0; i < 2; i++) {
 		if (r->stop_fd[i] >= 0)
 			close(r->stop_fd[i]);
 		r->stop_fd[i] = -1;
+	}
+	if (r->spare_fd >= 0) {
+		close(r->spare_fd);
+		r->spare_fd = -1;
 	}
 	if (r->listen_fd >= 0) {
 		close(r->listen_fd);
@@ -539,31 +876,20 @@ int mpops_channel_unregister(struct mpops_region *r, uint32_t type)
 
 /* ==== secondary: requesting ============================================= */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* One exchange on the connection; caller holds req_mu. */
+/* One exchange on the connection, by @deadline; caller holds req_mu. */
 static int exchange(struct mpops_region *r, const struct mpops_msg *req,
-		    struct mpops_msg *reply, int timeout_ms)
+		    struct mpops_msg *reply, int64_t deadline)
 {
-	int64_t deadline = now_ms() + timeout_ms;
 	uint32_t seq = ++r->seq;
 	struct wire_hdr h;
 	int rc;
 
-	rc = wire_send(r->conn_fd, WIRE_REQ, seq, req);
+	rc = wire_send(r->conn_fd, WIRE_REQ, seq, req, deadline);
 	/* On a broken pipe a refusal may still be waiting: read it. */
 	if (rc < 0 && rc != -ENOTCONN)
 		return rc;
 	for (;;) {
-		int left = (int)(deadline - now_ms());
-
-		rc = wire_recv(r->conn_fd, &h, reply, left > 0 ? left : 0);
+		rc = wire_recv(r->conn_fd, &h, reply, deadline);
 		if (rc < 0)
 			return rc;
 		if (h.kind == WIRE_REPLY && h.seq == seq)
@@ -589,11 +915,16 @@ int mpops_channel_request(struct mpops_region *r, const struct mpops_msg *req,
 		log_err("mpops_channel_request: only a secondary of region '%s' sends requests", r->name);
 		return -EPERM;
 	}
+	if (req->nfds > MPOPS_CHANNEL_REQ_FDS_MAX) {
+		log_err("mpops_channel_request: request %#x carries %u fds, more than the %d the primary accepts: send them in several requests",
+			req->type, req->nfds, MPOPS_CHANNEL_REQ_FDS_MAX);
+		return -E2BIG;
+	}
 	pthread_mutex_lock(&r->req_mu);
 	if (atomic_load(&r->primary_gone)) {
 		rc = -ENOTCONN;
 	} else {
-		rc = exchange(r, req, reply, timeout_ms > 0 ? timeout_ms : 5000);
+		rc = exchange(r, req, reply, now_ms() + (timeout_ms > 0 ? timeout_ms : 5000));
 		if (rc == -ENOTCONN)
 			region_primary_lost(r);
 		else if (rc == -ETIMEDOUT)
@@ -609,10 +940,46 @@ int mpops_channel_request(struct mpops_region *r, const struct mpops_msg *req,
 	return rc;
 }
 
+/* connect() by @deadline: a unix connect() waits for room in a full listen
+ * backlog without end, unless SO_SNDTIMEO bounds it (then -EAGAIN). */
+static int connect_by(struct mpops_region *r, int64_t deadline, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int rc;
+
+	strlcpy(sa.sun_path, r->sock_path, sizeof(sa.sun_path));
+	do {
+		int64_t left = deadline - now_ms() > 0 ? deadline - now_ms() : 1;
+		struct timeval tv = { .tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000 };
+
+		if (setsockopt(r->conn_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+			return -errno;
+		rc = connect(r->conn_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	} while (rc == -EINTR && now_ms() < deadline);
+	if (rc == 0)
+		return 0;
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		log_err("no primary is running for region '%s' (nothing listens on %s): start the primary first",
+			r->name, r->sock_path);
+		rc = -ENOENT;
+	} else if (rc == -EACCES || rc == -EPERM) {
+		log_err("permission denied on %s: run as the primary's user or root",
+			r->sock_path);
+		rc = -EACCES;
+	} else if (rc == -EAGAIN || rc == -EINTR) {
+		log_err("region '%s': the primary accepted no connection on %s within %d ms (its backlog is full): is it stuck, or is something flooding the socket?",
+			r->name, r->sock_path, timeout_ms);
+		rc = -ETIMEDOUT;
+	} else {
+		log_err("cannot connect to %s: %s", r->sock_path, strerror(-rc));
+	}
+	return rc;
+}
+
 int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		 struct hello_reply *info)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int64_t deadline = now_ms() + timeout_ms;
 	struct hello_req hr = {
 		.abi_version = MPOPS_ABI_VERSION,
 		.layout_hash = region_layout_hash(),
@@ -627,27 +994,13 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		rc = -ENOMEM;
 		goto out;
 	}
-	strlcpy(sa.sun_path, r->sock_path, sizeof(sa.sun_path));
 	r->conn_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (r->conn_fd < 0) {
 		rc = -errno;
 		goto out;
 	}
-	if (connect(r->conn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		if (rc == -ENOENT || rc == -ECONNREFUSED) {
-			log_err("no primary is running for region '%s' (nothing listens on %s): start the primary first",
-				r->name, r->sock_path);
-			rc = -ENOENT;
-		} else if (rc == -EACCES || rc == -EPERM) {
-			log_err("permission denied on %s: run as the primary's user or root",
-				r->sock_path);
-			rc = -EACCES;
-		} else {
-			log_err("cannot connect to %s: %s", r->sock_path, strerror(-rc));
-		}
+	if ((rc = connect_by(r, deadline, timeout_ms)) < 0)
 		goto out;
-	}
 	if (!peer_uid_ok(r->conn_fd, &cr)) {
 		log_err("region '%s': the process listening on %s runs as uid %u, not uid %u or root: refusing to attach",
 			r->name, r->sock_path, (unsigned)cr.uid, (unsigned)geteuid());
@@ -657,13 +1010,13 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 	req->type = MSG_HELLO;
 	req->len = sizeof(hr);
 	memcpy(req->data, &hr, sizeof(hr));
-	rc = exchange(r, req, reply, timeout_ms);
+	rc = exchange(r, req, reply, deadline);
 	if (rc == -ETIMEDOUT) {
 		log_err("region '%s': the primary did not answer within %d ms", r->name, timeout_ms);
 		goto out;
 	}
 	if (rc == -ENOTCONN) {
-		log_err("region '%s': the primary closed the connection during the hand-shake: is it stopping?",
+		log_err("region '%s': the primary closed the connection during the hand-shake: is it stopping, or out of connections (see its log)?",
 			r->name);
 		goto out;
 	}

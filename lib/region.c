@@ -154,6 +154,7 @@ static struct mpops_region *region_new(void)
 	r->listen_fd = -1;
 	r->conn_fd = -1;
 	r->stop_fd[0] = r->stop_fd[1] = -1;
+	r->spare_fd = -1;
 	pthread_mutex_init(&r->slots_mu, NULL);
 	pthread_mutex_init(&r->chan_mu, NULL);
 	pthread_mutex_init(&r->req_mu, NULL);

@@ -135,11 +135,40 @@ struct chan_handler {
 	void *arg;
 };
 
+/* Cases the channel thread logs once per peer (see note_due() in channel.c). */
+enum chan_note {
+	NOTE_REFUSED,		/* other uid */
+	NOTE_NO_HELLO,		/* no hand-shake in time */
+	NOTE_SLOW,		/* a request's records not all sent in time */
+	NOTE_FDS,		/* a request announcing too many fds */
+	NOTE_NO_READ,		/* replies not read in time */
+	NOTE_FULL,		/* at the connection limit or out of fds: shedding */
+	NOTE_ACCEPT,		/* accept fails: backing off */
+	NOTE_POLL,		/* poll fails: backing off */
+	NOTE_MAX
+};
+
+/*
+ * One connection to the primary's channel thread, which never blocks on it:
+ * a request is assembled record by record as they arrive, a reply the peer
+ * has no room for waits here (and the peer's next requests with it).
+ */
 struct chan_client {
 	int fd;
 	int32_t pid;
-	uint64_t start_time;
+	uint64_t start_time;	/* from its hand-shake */
 	int refused;		/* failed the credential check: answer, then drop */
+	int attached;		/* its hand-shake succeeded */
+	int64_t since_ms;	/* accepted at (CLOCK_MONOTONIC) */
+	/* a request being received: its first record came, fds may follow */
+	struct mpops_msg *in;
+	uint32_t in_seq, in_nfds;
+	int64_t in_due;
+	/* a reply being sent: records before out_next went out */
+	struct mpops_msg *out;
+	uint32_t out_seq;
+	unsigned out_next;
+	int64_t out_due;	/* 0 until a record found no room */
 };
 
 struct mpops_region {
@@ -169,6 +198,7 @@ struct mpops_region {
 	int stop_fd[2];
 	pthread_t thread;
 	int thread_running;
+	_Atomic int thread_stop;	/* seen even when poll() fails */
 	pthread_mutex_t chan_mu;	/* handlers, exit callbacks */
 	struct chan_handler handlers[CHAN_HANDLERS_MAX];
 	struct {
@@ -177,6 +207,9 @@ struct mpops_region {
 	} exit_cbs[PROC_EXIT_CB_MAX];
 	struct chan_client *clients;
 	unsigned nclients;
+	int spare_fd;			/* given up to accept when out of fds */
+	int64_t accept_resume_ms;	/* accept paused until then (0: not) */
+	struct { int32_t pid; int64_t at_ms; } notes[NOTE_MAX];
 
 	/* port.c: this process's open ports of the region */
 	pthread_mutex_t ports_mu;

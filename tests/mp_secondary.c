@@ -184,6 +184,31 @@ static int cmd_request(struct mpops_region *r, unsigned nfds)
 	return bad;
 }
 
+/* A request with one fd more than the primary accepts, then one that fits. */
+static int cmd_toomany(struct mpops_region *r)
+{
+	struct mpops_msg *req = calloc(1, sizeof(*req)), *rep = calloc(1, sizeof(*rep));
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), rc, rc2;
+
+	/* One fd many times: the request is refused before it is sent (were
+	 * it sent, the handler's reads would fail at once, not block). */
+	req->type = DEMO_MSG_PUT_FDS;
+	for (int i = 0; i <= MPOPS_CHANNEL_REQ_FDS_MAX; i++)
+		mpops_msg_add_fd(req, efd);
+	rc = mpops_channel_request(r, req, rep, 0);
+	mpops_msg_clear(req);
+	req->type = DEMO_MSG_ECHO;
+	req->len = 2;
+	memcpy(req->data, "ok", 2);
+	rc2 = mpops_channel_request(r, req, rep, 0);
+	printf("toomany=%d then=%d\n", rc, rc2);
+	close(efd);
+	mpops_msg_clear(rep);
+	free(req);
+	free(rep);
+	return rc != -E2BIG || rc2 != 0;
+}
+
 /* ---- per-process slot: a kick eventfd fetched over the channel ---------- */
 
 struct kick_slot {
@@ -421,6 +446,8 @@ int main(int argc, char **argv)
 		bad = cmd_origin(r);
 	} else if (strcmp(cmd, "request") == 0) {
 		bad = cmd_request(r, argc > 4 ? (unsigned)atoi(argv[4]) : 600);
+	} else if (strcmp(cmd, "toomany") == 0) {
+		bad = cmd_toomany(r);
 	} else if (strcmp(cmd, "slot") == 0) {
 		bad = cmd_slot(r);
 	} else if (strcmp(cmd, "allocstress") == 0) {

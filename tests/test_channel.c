@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demo_ops.h"
@@ -85,8 +92,22 @@ static void setup(void)
 	cr_assert_eq(mpops_channel_register(r, DEMO_MSG_SLOW, slow, NULL), 0);
 }
 
+/* A misbehaving peer (chan-rogue), killed by pid in teardown if still running. */
+static pid_t rogue = -1;
+static int rogue_fd = -1;
+static struct rlimit nofile_saved;
+static int nofile_lowered;
+
 static void teardown(void)
 {
+	if (rogue > 0) {
+		kill(rogue, SIGKILL);
+		waitpid(rogue, NULL, 0);
+		close(rogue_fd);
+		rogue = -1;
+	}
+	if (nofile_lowered)
+		setrlimit(RLIMIT_NOFILE, &nofile_saved);
 	if (r)
 		mpops_region_detach(r);
 	for (int i = 0; i < nheld; i++)
@@ -189,7 +210,16 @@ Test(channel, malformed_messages_drop_the_sender_not_the_primary)
 	cr_assert_eq(send(fd, hdr_bad_len, sizeof(hdr_bad_len), MSG_NOSIGNAL), (ssize_t)sizeof(hdr_bad_len));
 	cr_assert_eq(recv(fd, junk, sizeof(junk), 0), 0);
 	close(fd);
-	cr_assert_eq(logcap_count("malformed control message"), 2);
+	/* A request before the hand-shake. */
+	{
+		static const uint32_t ping_first[8] = { 0x4843504d, 1 | (1 << 16), 2, 0, 1, 0, 0, 0 };
+
+		fd = raw_connect();
+		cr_assert_eq(send(fd, ping_first, sizeof(ping_first), MSG_NOSIGNAL), (ssize_t)sizeof(ping_first));
+		cr_assert_eq(recv(fd, junk, sizeof(junk), 0), 0);
+		close(fd);
+	}
+	cr_assert_eq(logcap_count("malformed control message"), 3);
 	/* The primary still serves everyone else. */
 	st = peer_run("mp-secondary", args, out, sizeof(out));
 	cr_assert(EXITED_OK(st), "%s", out);
@@ -225,4 +255,351 @@ Test(channel, primary_death_is_enotconn_for_the_secondary)
 	snprintf(line, sizeof(line), "its primary (pid %d) has exited", (int)pid);
 	cr_assert_eq(logcap_count(line), 1);	/* said once */
 	cr_assert_eq(mpops_region_detach(s), 0);
+}
+
+/* ==== one peer cannot stop the others ==================================== */
+
+static pid_t rogue_start(const char *cmd, const char *region, const char *n)
+{
+	const char *args[] = { cmd, rundir_path(), region, n, NULL };
+
+	rogue = peer_start("chan-rogue", args, &rogue_fd);
+	cr_assert_gt(rogue, 0);
+	return rogue;
+}
+
+/* Let the rogue finish (killed after @timeout_ms); its exit status. */
+static int rogue_finish(int timeout_ms)
+{
+	int st = peer_finish(rogue, rogue_fd, out, sizeof(out), timeout_ms);
+
+	rogue = -1;
+	return st;
+}
+
+/* Run the rogue to its end (it exits 0 when it could misbehave as told);
+ * its pid, for the lines the primary logged about it. */
+static pid_t rogue_run(const char *cmd, const char *region, const char *n)
+{
+	pid_t pid = rogue_start(cmd, region, n);
+	int st = rogue_finish(15000);
+
+	cr_assert(EXITED_OK(st), "%s", out);
+	return pid;
+}
+
+/* The number after "key=" in @s, or LONG_MIN. */
+static long val(const char *s, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "%s=", key);
+	p = strstr(s, k);
+	return p ? strtol(p + strlen(k), NULL, 10) : LONG_MIN;
+}
+
+static int logged_for(const char *fmt, pid_t pid)
+{
+	char line[160];
+
+	snprintf(line, sizeof(line), fmt, (int)pid);
+	return logcap_count(line);
+}
+
+Test(channel, a_client_that_never_reads_its_replies_is_closed_and_others_still_attach)
+{
+	pid_t pid = rogue_start("noread", "chan", NULL);
+	int st;
+
+	cr_assert_eq(peer_wait_line(rogue_fd, "stuffed", out, sizeof(out), 10000), 0, "%s", out);
+	st = rogue_finish(15000);
+	cr_assert(EXITED_OK(st), "%s", out);
+	/* A real attach, within its 1.5 s, while the rogue was still connected. */
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(val(out, "rogue-open"), 1, "%s", out);
+	/* The rogue itself is closed once it left no room for 2 s. */
+	cr_assert_lt(val(out, "closed ms"), 5000, "%s", out);
+	cr_assert_eq(logged_for("pid %d does not read its replies", pid), 1);
+}
+
+Test(channel, a_reply_that_waits_for_room_keeps_its_fds_after_the_handler_returned)
+{
+	int st;
+
+	rogue_start("noreadfds", "chan", NULL);
+	cr_assert_eq(peer_wait_line(rogue_fd, "stuffed", out, sizeof(out), 10000), 0, "%s", out);
+	/* The primary stopped reading the rogue: a reply waits for room.
+	 * Its owner closes every fd the handler lent meanwhile. */
+	for (int i = __atomic_load_n(&nheld, __ATOMIC_ACQUIRE); i-- > 0;)
+		close(held[i]);
+	__atomic_store_n(&nheld, 0, __ATOMIC_RELEASE);
+	kill(rogue, SIGUSR1);
+	st = rogue_finish(10000);
+	cr_assert(EXITED_OK(st), "%s", out);
+	/* Every request answered, each reply with its own eventfd, the one
+	 * that waited too; the connection stayed. */
+	cr_assert_eq(val(out, "replies"), val(out, "stuffed requests"), "%s", out);
+	cr_assert_eq(val(out, "good"), val(out, "replies"), "%s", out);
+	cr_assert_eq(val(out, "eof"), 0, "%s", out);
+	cr_assert_eq(logcap_count("cannot keep the fds"), 0);
+}
+
+Test(channel, a_request_sent_slowly_is_closed_after_the_peer_timeout_and_others_attach_meanwhile)
+{
+	pid_t pid = rogue_run("slowfds", "chan", "1000");
+
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(val(out, "rogue-open"), 1, "%s", out);
+	/* Closed 2 s after its first record: not one 1.5 s wait per record. */
+	cr_assert_lt(val(out, "closed ms"), 4000, "%s", out);
+	cr_assert_geq(val(out, "closed ms"), MPOPS_CHANNEL_PEER_TIMEOUT_MS - 100, "%s", out);
+	cr_assert_eq(logged_for("pid %d announced 1000 fds in request 0x1001 but sent", pid), 1);
+}
+
+Test(channel, a_request_announcing_absurd_fd_counts_is_closed_at_its_first_record)
+{
+	pid_t pid = rogue_run("slowfds", "chan", "60000");
+
+	cr_assert_lt(val(out, "closed ms"), 300, "%s", out);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logged_for("pid %d announced 60000 fds in request 0x1001, more than the 1024", pid), 1);
+}
+
+Test(channel, a_request_with_more_fds_than_the_primary_takes_is_e2big_at_the_sender)
+{
+	const char *args[] = { "toomany", rundir_path(), "chan", NULL };
+	int st = peer_run("mp-secondary", args, out, sizeof(out));
+
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert(strstr(out, "toomany=-7 then=0"), "%s", out);	/* -E2BIG, still connected */
+	cr_assert(strstr(out, "carries 1025 fds, more than the 1024 the primary accepts"), "%s", out);
+}
+
+Test(channel, a_peer_of_another_uid_is_refused_before_its_payload_is_read)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = rundir_path(), .socket_mode = 0666,
+	};
+	pid_t pid;
+
+	/* One region per process: make this one with a world-writable socket. */
+	mpops_region_detach(r);
+	r = NULL;
+	chmod(rundir_path(), 0755);
+	cr_assert_eq(mpops_region_create("chan3", &o, &r), 0);
+	/* It announces 1000 fds, sends 250, and waits: the refusal does not. */
+	pid = rogue_run("refused", "chan3", "1000");
+	cr_assert_eq(val(out, "reply"), -EACCES, "%s", out);
+	cr_assert_lt(val(out, "ms"), 1000, "%s", out);
+	cr_assert_eq(logged_for("refused a control connection from pid %d", pid), 1);
+	cr_assert_eq(logcap_count("malformed"), 0);
+}
+
+Test(channel, a_connection_without_a_hand_shake_is_closed_after_the_peer_timeout)
+{
+	pid_t pid = rogue_run("idle", "chan", NULL);
+
+	cr_assert_lt(val(out, "closed ms"), 4000, "%s", out);
+	cr_assert_eq(logged_for("pid %d has not completed a hand-shake within 2000 ms of connecting", pid), 1);
+}
+
+static long cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+Test(channel, a_connection_flood_past_rlimit_nofile_does_not_spin_and_others_still_attach)
+{
+	struct rlimit rl;
+	int maxfd = 0;
+	long before, used;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	/* Leave this process (the primary) about 24 free fds. */
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > maxfd)
+			maxfd = atoi(e->d_name);
+	closedir(d);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	rl = nofile_saved;
+	rl.rlim_cur = (rlim_t)maxfd + 1 + 24;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_lowered = 1;
+
+	rogue_start("flood", "chan", "200");
+	cr_assert_eq(peer_wait_line(rogue_fd, "flooding", out, sizeof(out), 10000), 0, "%s", out);
+	/* The process's CPU over one second: its main thread sleeps, so this
+	 * is the channel thread at work on the flood (~20 ms; a spin, 300-1000). */
+	before = cpu_ms();
+	usleep(1000 * 1000);
+	used = cpu_ms() - before;
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s of flood", used);
+	cr_assert_eq(peer_wait_line(rogue_fd, "attach=", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("out of file descriptors accepting a control connection from pid"), 1);
+	kill(rogue, SIGTERM);
+	rogue_finish(5000);
+}
+
+/*
+ * chan-rogue attaches (within 3 s) while this process, the primary, may
+ * open no fd below @nofile; after 1 s the limit is restored. Returns the
+ * CPU the primary used in that second.
+ */
+static long attach_while_out_of_fds(rlim_t nofile)
+{
+	struct rlimit rl;
+	long before, used;
+	int st;
+
+	rogue_start("late", "chan", NULL);
+	cr_assert_eq(peer_wait_line(rogue_fd, "ready", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	rl = nofile_saved;
+	rl.rlim_cur = nofile;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_lowered = 1;
+	kill(rogue, SIGUSR1);
+	before = cpu_ms();
+	usleep(1000 * 1000);
+	used = cpu_ms() - before;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &nofile_saved), 0);
+	nofile_lowered = 0;
+	st = rogue_finish(10000);
+	cr_assert(EXITED_OK(st), "%s", out);
+	return used;
+}
+
+/* The lowest fd this process has free: the limit at which it has none. */
+static int lowest_free_fd(void)
+{
+	int fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
+
+	close(fd);
+	cr_assert_geq(fd, 3);
+	return fd;
+}
+
+Test(channel, out_of_fds_with_every_connection_attached_refuses_the_new_one_at_once)
+{
+	long used = attach_while_out_of_fds((rlim_t)lowest_free_fd());
+
+	/* The reserve fd accepted it, to close it: the secondary hears at once. */
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	cr_assert_eq(val(out, "attach"), -ENOTCONN, "%s", out);
+	cr_assert_lt(val(out, "ms"), 1000, "%s", out);
+	cr_assert_eq(logcap_count("out of file descriptors accepting a control connection from pid"), 1);
+	cr_assert_eq(logcap_count("refused it: every connection is attached"), 1);
+}
+
+Test(channel, accept_failing_even_with_the_reserve_fd_backs_off_and_recovers)
+{
+	/* fds 0-2 only: the reserve, when given up, frees a slot above the
+	 * limit, so accept keeps failing. */
+	long used = attach_while_out_of_fds(3);
+
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	/* Within 100 ms of fds being back, the waiting secondary is served. */
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("cannot accept control connections: Too many open files: retrying every 100 ms"), 1);
+}
+
+Test(channel, poll_failing_for_lack_of_fds_backs_off_and_recovers)
+{
+	/* No fd at all: poll() of the socket and the stop pipe is EINVAL. */
+	long used = attach_while_out_of_fds(0);
+
+	cr_assert_lt(used, 150, "the primary used %ld ms of CPU in 1 s without fds", used);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("the control thread cannot poll 2 fds: Invalid argument: retrying every 100 ms"), 1);
+}
+
+static int sockets_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[300], link[64];
+	int n = 0;
+
+	while ((e = readdir(d))) {
+		ssize_t k;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k > 0 && strncmp(link, "socket:", 7) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+Test(channel, a_connection_flood_keeps_at_most_the_connection_limit_and_others_still_attach)
+{
+	int most = 0;
+
+	rogue_start("flood", "chan", "400");
+	cr_assert_eq(peer_wait_line(rogue_fd, "flooding", out, sizeof(out), 10000), 0, "%s", out);
+	for (int i = 0; i < 10; i++) {
+		int n = sockets_open();
+
+		most = n > most ? n : most;
+		usleep(50 * 1000);
+	}
+	/* The connections kept, the listening socket, the log's few. */
+	cr_assert_leq(most, MPOPS_CHANNEL_CONN_MAX + 4, "%d sockets open", most);
+	cr_assert_eq(peer_wait_line(rogue_fd, "attach=", out, sizeof(out), 10000), 0, "%s", out);
+	cr_assert_eq(val(out, "attach"), 0, "%s", out);
+	cr_assert_eq(logcap_count("control connections, the most it keeps, and pid"), 1);
+	kill(rogue, SIGTERM);
+	rogue_finish(5000);
+}
+
+Test(channel, attach_gives_up_within_its_timeout_when_the_primary_accepts_no_connection,
+     .timeout = 15)
+{
+	struct mpops_attach_opts ao = {
+		.sz = sizeof(ao), .runtime_dir = rundir_path(), .timeout_ms = 500,
+	};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mpops_region *s = NULL;
+	struct timespec t0, t1;
+	int lfd, fill[8], nfill = 0, rc;
+	long ms;
+
+	/* This process is a secondary here; a socket that never accepts is the
+	 * "primary", its backlog full. */
+	mpops_region_detach(r);
+	r = NULL;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stuck.sock", rundir_path());
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	while (nfill < 8) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(fd);
+			break;
+		}
+		fill[nfill++] = fd;
+	}
+	cr_assert_lt(nfill, 8, "the backlog never filled");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = mpops_region_attach("stuck", &ao, &s);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(lfd);
+	cr_assert_eq(rc, -ETIMEDOUT);
+	cr_assert_geq(ms, 400);
+	cr_assert_lt(ms, 1500, "attach took %ld ms", ms);
+	cr_assert_eq(logcap_count("the primary accepted no connection on"), 1);
 }

@@ -8,8 +8,35 @@
  * The primary serves requests on a thread of its own, started by
  * mpops_region_create(); handlers run on that thread. Peers are checked by
  * credentials (same uid as the primary, or root). A message carries up to
- * MPOPS_MSG_DATA_MAX bytes and any number of fds: past the kernel's
- * per-message limit they travel in several records.
+ * MPOPS_MSG_DATA_MAX bytes and fds: past the kernel's per-message limit they
+ * travel in several records. A request carries at most
+ * MPOPS_CHANNEL_REQ_FDS_MAX fds; a reply any number up to 65536.
+ *
+ * One peer cannot keep the primary from serving the others: the channel
+ * thread never waits on a peer (only on a handler it runs). The primary
+ * closes a connection, with one line in its log naming the peer's pid, when
+ * the peer
+ *  - is of another uid: answered -EACCES after reading only the header of
+ *    its first record, never its payload or fds;
+ *  - sends no hand-shake within MPOPS_CHANNEL_PEER_TIMEOUT_MS of connecting
+ *    (mpops_region_attach() sends it at once), or a request before it;
+ *  - leaves a request unfinished (fd records missing) for that long after
+ *    its first record, or announces more than MPOPS_CHANNEL_REQ_FDS_MAX fds;
+ *  - leaves the primary no room for a reply (it sends requests and does not
+ *    read the replies) for that long. Its further requests wait meanwhile.
+ * At most MPOPS_CHANNEL_CONN_MAX connections are kept. When that many are
+ * open, or the primary runs out of fds (EMFILE; it keeps one in reserve to
+ * accept with), a new connection closes the oldest one that has not sent a
+ * hand-shake, or is closed itself when every connection is attached (the
+ * secondary's attach then fails at once with -ENOTCONN). If accept, or
+ * poll, fails even so, the thread retries every 100 ms instead of spinning
+ * or stopping. A line for the same case and peer is logged at most every
+ * 10 s.
+ *
+ * The secondary's side is bounded by its timeouts too: mpops_region_attach()
+ * gives up connecting (a primary whose listen backlog is full) and waiting
+ * for the hand-shake within mpops_attach_opts.timeout_ms, a request within
+ * its timeout_ms.
  */
 #ifndef MPOPS_CHANNEL_H
 #define MPOPS_CHANNEL_H
@@ -28,6 +55,13 @@ struct mpops_region;
 #define MPOPS_MSG_DATA_MAX 4096
 /** First message type free for drivers; lower ones are mpops's own. */
 #define MPOPS_MSG_USER 0x1000
+/** Most fds one request to the primary may carry. */
+#define MPOPS_CHANNEL_REQ_FDS_MAX 1024
+/** Most connections the primary keeps (attached secondaries and tools). */
+#define MPOPS_CHANNEL_CONN_MAX 256
+/** How long the primary waits on a peer for a hand-shake, a request's
+ *  remaining records, or room for a reply, before closing its connection. */
+#define MPOPS_CHANNEL_PEER_TIMEOUT_MS 2000
 
 /**
  * A message. Requests are filled by the caller; replies by the handler and
@@ -86,8 +120,9 @@ MPOPS_API int mpops_channel_unregister(struct mpops_region *r, uint32_t type);
  * those not taken).
  * @return the reply's status (0 or the handler's -errno; -ENOTSUP for a
  *   type the primary has no handler for), or -ENOTCONN the primary has
- *   exited, -ETIMEDOUT, -EBADMSG malformed reply, -EPERM not a secondary,
- *   -EINVAL.
+ *   exited (or closed the connection), -ETIMEDOUT, -EBADMSG malformed
+ *   reply, -EPERM not a secondary, -E2BIG more than
+ *   MPOPS_CHANNEL_REQ_FDS_MAX fds, -EINVAL.
  */
 MPOPS_API int mpops_channel_request(struct mpops_region *r,
 				    const struct mpops_msg *req,
