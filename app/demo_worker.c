@@ -21,6 +21,8 @@
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
 
+#include "app_util.h"
+
 #define BURST 32
 
 struct stamp {
@@ -36,14 +38,6 @@ struct stamp {
 
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int main(int argc, char **argv)
 {
@@ -90,8 +84,8 @@ int main(int argc, char **argv)
 	}
 	pool = mpops_port_pool(p);
 	base = mpops_region_base(r);
-	end = now_s() + atof(argv[5]);
-	while (!stop && now_s() < end) {
+	end = app_now_s() + atof(argv[5]);
+	while (!stop && app_now_s() < end) {
 		struct mpops_pkt *pk[BURST];
 		int n;
 

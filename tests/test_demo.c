@@ -1,14 +1,37 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The main demo, end to end: backend, primary, secondaries, JSON out. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
 static char out[1 << 16];
+static pid_t backend = -1;
+static int backend_fd = -1;
+static char backend_out[1 << 14];
+
+static void setup(void)
+{
+	rundir_make();
+}
+
+static void teardown(void)
+{
+	if (backend > 0) {
+		kill(backend, SIGKILL);
+		peer_finish(backend, backend_fd, backend_out, sizeof(backend_out), 5000);
+		backend = -1;
+	}
+	rundir_remove();
+}
+
+TestSuite(demo, .init = setup, .fini = teardown);
 
 /* Check the demo's JSON: a primary and @n secondaries that moved packets. */
 static void check(int n)
@@ -58,4 +81,51 @@ Test(demo, bad_arguments_are_refused, .timeout = 10)
 
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s", out);
 	cr_assert(strstr(out, "bad arguments"), "%s", out);
+}
+
+/*
+ * --runtime-dir naming a directory that does not exist: the demo makes it
+ * (mode 0700) before it starts the backend, whose socket goes there, and
+ * removes it at exit. It used to start the backend first, which could not
+ * listen there, and fail after a 10 s wait for it.
+ */
+Test(demo, runtime_dir_that_does_not_exist_is_made_and_removed_at_exit, .timeout = 60)
+{
+	char top[128], dir[160];
+	const char *a[] = { "--json", "--duration", "2", "--runtime-dir", dir, NULL };
+	struct stat st;
+	pid_t pid;
+	int fd, status, seen = 0;
+
+	snprintf(top, sizeof(top), "%s/new", rundir_path());
+	snprintf(dir, sizeof(dir), "%s/runtime", top);
+	pid = peer_start("../app/mpops-demo", a, &fd);
+	cr_assert_gt(pid, 0);
+	for (int i = 0; i < 500 && !seen; i++) {
+		seen = stat(dir, &st) == 0;
+		if (!seen)
+			usleep(10000);
+	}
+	cr_assert(seen, "the demo did not make %s", dir);
+	cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", st.st_mode & 0777);
+	cr_assert_eq(stat(top, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", st.st_mode & 0777);
+	out[0] = '\0';
+	status = peer_finish(pid, fd, out, sizeof(out), 30000);
+	cr_assert(EXITED_OK(status), "%s", out);
+	check(2);
+	/* What it made is gone; what was there before stays. */
+	cr_assert_eq(stat(top, &st), -1, "%s is still there", top);
+	cr_assert_eq(stat(rundir_path(), &st), 0);
+}
+
+Test(demo, runtime_dir_that_exists_is_kept, .timeout = 60)
+{
+	const char *a[] = { "--json", "--duration", "1", "--runtime-dir", rundir_path(), NULL };
+	struct stat st;
+	int status = peer_run("../app/mpops-demo", a, out, sizeof(out));
+
+	cr_assert(EXITED_OK(status), "%s", out);
+	check(2);
+	cr_assert_eq(stat(rundir_path(), &st), 0, "the demo removed a directory it did not make");
 }
