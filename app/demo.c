@@ -208,6 +208,7 @@ int main(int argc, char **argv)
 	struct worker w[VTNET_MAX_QP] = { 0 };
 	char rundir[PATH_MAX], made_dir[PATH_MAX] = "", sock[PATH_MAX], prog[PATH_MAX];
 	char vhost[PATH_MAX];
+	uint64_t total_rx = 0, total_tx = 0;
 	uint64_t last_rx[VTNET_MAX_QP] = { 0 }, last_tx[VTNET_MAX_QP] = { 0 };
 	struct mpops_port *port = NULL;
 	struct mpops_region *r = NULL;
@@ -382,6 +383,16 @@ int main(int argc, char **argv)
 				failed = 1;
 		}
 	}
+	/* Totals across queues: a packet may come back on any queue pair. */
+	for (int i = 0; i < o.secondaries; i++) {
+		total_rx += json_u64(w[i].line, "rx_packets");
+		total_tx += json_u64(w[i].line, "tx_packets");
+	}
+	if (total_tx && !total_rx) {
+		fprintf(stderr, "mpops-demo: %llu packets sent, none came back: the backend must send them back (loopback, or a switch that returns them)\n",
+			(unsigned long long)total_tx);
+		failed = 1;
+	}
 	audit = mpops_audit(r, NULL, NULL, 0);
 	if (audit != 0)
 		failed = 1;
@@ -393,29 +404,27 @@ out:
 		for (int i = 0; i < o.secondaries; i++) {
 			if (w[i].pid <= 0)
 				continue;
-			printf(", {\"role\": \"secondary\", \"pid\": %d, \"queue\": %d, \"rx_packets\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"exit_status\": %d}",
+			printf(", {\"role\": \"secondary\", \"pid\": %d, \"queue\": %d, \"rx_packets\": %llu, \"rx_other_queues\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"exit_status\": %d}",
 			       (int)w[i].pid, i, json_u64(w[i].line, "rx_packets"),
+			       json_u64(w[i].line, "rx_other_queues"),
 			       json_u64(w[i].line, "tx_packets"), json_u64(w[i].line, "errors"),
 			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
 		}
-		printf("]}\n");
+		printf("], \"total\": {\"rx_packets\": %llu, \"tx_packets\": %llu}}\n",
+		       (unsigned long long)total_rx, (unsigned long long)total_tx);
 	} else if (r && port) {
-		uint64_t trx = 0, ttx = 0;
-
 		printf("\nsummary (%.1f s):\n  %-9s %7s %5s %12s %12s %7s %6s %s\n", o.duration, "role",
 		       "pid", "queue", "rx packets", "tx packets", "errors", "kicks", "exit");
 		for (int i = 0; i < o.secondaries; i++) {
 			if (w[i].pid <= 0)
 				continue;
-			trx += json_u64(w[i].line, "rx_packets");
-			ttx += json_u64(w[i].line, "tx_packets");
 			printf("  %-9s %7d %5d %12llu %12llu %7llu %6llu %d\n", "secondary", (int)w[i].pid, i,
 			       json_u64(w[i].line, "rx_packets"), json_u64(w[i].line, "tx_packets"),
 			       json_u64(w[i].line, "errors"), json_u64(w[i].line, "kicks"),
 			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
 		}
 		printf("  %-9s %7d %5s %12llu %12llu\n", "total", (int)getpid(), "-",
-		       (unsigned long long)trx, (unsigned long long)ttx);
+		       (unsigned long long)total_rx, (unsigned long long)total_tx);
 		printf("audit: %d process-local pointers in shared memory (primary); each secondary audited too\n",
 		       audit);
 		printf("%s\n", failed ? "FAILED" : "ok");
