@@ -108,13 +108,13 @@ const char *helper_path(const char *name)
 
 pid_t peer_start(const char *prog, const char *const *args, int *out_fd)
 {
-	const char *argv[16];
+	const char *argv[32];
 	posix_spawn_file_actions_t fa;
 	int p[2], n = 0;
 	pid_t pid;
 
 	argv[n++] = helper_path(prog);
-	for (; args && *args && n < 15; args++)
+	for (; args && *args && n < 31; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
 	if (pipe2(p, O_CLOEXEC) < 0)

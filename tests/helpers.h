@@ -24,7 +24,7 @@ struct mpops_region *primary_make(const char *name);
 /* Path of a helper program built next to the tests. */
 const char *helper_path(const char *name);
 
-/* Start a helper program with stdout+stderr to a pipe (*out_fd). */
+/* Start a helper program (up to 30 arguments) with stdout+stderr to a pipe (*out_fd). */
 pid_t peer_start(const char *prog, const char *const *args, int *out_fd);
 /* Read until the peer prints a line containing @needle (or timeout). */
 int peer_wait_line(int out_fd, const char *needle, char *buf, size_t len, int timeout_ms);
