@@ -16,9 +16,12 @@ static pid_t backend = -1;
 static int backend_fd = -1;
 static char backend_out[1 << 14];
 
+static char sock[128];
+
 static void setup(void)
 {
 	rundir_make();
+	snprintf(sock, sizeof(sock), "%s/vhost.sock", rundir_path());
 }
 
 static void teardown(void)
@@ -32,6 +35,19 @@ static void teardown(void)
 }
 
 TestSuite(demo, .init = setup, .fini = teardown);
+
+/* mpops-vhost with 2 queue pairs in @mode at sock, for --vhost-socket. */
+static void backend_start(const char *mode, const char *extra)
+{
+	const char *b[] = { "--socket", sock, "--queues", "2", "--mode", mode, "--kick-driven",
+			    extra, NULL };
+	struct stat st;
+
+	backend = peer_start("../drivers/virtio/backend/mpops-vhost", b, &backend_fd);
+	cr_assert_gt(backend, 0);
+	for (int i = 0; i < 500 && stat(sock, &st) < 0; i++)
+		usleep(10000);
+}
 
 /* Check the demo's JSON: a primary and @n secondaries that moved packets. */
 static void check(int n)
@@ -102,19 +118,11 @@ static unsigned long long value(const char *obj, const char *key)
  */
 Test(demo, packets_returned_on_another_queue_count_toward_the_total, .timeout = 60)
 {
-	char sock[128];
-	const char *b[] = { "--socket", sock, "--queues", "2", "--mode", "loopback", "--cross",
-			    "--kick-driven", NULL };
 	const char *a[] = { "--json", "--duration", "2", "--vhost-socket", sock, NULL };
 	unsigned long long rx = 0;
-	struct stat st;
 	int status;
 
-	snprintf(sock, sizeof(sock), "%s/vhost.sock", rundir_path());
-	backend = peer_start("../drivers/virtio/backend/mpops-vhost", b, &backend_fd);
-	cr_assert_gt(backend, 0);
-	for (int i = 0; i < 500 && stat(sock, &st) < 0; i++)
-		usleep(10000);
+	backend_start("loopback", "--cross");
 	status = peer_run("../app/mpops-demo", a, out, sizeof(out));
 	cr_assert(EXITED_OK(status), "%s", out);
 	check(2);
@@ -176,4 +184,38 @@ Test(demo, runtime_dir_that_exists_is_kept, .timeout = 60)
 	cr_assert(EXITED_OK(status), "%s", out);
 	check(2);
 	cr_assert_eq(stat(rundir_path(), &st), 0, "the demo removed a directory it did not make");
+}
+
+Test(demo, runtime_dir_that_cannot_be_made_is_one_line_and_exit_1, .timeout = 10)
+{
+	char file[128], dir[160];
+	const char *a[] = { "--runtime-dir", dir, NULL };
+	FILE *f;
+	int st;
+
+	/* Under a regular file: ENOTDIR, before anything is started. */
+	snprintf(file, sizeof(file), "%s/file", rundir_path());
+	snprintf(dir, sizeof(dir), "%s/sub", file);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	st = peer_run("../app/mpops-demo", a, out, sizeof(out));
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", out);
+	cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "not one line:\n%s", out);
+	cr_assert(strstr(out, "mpops-demo: cannot create the runtime directory"), "%s", out);
+	cr_assert(strstr(out, "Not a directory: pick another --runtime-dir"), "%s", out);
+}
+
+/* Totals across queues still catch a backend that returns nothing. */
+Test(demo, backend_that_returns_nothing_fails_the_demo, .timeout = 60)
+{
+	const char *a[] = { "--duration", "1", "--vhost-socket", sock, NULL };
+	int status;
+
+	backend_start("sink", NULL);
+	status = peer_run("../app/mpops-demo", a, out, sizeof(out));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", out);
+	cr_assert(strstr(out, "packets sent, none came back: the backend must send them back"),
+		  "%s", out);
+	cr_assert(strstr(out, "FAILED"), "%s", out);
 }
