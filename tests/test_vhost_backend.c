@@ -678,6 +678,25 @@ Test(vhost_backend, help_exits_zero)
 	cr_assert_not_null(strstr(out, "--kick-driven"));
 	cr_assert_not_null(strstr(out, "--no-mrg-rxbuf"));
 	cr_assert_not_null(strstr(out, "--client"));
+	cr_assert_not_null(strstr(out, "--cross"));
+}
+
+Test(vhost_backend, cross_is_a_variant_of_loopback_only)
+{
+	struct proc p;
+	char *argv[] = { (char *)vhost_path(), "--socket", p.sock, "--mode", "sink", "--cross",
+			 NULL };
+	static char err[8192];
+	int st;
+
+	proc_dir(&p);
+	p.pid = spawn(argv, p.out, p.err);
+	st = reap(p.pid, 5);
+	read_file(p.err, err, sizeof(err));
+	proc_cleanup(&p);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x:\n%s", st, err);
+	cr_assert_not_null(strstr(err, "mpops-vhost: --cross is a variant of loopback: use it with --mode loopback\n"),
+			   "%s", err);
 }
 
 Test(vhost_backend, loopback_of_packets_end_to_end)
