@@ -433,7 +433,7 @@ Test(fwd, secondary_without_a_primary_fails_with_one_line)
 	cr_assert(strstr(sec[0].out, "start the primary first"), "%s", sec[0].out);
 }
 
-Test(fwd, primary_whose_port_cannot_be_made_fails_with_one_line_and_leaves_no_directory)
+Test(fwd, primary_that_cannot_set_up_fails_with_one_line_and_leaves_no_directory)
 {
 	char dir[160], bad[160];
 	const char *a[] = { "--runtime-dir", dir, "--vhost-server", "--vhost-socket", bad, NULL };
@@ -449,6 +449,18 @@ Test(fwd, primary_whose_port_cannot_be_made_fails_with_one_line_and_leaves_no_di
 	cr_assert(strstr(primary.out, "mpops-fwd: cannot create port 'port0' on vhost-user socket "),
 		  "%s", primary.out);
 	cr_assert_eq(stat(dir, &st), -1, "%s was left behind", dir);
+
+	/* A runtime directory that cannot be made (under a regular file). */
+	snprintf(bad, sizeof(bad), "%s/file", rundir_path());
+	cr_assert_eq(mknod(bad, S_IFREG | 0600, 0), 0);
+	snprintf(dir, sizeof(dir), "%s/file/sub", rundir_path());
+	snprintf(bad, sizeof(bad), "%s", sock);
+	start(&primary, FWD, a, NULL);
+	status = end(&primary, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", primary.out);
+	cr_assert_eq(lines(primary.out), 1, "%s", primary.out);
+	cr_assert(strstr(primary.out, "/file/sub: Not a directory: pick another --runtime-dir"),
+		  "%s", primary.out);
 }
 
 Test(fwd, bad_options_are_usage_errors_in_one_line)
