@@ -630,9 +630,23 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* This process's counts summed over its queue pairs. */
+static struct fwdq total(const struct fwd *f)
+{
+	struct fwdq t = { 0 };
+
+	for (unsigned i = 0; i < f->nq; i++) {
+		t.rx += f->q[i].rx;
+		t.tx += f->q[i].tx;
+		t.dropped += f->q[i].dropped;
+		t.drained += f->q[i].drained;
+	}
+	return t;
+}
+
 static void report_json(struct fwd *f, int failed)
 {
-	uint64_t rx = 0, tx = 0, dropped = 0, drained = 0;
+	struct fwdq t = total(f);
 	struct mpops_port_info pi;
 
 	printf("{\"role\": \"%s\", \"pid\": %d, \"region\": ", f->o.secondary ? "secondary" : "primary",
@@ -652,14 +666,10 @@ static void report_json(struct fwd *f, int failed)
 		       (unsigned long long)q->rx_bytes, (unsigned long long)q->tx,
 		       (unsigned long long)q->tx_bytes, (unsigned long long)q->dropped,
 		       (unsigned long long)q->drained);
-		rx += q->rx;
-		tx += q->tx;
-		dropped += q->dropped;
-		drained += q->drained;
 	}
 	printf("], \"total\": {\"rx_packets\": %llu, \"tx_packets\": %llu, \"tx_dropped\": %llu, \"drained\": %llu}, \"port_queues\": [",
-	       (unsigned long long)rx, (unsigned long long)tx, (unsigned long long)dropped,
-	       (unsigned long long)drained);
+	       (unsigned long long)t.rx, (unsigned long long)t.tx, (unsigned long long)t.dropped,
+	       (unsigned long long)t.drained);
 	mpops_port_info_get(f->port, &pi);
 	for (uint16_t qp = 0; qp < f->pi.nb_qp; qp++) {
 		struct mpops_port_queue_stats rs, ts;
@@ -677,7 +687,7 @@ static void report_json(struct fwd *f, int failed)
 
 static void report_text(struct fwd *f, int failed)
 {
-	uint64_t rx = 0, tx = 0, dropped = 0, drained = 0;
+	struct fwdq t = total(f);
 	struct mpops_port_info pi;
 
 	printf("\nmpops-fwd: %s pid %d, port %s, mode %s, %.1f s:\n  %-6s %14s %14s %12s %10s\n",
@@ -690,13 +700,10 @@ static void report_text(struct fwd *f, int failed)
 		printf("  %-6u %14llu %14llu %12llu %10llu\n", q->qp, (unsigned long long)q->rx,
 		       (unsigned long long)q->tx, (unsigned long long)q->dropped,
 		       (unsigned long long)q->drained);
-		rx += q->rx;
-		tx += q->tx;
-		dropped += q->dropped;
-		drained += q->drained;
 	}
-	printf("  %-6s %14llu %14llu %12llu %10llu\n", "total", (unsigned long long)rx,
-	       (unsigned long long)tx, (unsigned long long)dropped, (unsigned long long)drained);
+	printf("  %-6s %14llu %14llu %12llu %10llu\n", "total", (unsigned long long)t.rx,
+	       (unsigned long long)t.tx, (unsigned long long)t.dropped,
+	       (unsigned long long)t.drained);
 	printf("  port %s, every process (shared counters):\n  %-6s %8s %14s %14s %9s %9s\n",
 	       f->pi.name, "qp", "owner", "rx packets", "tx packets", "errors", "drops");
 	mpops_port_info_get(f->port, &pi);
