@@ -99,18 +99,6 @@ Test(demo, bad_arguments_are_refused, .timeout = 10)
 	cr_assert(strstr(out, "bad arguments"), "%s", out);
 }
 
-/* The JSON value of @key in the object that starts at @obj. */
-static unsigned long long value(const char *obj, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = strstr(obj, pat);
-	cr_assert_not_null(p, "no %s in %s", key, obj);
-	return strtoull(p + strlen(pat), NULL, 10);
-}
-
 /*
  * A switch returns a packet on whichever queue its thread polls: with
  * mpops-vhost --cross, every packet of queue pair 0 comes back on 1 and the
@@ -128,10 +116,10 @@ Test(demo, packets_returned_on_another_queue_count_toward_the_total, .timeout = 
 	check(2);
 	/* Every packet a secondary received was the other one's. */
 	for (const char *s = out; (s = strstr(s, "{\"role\": \"secondary\"")); s++) {
-		cr_assert_eq(value(s, "rx_other_queues"), value(s, "rx_packets"), "%s", s);
-		rx += value(s, "rx_packets");
+		cr_assert_eq(json_num(s, "rx_other_queues"), json_num(s, "rx_packets"), "%s", s);
+		rx += json_num(s, "rx_packets");
 	}
-	cr_assert_eq(value(strstr(out, "\"total\": "), "rx_packets"), rx, "%s", out);
+	cr_assert_eq(json_num(strstr(out, "\"total\": "), "rx_packets"), rx, "%s", out);
 	kill(backend, SIGTERM);
 	status = peer_finish(backend, backend_fd, backend_out, sizeof(backend_out), 10000);
 	backend = -1;

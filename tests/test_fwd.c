@@ -20,15 +20,8 @@
 #define FWD "../app/mpops-fwd"
 #define VHOST "../drivers/virtio/backend/mpops-vhost"
 
-struct proc {
-	pid_t pid;
-	int fd;
-	int status;
-	char out[1 << 15];
-};
-
 /* Every process a test starts: ended by pid at teardown if still running. */
-static struct proc backend, primary, sec[3];
+static struct peer backend, primary, sec[3];
 static char sock[128];
 
 static void setup(void)
@@ -40,39 +33,16 @@ static void setup(void)
 		sec[i].pid = -1;
 }
 
-/* Send @sig to @p and collect its output and exit status. */
-static int end(struct proc *p, int sig)
-{
-	if (p->pid <= 0)
-		return p->status;
-	if (sig)
-		kill(p->pid, sig);
-	p->status = peer_finish(p->pid, p->fd, p->out, sizeof(p->out), 20000);
-	p->pid = -1;
-	return p->status;
-}
-
 static void teardown(void)
 {
 	for (int i = 0; i < 3; i++)
-		end(&sec[i], SIGKILL);
-	end(&primary, SIGKILL);
-	end(&backend, SIGKILL);
+		peer_end(&sec[i], SIGKILL);
+	peer_end(&primary, SIGKILL);
+	peer_end(&backend, SIGKILL);
 	rundir_remove();
 }
 
 TestSuite(fwd, .init = setup, .fini = teardown, .timeout = 90);
-
-/* Start @prog; with @ready, wait until it printed that. */
-static void start(struct proc *p, const char *prog, const char *const *args, const char *ready)
-{
-	p->out[0] = '\0';
-	p->pid = peer_start(prog, args, &p->fd);
-	cr_assert_gt(p->pid, 0, "cannot start %s", prog);
-	if (ready)
-		cr_assert_eq(peer_wait_line(p->fd, ready, p->out, sizeof(p->out), 30000), 0,
-			     "%s did not say '%s':\n%s", prog, ready, p->out);
-}
 
 /* mpops-vhost with @nqp queue pairs in @mode (extra options after). */
 static void backend_start(const char *nqp, const char *mode, const char *extra)
@@ -81,7 +51,7 @@ static void backend_start(const char *nqp, const char *mode, const char *extra)
 			    "--quiet", extra, NULL };
 	struct stat st;
 
-	start(&backend, VHOST, a, NULL);
+	peer_begin(&backend, VHOST, a, NULL);
 	for (int i = 0; i < 500 && stat(sock, &st) < 0; i++)
 		usleep(10000);
 }
@@ -96,11 +66,11 @@ static void primary_start(const char *nqp, const char *const *opts)
 	for (; *opts; opts++)
 		a[n++] = *opts;
 	a[n] = NULL;
-	start(&primary, FWD, a, "forwarding");
+	peer_begin(&primary, FWD, a, "forwarding");
 }
 
 /* A secondary mpops-fwd with @opts; with @ready, wait for that line. */
-static void secondary_start(struct proc *p, const char *const *opts, const char *ready)
+static void secondary_start(struct peer *p, const char *const *opts, const char *ready)
 {
 	const char *a[32] = { "--proc-type", "secondary", "--runtime-dir", rundir_path(), "--json" };
 	int n = 5;
@@ -108,32 +78,19 @@ static void secondary_start(struct proc *p, const char *const *opts, const char 
 	for (; *opts; opts++)
 		a[n++] = *opts;
 	a[n] = NULL;
-	start(p, FWD, a, ready);
+	peer_begin(p, FWD, a, ready);
 }
 
 /* End a process that must exit 0 (@sig 0: it ends by itself). */
-static void end_ok(struct proc *p, int sig, const char *who)
+static void end_ok(struct peer *p, int sig, const char *who)
 {
-	int st = end(p, sig);
+	int st = peer_end(p, sig);
 
 	cr_assert(EXITED_OK(st), "%s exited with status %#x:\n%s", who, st, p->out);
 }
 
-/* The number after "key": in @obj. */
-static unsigned long long num(const char *obj, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	cr_assert_not_null(obj);
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	p = strstr(obj, pat);
-	cr_assert_not_null(p, "no \"%s\" in:\n%s", key, obj);
-	return strtoull(p + strlen(pat), NULL, 10);
-}
-
 /* The final JSON object of an mpops-fwd process. */
-static const char *report(const struct proc *p)
+static const char *report(const struct peer *p)
 {
 	const char *j = strstr(p->out, "{\"role\": ");
 
@@ -142,7 +99,7 @@ static const char *report(const struct proc *p)
 }
 
 /* This process's own counts of queue pair @qp (in its "queues"). */
-static const char *own(const struct proc *p, unsigned qp)
+static const char *own(const struct peer *p, unsigned qp)
 {
 	char pat[64];
 	const char *q;
@@ -154,7 +111,7 @@ static const char *own(const struct proc *p, unsigned qp)
 }
 
 /* The shared counters of queue pair @qp as @p read them at its end. */
-static const char *shared(const struct proc *p, unsigned qp)
+static const char *shared(const struct peer *p, unsigned qp)
 {
 	char pat[64];
 	const char *q;
@@ -199,13 +156,13 @@ static int line_with_both(const char *out, const char *a, const char *b)
 }
 
 /* The shared counters say what each process counted itself, and no errors. */
-static void shared_matches_own(const struct proc *reader, const struct proc *p, unsigned qp)
+static void shared_matches_own(const struct peer *reader, const struct peer *p, unsigned qp)
 {
 	const char *s = shared(reader, qp), *o = own(p, qp);
 
-	cr_assert_eq(num(s, "rx_packets"), num(o, "rx_packets"), "qp %u:\n%s\n%s", qp, s, o);
-	cr_assert_eq(num(s, "tx_packets"), num(o, "tx_packets"), "qp %u:\n%s\n%s", qp, s, o);
-	cr_assert_eq(num(s, "rx_errors") + num(s, "tx_errors"), 0, "%s", s);
+	cr_assert_eq(json_num(s, "rx_packets"), json_num(o, "rx_packets"), "qp %u:\n%s\n%s", qp, s, o);
+	cr_assert_eq(json_num(s, "tx_packets"), json_num(o, "tx_packets"), "qp %u:\n%s\n%s", qp, s, o);
+	cr_assert_eq(json_num(s, "rx_errors") + json_num(s, "tx_errors"), 0, "%s", s);
 }
 
 /*
@@ -221,7 +178,7 @@ Test(fwd, primary_and_two_secondaries_count_what_the_backend_counted)
 			    "--duration", "2", "--idle-sleep", "100", NULL };
 	const char *b[] = { "--queues-claim", "1", "--forward-mode", "macswap", "--tx-first",
 			    "--duration", "2", NULL };
-	struct proc *all[] = { &sec[0], &sec[1], &primary };
+	struct peer *all[] = { &sec[0], &sec[1], &primary };
 	unsigned long long rx = 0, tx = 0;
 	const char *be, *o;
 	char q0[48], q1[48];
@@ -239,27 +196,27 @@ Test(fwd, primary_and_two_secondaries_count_what_the_backend_counted)
 	be = backend_end();
 
 	/* txonly sent exactly its count, and got packets back. */
-	cr_assert_eq(num(own(&sec[0], 0), "tx_packets"), 5000);
-	cr_assert_eq(num(own(&sec[0], 0), "tx_bytes"), 5000 * 64);
-	cr_assert_gt(num(own(&sec[0], 0), "rx_packets"), 0);
-	cr_assert_eq(num(own(&primary, 2), "tx_packets"), 3000);
-	cr_assert_gt(num(own(&primary, 2), "rx_packets"), 0);
+	cr_assert_eq(json_num(own(&sec[0], 0), "tx_packets"), 5000);
+	cr_assert_eq(json_num(own(&sec[0], 0), "tx_bytes"), 5000 * 64);
+	cr_assert_gt(json_num(own(&sec[0], 0), "rx_packets"), 0);
+	cr_assert_eq(json_num(own(&primary, 2), "tx_packets"), 3000);
+	cr_assert_gt(json_num(own(&primary, 2), "rx_packets"), 0);
 	/* macswap sent back all it received (but what came after its end),
 	 * plus its first burst. */
 	o = own(&sec[1], 1);
-	cr_assert_gt(num(o, "rx_packets"), 1000, "%s", o);
-	cr_assert_eq(num(o, "tx_packets"),
-		     num(o, "rx_packets") - num(o, "drained") - num(o, "tx_dropped") + 32, "%s", o);
+	cr_assert_gt(json_num(o, "rx_packets"), 1000, "%s", o);
+	cr_assert_eq(json_num(o, "tx_packets"),
+		     json_num(o, "rx_packets") - json_num(o, "drained") - json_num(o, "tx_dropped") + 32, "%s", o);
 	/* The backend saw every packet they sent, and they received every
 	 * packet it sent. */
 	for (int i = 0; i < 3; i++) {
-		rx += num(report(all[i]), "rx_packets");
-		tx += num(report(all[i]), "tx_packets");
-		cr_assert_eq(num(report(all[i]), "audit"), 0);
+		rx += json_num(report(all[i]), "rx_packets");
+		tx += json_num(report(all[i]), "tx_packets");
+		cr_assert_eq(json_num(report(all[i]), "audit"), 0);
 	}
-	cr_assert_eq(num(be, "received_packets"), tx, "%s", be);
-	cr_assert_eq(num(be, "sent_packets"), rx, "%s", be);
-	cr_assert_eq(num(be, "received_packets"), num(be, "sent_packets") + num(be, "drops"), "%s", be);
+	cr_assert_eq(json_num(be, "received_packets"), tx, "%s", be);
+	cr_assert_eq(json_num(be, "sent_packets"), rx, "%s", be);
+	cr_assert_eq(json_num(be, "received_packets"), json_num(be, "sent_packets") + json_num(be, "drops"), "%s", be);
 	/* The shared counters, as the primary read them at its end. */
 	shared_matches_own(&primary, &sec[0], 0);
 	shared_matches_own(&primary, &sec[1], 1);
@@ -296,20 +253,20 @@ Test(fwd, packets_returned_on_another_queue_are_counted_not_errors)
 	end_ok(&primary, SIGTERM, "the primary");
 	be = backend_end();
 
-	cr_assert_eq(num(own(&sec[0], 0), "tx_packets"), 4000);
-	cr_assert_eq(num(own(&sec[0], 0), "rx_packets"), 0, "nobody sends on tx 2");
+	cr_assert_eq(json_num(own(&sec[0], 0), "tx_packets"), 4000);
+	cr_assert_eq(json_num(own(&sec[0], 0), "rx_packets"), 0, "nobody sends on tx 2");
 	o = own(&sec[1], 1);
-	cr_assert_gt(num(o, "rx_packets"), 0, "%s", o);
-	cr_assert_eq(num(o, "tx_packets") + num(o, "tx_dropped") + num(o, "drained"),
-		     num(o, "rx_packets"), "io sends on what it receives: %s", o);
-	cr_assert_gt(num(own(&primary, 2), "rx_packets"), 0, "%s", report(&primary));
-	cr_assert_eq(num(own(&primary, 2), "tx_packets"), 0);
-	cr_assert_eq(num(be, "received_packets"), 4000 + num(o, "tx_packets"), "%s", be);
-	cr_assert_eq(num(be, "sent_packets"),
-		     num(o, "rx_packets") + num(own(&primary, 2), "rx_packets"), "%s", be);
+	cr_assert_gt(json_num(o, "rx_packets"), 0, "%s", o);
+	cr_assert_eq(json_num(o, "tx_packets") + json_num(o, "tx_dropped") + json_num(o, "drained"),
+		     json_num(o, "rx_packets"), "io sends on what it receives: %s", o);
+	cr_assert_gt(json_num(own(&primary, 2), "rx_packets"), 0, "%s", report(&primary));
+	cr_assert_eq(json_num(own(&primary, 2), "tx_packets"), 0);
+	cr_assert_eq(json_num(be, "received_packets"), 4000 + json_num(o, "tx_packets"), "%s", be);
+	cr_assert_eq(json_num(be, "sent_packets"),
+		     json_num(o, "rx_packets") + json_num(own(&primary, 2), "rx_packets"), "%s", be);
 	for (unsigned qp = 0; qp < 3; qp++)
-		cr_assert_eq(num(shared(&primary, qp), "rx_errors") +
-			     num(shared(&primary, qp), "tx_errors"), 0);
+		cr_assert_eq(json_num(shared(&primary, qp), "rx_errors") +
+			     json_num(shared(&primary, qp), "tx_errors"), 0);
 }
 
 /* txonly in a secondary, counted by a sink backend to the packet and byte. */
@@ -328,33 +285,33 @@ Test(fwd, txonly_secondary_is_counted_by_a_sink_backend)
 	primary_start("2", p);
 	/* A queue pair the port does not have: usage. */
 	secondary_start(&sec[2], beyond, NULL);
-	st = end(&sec[2], 0);
+	st = peer_end(&sec[2], 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s", sec[2].out);
 	cr_assert(strstr(sec[2].out, "port 'port0' has 2"), "%s", sec[2].out);
 	cr_assert_eq(lines(sec[2].out), 1, "%s", sec[2].out);
 
 	secondary_start(&sec[0], a, NULL);
 	end_ok(&sec[0], 0, "the secondary");
-	cr_assert_eq(num(own(&sec[0], 1), "tx_packets"), 10000);
-	cr_assert_eq(num(own(&sec[0], 1), "tx_bytes"), 10000 * 128);
-	cr_assert_eq(num(own(&sec[0], 1), "rx_packets"), 0);
+	cr_assert_eq(json_num(own(&sec[0], 1), "tx_packets"), 10000);
+	cr_assert_eq(json_num(own(&sec[0], 1), "tx_bytes"), 10000 * 128);
+	cr_assert_eq(json_num(own(&sec[0], 1), "rx_packets"), 0);
 
 	/* A count it cannot reach in its time: exit 1, saying so. */
 	secondary_start(&sec[1], short_run, NULL);
-	st = end(&sec[1], 0);
+	st = peer_end(&sec[1], 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", sec[1].out);
 	cr_assert(strstr(sec[1].out, "of its 100000000 packets before the end: give it a longer --duration"),
 		  "%s", sec[1].out);
 
 	end_ok(&primary, SIGTERM, "the primary");
 	be = backend_end();
-	cr_assert_eq(num(be, "received_packets"),
-		     10000 + num(own(&sec[1], 0), "tx_packets"), "%s", be);
-	cr_assert_eq(num(shared(&primary, 1), "tx_packets"), 10000);
+	cr_assert_eq(json_num(be, "received_packets"),
+		     10000 + json_num(own(&sec[1], 0), "tx_packets"), "%s", be);
+	cr_assert_eq(json_num(shared(&primary, 1), "tx_packets"), 10000);
 	/* The sink got 128-byte frames from queue pair 1: the bytes add up. */
-	cr_assert_eq(num(be, "received_bytes"),
-		     10000 * 128 + 64 * num(own(&sec[1], 0), "tx_packets"), "%s", be);
-	cr_assert_eq(num(be, "sent_packets"), 0);
+	cr_assert_eq(json_num(be, "received_bytes"),
+		     10000 * 128 + 64 * json_num(own(&sec[1], 0), "tx_packets"), "%s", be);
+	cr_assert_eq(json_num(be, "sent_packets"), 0);
 }
 
 /*
@@ -388,32 +345,32 @@ Test(fwd, killed_secondary_claim_is_taken_over_while_the_primary_keeps_running)
 
 	/* Held by a live process: refused, naming it. */
 	secondary_start(&sec[1], c, NULL);
-	st = end(&sec[1], 0);
+	st = peer_end(&sec[1], 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", sec[1].out);
 	snprintf(line, sizeof(line), "queue pair 0 is claimed by pid %d", (int)sec[0].pid);
 	cr_assert(strstr(sec[1].out, line), "%s", sec[1].out);
 	cr_assert_eq(lines(sec[1].out), 1, "%s", sec[1].out);
 
 	killed = sec[0].pid;
-	end(&sec[0], SIGKILL);
+	peer_end(&sec[0], SIGKILL);
 	cr_assert(WIFSIGNALED(sec[0].status) && WTERMSIG(sec[0].status) == SIGKILL);
 	secondary_start(&sec[0], b, NULL);
 	end_ok(&sec[0], 0, "the new secondary");
-	cr_assert_eq(num(own(&sec[0], 0), "tx_packets"), 2000);
-	cr_assert_gt(num(own(&sec[0], 0), "rx_packets"), 0);
+	cr_assert_eq(json_num(own(&sec[0], 0), "tx_packets"), 2000);
+	cr_assert_gt(json_num(own(&sec[0], 0), "rx_packets"), 0);
 	cr_assert_eq(kill(primary.pid, 0), 0, "the primary is gone");
 
 	/* The primary goes: a secondary still running says so. */
 	secondary_start(&sec[1], c, "forwarding");
 	end_ok(&primary, SIGTERM, "the primary");
-	cr_assert_geq(num(shared(&primary, 0), "tx_packets"), 2000 + tx);
+	cr_assert_geq(json_num(shared(&primary, 0), "tx_packets"), 2000 + tx);
 	/* The claim was taken over by the new owner, or the primary had
 	 * released it when it saw its owner die. */
 	snprintf(line, sizeof(line), "its owner pid %d is gone: taking it over", (int)killed);
 	snprintf(gone, sizeof(gone), "queue pair 0 released: its owner pid %d died", (int)killed);
 	cr_assert(strstr(sec[0].out, line) || strstr(primary.out, gone),
 		  "no takeover of pid %d's claim:\n%s\n%s", (int)killed, sec[0].out, primary.out);
-	st = end(&sec[1], 0);
+	st = peer_end(&sec[1], 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", sec[1].out);
 	cr_assert(strstr(sec[1].out, "is gone: "), "%s", sec[1].out);
 }
@@ -424,8 +381,8 @@ Test(fwd, secondary_without_a_primary_fails_with_one_line)
 			    "--region", "nobody", NULL };
 	int st;
 
-	start(&sec[0], FWD, a, NULL);
-	st = end(&sec[0], 0);
+	peer_begin(&sec[0], FWD, a, NULL);
+	st = peer_end(&sec[0], 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, sec[0].out);
 	cr_assert_eq(lines(sec[0].out), 1, "%s", sec[0].out);
 	cr_assert(strstr(sec[0].out, "mpops-fwd: cannot attach to region 'nobody' as a secondary: no primary is running"),
@@ -433,34 +390,37 @@ Test(fwd, secondary_without_a_primary_fails_with_one_line)
 	cr_assert(strstr(sec[0].out, "start the primary first"), "%s", sec[0].out);
 }
 
-Test(fwd, primary_that_cannot_set_up_fails_with_one_line_and_leaves_no_directory)
+/* A primary with @args fails: exit 1 and one line, containing @says. */
+static void primary_fails(const char *const *args, const char *says)
 {
-	char dir[160], bad[160];
-	const char *a[] = { "--runtime-dir", dir, "--vhost-server", "--vhost-socket", bad, NULL };
-	struct stat st;
 	int status;
 
-	snprintf(dir, sizeof(dir), "%s/made", rundir_path());
-	snprintf(bad, sizeof(bad), "%s/no/such/dir/vhost.sock", rundir_path());
-	start(&primary, FWD, a, NULL);
-	status = end(&primary, 0);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", primary.out);
+	peer_begin(&primary, FWD, args, NULL);
+	status = peer_end(&primary, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %#x:\n%s", status,
+		  primary.out);
 	cr_assert_eq(lines(primary.out), 1, "%s", primary.out);
-	cr_assert(strstr(primary.out, "mpops-fwd: cannot create port 'port0' on vhost-user socket "),
-		  "%s", primary.out);
+	cr_assert(strstr(primary.out, says), "no '%s' in:\n%s", says, primary.out);
+}
+
+Test(fwd, primary_that_cannot_set_up_fails_with_one_line_and_leaves_no_directory)
+{
+	char dir[160], vsock[160];
+	const char *a[] = { "--runtime-dir", dir, "--vhost-server", "--vhost-socket", vsock, NULL };
+	struct stat st;
+
+	/* A socket it cannot listen on: the directory it made is removed. */
+	snprintf(dir, sizeof(dir), "%s/made", rundir_path());
+	snprintf(vsock, sizeof(vsock), "%s/no/such/dir/vhost.sock", rundir_path());
+	primary_fails(a, "mpops-fwd: cannot create port 'port0' on vhost-user socket ");
 	cr_assert_eq(stat(dir, &st), -1, "%s was left behind", dir);
 
 	/* A runtime directory that cannot be made (under a regular file). */
-	snprintf(bad, sizeof(bad), "%s/file", rundir_path());
-	cr_assert_eq(mknod(bad, S_IFREG | 0600, 0), 0);
+	snprintf(dir, sizeof(dir), "%s/file", rundir_path());
+	cr_assert_eq(mknod(dir, S_IFREG | 0600, 0), 0);
 	snprintf(dir, sizeof(dir), "%s/file/sub", rundir_path());
-	snprintf(bad, sizeof(bad), "%s", sock);
-	start(&primary, FWD, a, NULL);
-	status = end(&primary, 0);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", primary.out);
-	cr_assert_eq(lines(primary.out), 1, "%s", primary.out);
-	cr_assert(strstr(primary.out, "/file/sub: Not a directory: pick another --runtime-dir"),
-		  "%s", primary.out);
+	snprintf(vsock, sizeof(vsock), "%s", sock);
+	primary_fails(a, "/file/sub: Not a directory: pick another --runtime-dir");
 }
 
 Test(fwd, bad_options_are_usage_errors_in_one_line)
