@@ -545,14 +545,20 @@ static unsigned fwd_pass(struct fwd *f, struct fwdq *q, int draining)
 			q->drained += (uint64_t)n;
 		mpops_pkt_free_bulk(f->pool, pk, (unsigned)n);
 	} else if (n) {
-		if (f->o.mode == MODE_MACSWAP)
-			for (int i = 0; i < n; i++)
+		uint64_t bytes = 0;
+
+		for (int i = 0; i < n; i++) {
+			if (f->o.mode == MODE_MACSWAP)
 				mac_swap(f, pk[i]);
+			bytes += pk[i]->pkt_len;
+		}
 		t = mpops_tx_burst(f->port, q->qp, pk, (uint16_t)n);
 		if (t < 0)
 			t = 0;
-		for (int i = 0; i < t; i++)
-			q->tx_bytes += pk[i]->pkt_len;
+		/* What tx took is the driver's now: count what it left. */
+		for (int i = t; i < n; i++)
+			bytes -= pk[i]->pkt_len;
+		q->tx_bytes += bytes;
 		q->tx += (uint64_t)t;
 		if (t < n) {
 			q->dropped += (uint64_t)(n - t);
@@ -732,6 +738,14 @@ static int run(struct fwd *f)
 	double last, now, end = f->o.duration > 0 ? f->t0 + f->o.duration : 0;
 	int rc = 0;
 
+	/* Rates from now on: what earlier processes counted is not ours. */
+	for (uint16_t qp = 0; qp < f->pi.nb_qp; qp++) {
+		struct mpops_port_queue_stats rx, tx;
+
+		mpops_port_stats_get(f->port, qp, &rx, &tx);
+		f->shared_rx[qp] = rx.packets;
+		f->shared_tx[qp] = tx.packets;
+	}
 	if (f->o.tx_first)
 		for (unsigned i = 0; i < f->nq; i++)
 			tx_generate(f, &f->q[i], f->o.burst);
