@@ -16,7 +16,7 @@
  * back on another queue pair than the one that sent it (a switch such as
  * OVS-DPDK returns it on whichever queue its thread polls): that is
  * traffic, never an error. At the end a process stops transmitting and
- * keeps receiving until nothing came for 100 ms (1 s at most), so that
+ * keeps receiving until nothing came for 250 ms (2 s at most), so that
  * what was in flight is counted (as "drained").
  *
  * Exit: 0 ok, 1 failure (one line on stderr: what was wrong, what to do),
@@ -39,8 +39,8 @@
 #include "app_util.h"
 
 #define MAX_BURST 64
-#define DRAIN_QUIET_S 0.1
-#define DRAIN_MAX_S 1.0
+#define DRAIN_QUIET_S 0.25
+#define DRAIN_MAX_S 2.0
 
 enum mode { MODE_IO, MODE_MACSWAP, MODE_TXONLY, MODE_RXONLY };
 static const char *const mode_names[] = { "io", "macswap", "txonly", "rxonly" };
@@ -777,7 +777,7 @@ static int run(struct fwd *f)
 			step_end();
 		}
 	}
-	/* Count what is still in flight: until 100 ms without a packet. */
+	/* Count what is still in flight: until DRAIN_QUIET_S without a packet. */
 	for (double quiet = app_now_s(), t1 = quiet; rc == 0; ) {
 		unsigned moved = 0;
 
