@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -28,6 +27,8 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+
+#include "app_util.h"
 
 extern char **environ;
 
@@ -57,14 +58,6 @@ struct opts {
 static volatile sig_atomic_t interrupted;
 static void on_int(int sig) { (void)sig; interrupted = 1; }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -77,7 +70,8 @@ static void usage(FILE *f)
 		"                       instead of starting mpops-vhost; it must loop packets back\n"
 		"  --vhost-server       listen on the socket; the backend connects to us\n"
 		"  --kick-driven        run mpops-vhost in kick-driven mode\n"
-		"  --runtime-dir DIR    where the region's socket goes (default: a fresh /tmp dir)\n"
+		"  --runtime-dir DIR    where the region's socket goes (default: a fresh /tmp dir);\n"
+		"                       made if missing (mode 0700) and then removed at exit\n"
 		"  --verbose            show the backend's log\n"
 		"  --json               one JSON object at the end instead of the summary\n",
 		VTNET_MAX_QP);
@@ -180,12 +174,6 @@ static pid_t spawn(const char *prog, char *const argv[], int *out_fd, int quiet)
 	return pid;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
-
 /* Read what a worker printed; mark it done when it closed its stdout. */
 static void worker_read(struct worker *w)
 {
@@ -218,7 +206,9 @@ int main(int argc, char **argv)
 	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 96u << 20 };
 	struct vtnet_conf vc = { .sz = sizeof(vc) };
 	struct worker w[VTNET_MAX_QP] = { 0 };
-	char rundir[PATH_MAX], sock[PATH_MAX], prog[PATH_MAX], vhost[PATH_MAX];
+	char rundir[PATH_MAX], made_dir[PATH_MAX] = "", sock[PATH_MAX], prog[PATH_MAX];
+	char vhost[PATH_MAX];
+	uint64_t total_rx = 0, total_tx = 0;
 	uint64_t last_rx[VTNET_MAX_QP] = { 0 }, last_tx[VTNET_MAX_QP] = { 0 };
 	struct mpops_port *port = NULL;
 	struct mpops_region *r = NULL;
@@ -226,7 +216,7 @@ int main(int argc, char **argv)
 	pid_t backend = -1;
 	struct opts o;
 	double t0, last;
-	int rc, failed = 0, audit = -1, made_dir = 0;
+	int rc, failed = 0, audit = -1;
 
 	if ((rc = parse(argc, argv, &o)) != 0)
 		return rc;
@@ -234,15 +224,22 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_int);
 	signal(SIGTERM, on_int);
 	signal(SIGPIPE, SIG_IGN);
+	/* Before the backend, which puts its socket there. */
 	if (o.rundir) {
 		snprintf(rundir, sizeof(rundir), "%s", o.rundir);
+		if ((rc = app_dir_make(rundir, made_dir, sizeof(made_dir))) < 0) {
+			fprintf(stderr, "mpops-demo: cannot create the runtime directory %s: %s: pick another --runtime-dir\n",
+				rundir, strerror(-rc));
+			return 1;
+		}
 	} else {
 		snprintf(rundir, sizeof(rundir), "/tmp/mpops-demo-XXXXXX");
 		if (!mkdtemp(rundir)) {
-			perror("mpops-demo: mkdtemp");
+			fprintf(stderr, "mpops-demo: cannot create a directory in /tmp: %s: pass --runtime-dir\n",
+				strerror(errno));
 			return 1;
 		}
-		made_dir = 1;
+		snprintf(made_dir, sizeof(made_dir), "%s", rundir);
 	}
 	ro.runtime_dir = rundir;
 
@@ -327,7 +324,7 @@ int main(int argc, char **argv)
 	}
 
 	/* Live rates, from the shared counters of each queue. */
-	t0 = last = now_s();
+	t0 = last = app_now_s();
 	for (;;) {
 		struct pollfd pf[VTNET_MAX_QP];
 		int open = 0;
@@ -357,11 +354,11 @@ int main(int argc, char **argv)
 					kill(w[i].pid, SIGTERM);
 			interrupted = 0;
 		}
-		if (now_s() - last >= 1.0) {
+		if (app_now_s() - last >= 1.0) {
 			struct mpops_port_link l;
-			double dt = now_s() - last;
+			double dt = app_now_s() - last;
 
-			last = now_s();
+			last = app_now_s();
 			mpops_port_link_get(port, &l);
 			fprintf(live, "%5.1fs link %-4s", last - t0, l.up ? "up" : "down");
 			for (int i = 0; i < o.secondaries; i++) {
@@ -386,6 +383,16 @@ int main(int argc, char **argv)
 				failed = 1;
 		}
 	}
+	/* Totals across queues: a packet may come back on any queue pair. */
+	for (int i = 0; i < o.secondaries; i++) {
+		total_rx += json_u64(w[i].line, "rx_packets");
+		total_tx += json_u64(w[i].line, "tx_packets");
+	}
+	if (total_tx && !total_rx) {
+		fprintf(stderr, "mpops-demo: %llu packets sent, none came back: the backend must send them back (loopback, or a switch that returns them)\n",
+			(unsigned long long)total_tx);
+		failed = 1;
+	}
 	audit = mpops_audit(r, NULL, NULL, 0);
 	if (audit != 0)
 		failed = 1;
@@ -397,29 +404,27 @@ out:
 		for (int i = 0; i < o.secondaries; i++) {
 			if (w[i].pid <= 0)
 				continue;
-			printf(", {\"role\": \"secondary\", \"pid\": %d, \"queue\": %d, \"rx_packets\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"exit_status\": %d}",
+			printf(", {\"role\": \"secondary\", \"pid\": %d, \"queue\": %d, \"rx_packets\": %llu, \"rx_other_queues\": %llu, \"tx_packets\": %llu, \"errors\": %llu, \"exit_status\": %d}",
 			       (int)w[i].pid, i, json_u64(w[i].line, "rx_packets"),
+			       json_u64(w[i].line, "rx_other_queues"),
 			       json_u64(w[i].line, "tx_packets"), json_u64(w[i].line, "errors"),
 			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
 		}
-		printf("]}\n");
+		printf("], \"total\": {\"rx_packets\": %llu, \"tx_packets\": %llu}}\n",
+		       (unsigned long long)total_rx, (unsigned long long)total_tx);
 	} else if (r && port) {
-		uint64_t trx = 0, ttx = 0;
-
 		printf("\nsummary (%.1f s):\n  %-9s %7s %5s %12s %12s %7s %6s %s\n", o.duration, "role",
 		       "pid", "queue", "rx packets", "tx packets", "errors", "kicks", "exit");
 		for (int i = 0; i < o.secondaries; i++) {
 			if (w[i].pid <= 0)
 				continue;
-			trx += json_u64(w[i].line, "rx_packets");
-			ttx += json_u64(w[i].line, "tx_packets");
 			printf("  %-9s %7d %5d %12llu %12llu %7llu %6llu %d\n", "secondary", (int)w[i].pid, i,
 			       json_u64(w[i].line, "rx_packets"), json_u64(w[i].line, "tx_packets"),
 			       json_u64(w[i].line, "errors"), json_u64(w[i].line, "kicks"),
 			       WIFEXITED(w[i].status) ? WEXITSTATUS(w[i].status) : 128 + WTERMSIG(w[i].status));
 		}
 		printf("  %-9s %7d %5s %12llu %12llu\n", "total", (int)getpid(), "-",
-		       (unsigned long long)trx, (unsigned long long)ttx);
+		       (unsigned long long)total_rx, (unsigned long long)total_tx);
 		printf("audit: %d process-local pointers in shared memory (primary); each secondary audited too\n",
 		       audit);
 		printf("%s\n", failed ? "FAILED" : "ok");
@@ -432,7 +437,6 @@ out:
 		kill(backend, SIGTERM);
 		waitpid(backend, NULL, 0);
 	}
-	if (made_dir)
-		nftw(rundir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	app_dir_remove(made_dir);
 	return failed;
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -108,13 +109,13 @@ const char *helper_path(const char *name)
 
 pid_t peer_start(const char *prog, const char *const *args, int *out_fd)
 {
-	const char *argv[16];
+	const char *argv[32];
 	posix_spawn_file_actions_t fa;
 	int p[2], n = 0;
 	pid_t pid;
 
 	argv[n++] = helper_path(prog);
-	for (; args && *args && n < 15; args++)
+	for (; args && *args && n < 31; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -210,4 +211,37 @@ int peer_run(const char *prog, const char *const *args, char *buf, size_t len)
 	if (pid < 0)
 		return -1;
 	return peer_finish(pid, fd, buf, len, 30000);
+}
+
+void peer_begin(struct peer *p, const char *prog, const char *const *args, const char *ready)
+{
+	p->out[0] = '\0';
+	p->pid = peer_start(prog, args, &p->fd);
+	cr_assert_gt(p->pid, 0, "cannot start %s", prog);
+	if (ready)
+		cr_assert_eq(peer_wait_line(p->fd, ready, p->out, sizeof(p->out), 30000), 0,
+			     "%s did not say '%s':\n%s", prog, ready, p->out);
+}
+
+int peer_end(struct peer *p, int sig)
+{
+	if (p->pid <= 0)
+		return p->status;
+	if (sig)
+		kill(p->pid, sig);
+	p->status = peer_finish(p->pid, p->fd, p->out, sizeof(p->out), 20000);
+	p->pid = -1;
+	return p->status;
+}
+
+unsigned long long json_num(const char *obj, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	cr_assert_not_null(obj);
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	p = strstr(obj, pat);
+	cr_assert_not_null(p, "no \"%s\" in:\n%s", key, obj);
+	return strtoull(p + strlen(pat), NULL, 10);
 }

@@ -24,7 +24,7 @@ struct mpops_region *primary_make(const char *name);
 /* Path of a helper program built next to the tests. */
 const char *helper_path(const char *name);
 
-/* Start a helper program with stdout+stderr to a pipe (*out_fd). */
+/* Start a helper program (up to 30 arguments) with stdout+stderr to a pipe (*out_fd). */
 pid_t peer_start(const char *prog, const char *const *args, int *out_fd);
 /* Read until the peer prints a line containing @needle (or timeout). */
 int peer_wait_line(int out_fd, const char *needle, char *buf, size_t len, int timeout_ms);
@@ -32,6 +32,24 @@ int peer_wait_line(int out_fd, const char *needle, char *buf, size_t len, int ti
 int peer_finish(pid_t pid, int out_fd, char *buf, size_t len, int timeout_ms);
 /* peer_start + peer_finish. */
 int peer_run(const char *prog, const char *const *args, char *buf, size_t len);
+
+/* A helper program a test started, and what it printed. */
+struct peer {
+	pid_t pid;		/* -1 once ended */
+	int fd;			/* its stdout and stderr */
+	int status;		/* its wait status, once ended */
+	char out[1 << 15];	/* what it printed */
+};
+
+/* peer_start @prog; with @ready, read until it printed that (30 s at most).
+ * Fails the test when it cannot. */
+void peer_begin(struct peer *p, const char *prog, const char *const *args, const char *ready);
+/* Send @sig (0: none) to @p if it runs, collect the rest of its output
+ * (20 s at most, then SIGKILL) and its status. @return its wait status. */
+int peer_end(struct peer *p, int sig);
+
+/* The number after "key": in the JSON text @obj; fails the test if none. */
+unsigned long long json_num(const char *obj, const char *key);
 
 /* Is the wait status a clean exit 0? */
 #define EXITED_OK(st) (WIFEXITED(st) && WEXITSTATUS(st) == 0)

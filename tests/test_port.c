@@ -212,32 +212,12 @@ Test(port, names_are_unique_and_a_stale_handle_after_close_and_create_gets_nothi
 
 /* ==== other processes =================================================== */
 
-struct peer {
-	pid_t pid;
-	int fd;
-	char out[1 << 14];
-};
-
 static void peer_go(struct peer *pe, const char *cmd, const char *qp, const char *count,
 		    const char *ready)
 {
 	const char *args[] = { cmd, rundir_path(), "pt", "lp", qp, count, NULL };
 
-	pe->out[0] = '\0';
-	pe->pid = peer_start("port-peer", args, &pe->fd);
-	cr_assert_gt(pe->pid, 0);
-	if (ready)
-		cr_assert_eq(peer_wait_line(pe->fd, ready, pe->out, sizeof(pe->out), 10000), 0,
-			     "port-peer did not say '%s':\n%s", ready, pe->out);
-}
-
-static int peer_end(struct peer *pe, int sig)
-{
-	size_t n = strlen(pe->out);
-
-	if (sig)
-		kill(pe->pid, sig);
-	return peer_finish(pe->pid, pe->fd, pe->out + n, sizeof(pe->out) - n, 10000);
+	peer_begin(pe, "port-peer", args, ready);
 }
 
 static unsigned long long field(const char *out, const char *key)

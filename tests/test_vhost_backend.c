@@ -662,22 +662,54 @@ static void fe_loop_one(struct fe *fe, uint32_t len, unsigned seed, const char *
 
 TestSuite(vhost_backend, .fini = fini, .timeout = 60);
 
-Test(vhost_backend, help_exits_zero)
+/*
+ * Run mpops-vhost with @args (NULL-ended) to its end, 5 s at most: its
+ * stdout into @out, its stderr into @err (@len bytes each).
+ * @return its wait status.
+ */
+static int run_once(const char *const *args, char *out, char *err, size_t len)
 {
+	char *argv[16];
 	struct proc p;
-	char *argv[] = { (char *)vhost_path(), "--help", NULL };
-	static char out[8192];
-	int st;
+	int n = 0, st;
 
+	argv[n++] = (char *)vhost_path();
+	for (; *args && n < 15; args++)
+		argv[n++] = (char *)*args;
+	argv[n] = NULL;
 	proc_dir(&p);
 	p.pid = spawn(argv, p.out, p.err);
 	st = reap(p.pid, 5);
-	read_file(p.out, out, sizeof(out));
+	read_file(p.out, out, len);
+	read_file(p.err, err, len);
 	proc_cleanup(&p);
+	return st;
+}
+
+Test(vhost_backend, help_exits_zero)
+{
+	static const char *const args[] = { "--help", NULL };
+	static char out[8192], err[8192];
+	int st = run_once(args, out, err, sizeof(out));
+
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	cr_assert_not_null(strstr(out, "--kick-driven"));
 	cr_assert_not_null(strstr(out, "--no-mrg-rxbuf"));
 	cr_assert_not_null(strstr(out, "--client"));
+	cr_assert_not_null(strstr(out, "--cross"));
+}
+
+Test(vhost_backend, cross_is_a_variant_of_loopback_only)
+{
+	/* Refused before the socket is made. */
+	static const char *const args[] = { "--socket", "never.sock", "--mode", "sink", "--cross",
+					    NULL };
+	static char out[8192], err[8192];
+	int st = run_once(args, out, err, sizeof(out));
+
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x:\n%s", st, err);
+	cr_assert_not_null(strstr(err, "mpops-vhost: --cross is a variant of loopback: use it with --mode loopback\n"),
+			   "%s", err);
 }
 
 Test(vhost_backend, loopback_of_packets_end_to_end)

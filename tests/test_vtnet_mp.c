@@ -26,13 +26,7 @@
 
 #define VHOST "../drivers/virtio/backend/mpops-vhost"
 
-struct proc {
-	pid_t pid;
-	int fd;
-	char out[1 << 15];
-};
-
-static struct proc backend, primary;
+static struct peer backend, primary;
 static char sock[100];
 
 static void setup(void)
@@ -43,21 +37,12 @@ static void setup(void)
 	backend.pid = primary.pid = -1;
 }
 
-static void end(struct proc *p, int sig)
-{
-	if (p->pid <= 0)
-		return;
-	kill(p->pid, sig);
-	peer_finish(p->pid, p->fd, p->out, sizeof(p->out), 10000);
-	p->pid = -1;
-}
-
 static char eal_prefix[48];	/* dpdk-testpmd's --file-prefix, once started */
 
 static void teardown(void)
 {
-	end(&primary, SIGKILL);
-	end(&backend, SIGKILL);
+	peer_end(&primary, SIGKILL);
+	peer_end(&backend, SIGKILL);
 	rundir_remove();
 	eal_rundir_remove(eal_prefix);
 	eal_prefix[0] = '\0';
@@ -65,22 +50,12 @@ static void teardown(void)
 
 TestSuite(vtnet_mp, .init = setup, .fini = teardown, .timeout = 90);
 
-static void start(struct proc *p, const char *prog, const char *const *args, const char *ready)
-{
-	p->out[0] = '\0';
-	p->pid = peer_start(prog, args, &p->fd);
-	cr_assert_gt(p->pid, 0, "cannot start %s", prog);
-	if (ready)
-		cr_assert_eq(peer_wait_line(p->fd, ready, p->out, sizeof(p->out), 30000), 0,
-			     "%s did not say '%s':\n%s", prog, ready, p->out);
-}
-
 static void backend_start_mode(int client, const char *mode)
 {
 	const char *args[] = { "--socket", sock, "--queues", "4", "--mode", mode,
 			       "--kick-driven", "--quiet", client ? "--client" : NULL, NULL };
 
-	start(&backend, VHOST, args, NULL);
+	peer_begin(&backend, VHOST, args, NULL);
 }
 
 static void backend_start(int client)
@@ -93,7 +68,7 @@ static void primary_start(const char *prog, const char *nqp, const char *mrg, in
 	const char *args[] = { rundir_path(), "vm", "p0", sock, nqp, mrg, server ? "server" : NULL,
 			       NULL };
 
-	start(&primary, prog, args, "ready");
+	peer_begin(&primary, prog, args, "ready");
 }
 
 /* The backend's final JSON: per-queue kicks it read from the eventfds. */
@@ -123,13 +98,13 @@ Test(vtnet_mp, secondaries_kick_the_backend_through_their_own_fds)
 {
 	const char *a0[] = { "loop", rundir_path(), "vm", "p0", "0", "3000", NULL };
 	const char *a1[] = { "loop", rundir_path(), "vm", "p0", "1", "3000", NULL };
-	static struct proc s0, s1;
+	static struct peer s0, s1;
 	int st0, st1;
 
 	backend_start(0);
 	primary_start("vt-primary", "2", "1", 0);
-	start(&s0, "vt-peer", a0, NULL);
-	start(&s1, "vt-peer", a1, NULL);
+	peer_begin(&s0, "vt-peer", a0, NULL);
+	peer_begin(&s1, "vt-peer", a1, NULL);
 	st0 = peer_finish(s0.pid, s0.fd, s0.out, sizeof(s0.out), 30000);
 	st1 = peer_finish(s1.pid, s1.fd, s1.out, sizeof(s1.out), 30000);
 	cr_assert(EXITED_OK(st0), "secondary 0:\n%s", s0.out);
@@ -137,8 +112,8 @@ Test(vtnet_mp, secondaries_kick_the_backend_through_their_own_fds)
 	cr_assert_eq(field(s0.out, "received="), 3000);
 	cr_assert_eq(field(s1.out, "received="), 3000);
 	cr_assert(strstr(s0.out, "audit=0") && strstr(s1.out, "audit=0"));
-	end(&primary, SIGTERM);
-	end(&backend, SIGTERM);
+	peer_end(&primary, SIGTERM);
+	peer_end(&backend, SIGTERM);
 	/* Only secondary k transmits on virtqueue 2k+1: every one of its
 	 * notifications, and nothing else, arrived at the backend. */
 	cr_assert_gt(field(s0.out, "tx_kicks="), 0);
@@ -155,29 +130,29 @@ Test(vtnet_mp, origin_bug_secondary_dies_on_notify_real_driver_does_not)
 	 * The backend generates packets when kicked, so refilling rx means
 	 * notifying it. */
 	const char *a[] = { "rx", rundir_path(), "vm", "p0", "0", "2000", NULL };
-	static struct proc s;
+	static struct peer s;
 	int st;
 
 	/* The field report's build: the ops pointer in the shared port. */
 	backend_start_mode(0, "source");
 	primary_start("vt-primary-origin", "1", "1", 0);
-	start(&s, "vt-peer-origin", a, NULL);
+	peer_begin(&s, "vt-peer-origin", a, NULL);
 	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
 		  "the origin's secondary did not die of SIGSEGV (status %#x):\n%s", st, s.out);
-	end(&primary, SIGTERM);
-	end(&backend, SIGTERM);
+	peer_end(&primary, SIGTERM);
+	peer_end(&backend, SIGTERM);
 
 	/* The same traffic with the real driver. */
 	backend_start_mode(0, "source");
 	primary_start("vt-primary", "1", "1", 0);
-	start(&s, "vt-peer", a, NULL);
+	peer_begin(&s, "vt-peer", a, NULL);
 	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
 	cr_assert(EXITED_OK(st), "%s", s.out);
 	cr_assert_geq(field(s.out, "received="), 2000);
 	cr_assert_gt(field(s.out, "rx_kicks="), 0, "%s", s.out);
-	end(&primary, SIGTERM);
-	end(&backend, SIGTERM);
+	peer_end(&primary, SIGTERM);
+	peer_end(&backend, SIGTERM);
 	/* Every rx notification of the secondary reached the backend. */
 	cr_assert_eq(backend_kicks(0), 1 + field(s.out, "rx_kicks="), "%s", backend.out);
 }
@@ -195,7 +170,7 @@ static struct mpops_port *attach_here(struct mpops_region **r)
 Test(vtnet_mp, claims_name_the_owner_and_dead_owners_are_replaced)
 {
 	const char *a[] = { "hold", rundir_path(), "vm", "p0", "0", "0", NULL };
-	static struct proc s;
+	static struct peer s;
 	struct mpops_region *r;
 	struct mpops_port *p;
 	struct mpops_port_info in;
@@ -203,7 +178,7 @@ Test(vtnet_mp, claims_name_the_owner_and_dead_owners_are_replaced)
 
 	backend_start(0);
 	primary_start("vt-primary", "2", "1", 0);
-	start(&s, "vt-peer", a, "holding");
+	peer_begin(&s, "vt-peer", a, "holding");
 	p = attach_here(&r);
 	cr_assert_eq(mpops_port_claim(p, 0), -EBUSY);
 	snprintf(line, sizeof(line), "queue pair 0 is claimed by pid %d", (int)s.pid);
@@ -239,7 +214,7 @@ static int wait_link(struct mpops_port *p, int up)
 Test(vtnet_mp, backend_exit_turns_the_link_down_everywhere_and_server_mode_recovers)
 {
 	const char *a[] = { "loop", rundir_path(), "vm", "p0", "0", "1000", NULL };
-	static struct proc s;
+	static struct peer s;
 	struct mpops_region *r;
 	struct mpops_port *p;
 	struct mpops_port_link l;
@@ -262,7 +237,7 @@ Test(vtnet_mp, backend_exit_turns_the_link_down_everywhere_and_server_mode_recov
 	cr_assert_eq(wait_link(p, 1), 0);
 	mpops_port_link_get(p, &l);
 	cr_assert_eq(l.reconnects, 2);
-	start(&s, "vt-peer", a, NULL);
+	peer_begin(&s, "vt-peer", a, NULL);
 	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
 	cr_assert(EXITED_OK(st), "%s", s.out);
 	cr_assert_eq(field(s.out, "received="), 1000);
@@ -274,13 +249,13 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 {
 	const char *a[] = { "loop", rundir_path(), "vm", "p0", "1", "500", NULL };
 	const char *d[] = { "--json", "--runtime-dir", rundir_path(), "vm", "p0", NULL };
-	static struct proc s;
+	static struct peer s;
 	static char out[1 << 15];
 	int st;
 
 	backend_start(0);
 	primary_start("vt-primary", "2", "1", 0);
-	start(&s, "vt-peer", a, NULL);
+	peer_begin(&s, "vt-peer", a, NULL);
 	st = peer_finish(s.pid, s.fd, s.out, sizeof(s.out), 30000);
 	cr_assert(EXITED_OK(st), "%s", s.out);
 	st = peer_run("../app/mpops-dump", d, out, sizeof(out));
@@ -311,7 +286,7 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
  * mark then moves past it, so that the same line is never found twice and
  * lines that came in one read with an earlier one are not lost.
  */
-static const char *wait_for(struct proc *p, size_t *mark, const char *needle, int timeout_ms)
+static const char *wait_for(struct peer *p, size_t *mark, const char *needle, int timeout_ms)
 {
 	size_t used = strlen(p->out);
 
@@ -338,7 +313,7 @@ static const char *wait_for(struct proc *p, size_t *mark, const char *needle, in
 }
 
 struct holder {
-	struct proc pr;
+	struct peer pr;
 	size_t mark;
 	int rounds;
 };
@@ -473,8 +448,8 @@ static void claims_held_across_events(enum backend_kind kind, int port_is_server
 	primary_start("vt-primary", "3", "1", port_is_server);
 	unsetenv("VT_PRIMARY_SERVE_QP");
 	memset(h, 0, sizeof(h));
-	start(&h[0].pr, "vt-peer", a0, NULL);
-	start(&h[1].pr, "vt-peer", a1, NULL);
+	peer_begin(&h[0].pr, "vt-peer", a0, NULL);
+	peer_begin(&h[1].pr, "vt-peer", a1, NULL);
 	for (int i = 0; i < 2; i++)
 		wait_for(&h[i].pr, &h[i].mark, "holding", 10000);
 	for (int e = 0; e < 3 + kills; e++) {

@@ -45,6 +45,10 @@ static void usage(FILE *f)
 		"  --mode MODE         loopback: send every packet of tx queue k back on rx\n"
 		"                      queue k (default); sink: count and drop; source: fill\n"
 		"                      every rx queue with generated frames\n"
+		"  --cross             loopback: send tx queue k's packets back on rx queue\n"
+		"                      (k + 1) %% N instead, as a switch returns a packet on\n"
+		"                      whichever queue its thread polls (N: --queues; give\n"
+		"                      the frontend as many queue pairs)\n"
 		"  --size BYTES        source mode: Ethernet frame size, 14..65000 (default 64)\n"
 		"  --queues N          queue pairs offered, 1..%u (default 1)\n"
 		"  --kick-driven       sleep in epoll on the kick eventfds and serve a queue\n"
@@ -246,11 +250,12 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 
 int main(int argc, char **argv)
 {
-	enum { O_NO_MRG = 256, O_NO_EVIDX, O_NO_INORDER, O_NO_V1, O_NO_PROTO };
+	enum { O_NO_MRG = 256, O_NO_EVIDX, O_NO_INORDER, O_NO_V1, O_NO_PROTO, O_CROSS };
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "client", no_argument, NULL, 'c' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "cross", no_argument, NULL, O_CROSS },
 		{ "size", required_argument, NULL, 'z' },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "kick-driven", no_argument, NULL, 'k' },
@@ -297,6 +302,7 @@ int main(int argc, char **argv)
 			else
 				goto bad;
 			break;
+		case O_CROSS: o.cross = true; break;
 		case 'z':
 			if (parse_uint(optarg, 14, 65000, &o.pkt_size) < 0)
 				goto bad;
@@ -328,9 +334,10 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind < argc || !o.socket_path) {
+	if (optind < argc || !o.socket_path || (o.cross && o.mode != VB_MODE_LOOPBACK)) {
 		fprintf(stderr, "mpops-vhost: %s\n", optind < argc ? "unexpected argument" :
-			"--socket PATH is required");
+			!o.socket_path ? "--socket PATH is required" :
+			"--cross is a variant of loopback: use it with --mode loopback");
 		usage(stderr);
 		return 2;
 	}
@@ -373,8 +380,8 @@ int main(int argc, char **argv)
 	}
 	vb_log("%s %s, mode %s, %u queue pair%s, %s, features 0x%llx",
 	       o.client ? "connecting to" : "listening on", o.socket_path,
-	       o.mode == VB_MODE_LOOPBACK ? "loopback" : o.mode == VB_MODE_SINK ? "sink" :
-	       "source", o.queue_pairs, o.queue_pairs == 1 ? "" : "s",
+	       o.mode == VB_MODE_LOOPBACK ? (o.cross ? "loopback (cross)" : "loopback") :
+	       o.mode == VB_MODE_SINK ? "sink" : "source", o.queue_pairs, o.queue_pairs == 1 ? "" : "s",
 	       o.kick_driven ? "kick-driven" : "busy polling", (unsigned long long)o.features);
 
 	start = now_s();

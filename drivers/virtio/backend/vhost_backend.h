@@ -41,7 +41,7 @@
 #define VB_ERR_LOG_LIMIT 32u
 
 enum vb_mode {
-	VB_MODE_LOOPBACK,	/* tx queue k -> rx queue k */
+	VB_MODE_LOOPBACK,	/* tx queue k -> rx queue k (with cross: k + 1) */
 	VB_MODE_SINK,		/* count and drop */
 	VB_MODE_SOURCE,		/* generate into every rx queue */
 };
@@ -50,6 +50,7 @@ struct vb_opts {
 	const char *socket_path;
 	bool client;		/* connect to a listening frontend */
 	enum vb_mode mode;
+	bool cross;		/* loopback: tx queue k -> rx queue (k + 1) % queue_pairs */
 	unsigned queue_pairs;
 	unsigned pkt_size;	/* source mode: Ethernet frame bytes */
 	bool kick_driven;	/* sleep on kick eventfds instead of polling */

@@ -446,10 +446,25 @@ int vb_source_init(struct vb_dev *dev)
 /* From the frontend's tx queues                                       */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The rx ring that loopback puts tx ring @q's packets into: the same pair,
+ * or with --cross the next one, as a switch returns a packet on whichever
+ * queue its thread polls.
+ */
+static unsigned loop_rx_queue(const struct vb_dev *dev, unsigned q)
+{
+	unsigned pair = q / 2;
+
+	if (dev->opts->cross)
+		pair = (pair + 1) % dev->opts->queue_pairs;
+	return 2 * pair;
+}
+
 static unsigned tx_burst(struct vb_dev *dev, unsigned q)
 {
 	struct vb_vq *vq = &dev->vq[q];
-	struct vb_vq *rx = &dev->vq[q - 1];
+	unsigned rxq = loop_rx_queue(dev, q);
+	struct vb_vq *rx = &dev->vq[rxq];
 	bool loop = dev->opts->mode == VB_MODE_LOOPBACK;
 	int n = vq_avail_count(dev, q);
 
@@ -478,7 +493,7 @@ static unsigned tx_burst(struct vb_dev *dev, unsigned q)
 				cur_init(&src, vq->iov, niov);
 				cur_skip(&src, dev->hdr_len);
 				if (!rx->ready ||
-				    vq_rx_put(dev, q - 1, &src, NULL, len - dev->hdr_len) < 0)
+				    vq_rx_put(dev, rxq, &src, NULL, len - dev->hdr_len) < 0)
 					dev->st.drops++;
 			}
 		}
