@@ -801,8 +801,9 @@ int mpops_port_lost(struct mpops_port *p, const char *why)
 
 	if (!atomic_compare_exchange_strong(&p->sh->state, &st, PORT_LOST))
 		return -EALREADY;
+	/* Said before the wait: a process stuck in a burst delays only the wait. */
 	if (why)
-		log_warn("port %s: %s: link down, bursts stopped", p->sh->name, why);
+		log_warn("port %s: %s", p->sh->name, why);
 	mpops_port_link_set(p, 0);
 	epoch_move(p);
 	bursts_wait(p);

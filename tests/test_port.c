@@ -138,7 +138,7 @@ Test(port, a_lost_device_stops_bursts_and_its_return_resumes_them_with_the_claim
 	struct mpops_pkt *pk[4];
 
 	cr_assert_eq(mpops_port_claim(p, 0), 0);
-	cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+	cr_assert_eq(mpops_port_lost(p, "test unplugged it: link down, bursts stopped"), 0);
 	cr_assert_eq(logcap_count("port lp: test unplugged it: link down, bursts stopped"), 1);
 	cr_assert_eq(mpops_port_lost(p, "again"), -EALREADY);
 	mpops_port_link_get(p, &l);
@@ -258,10 +258,10 @@ Test(port, a_secondary_keeps_its_claim_across_stop_start_and_a_lost_device)
 			cr_assert_eq(mpops_port_stop(p), 0);
 			cr_assert_eq(mpops_port_start(p), 0);
 		} else if (round == 4) {
-			cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+			cr_assert_eq(mpops_port_lost(p, "test unplugged it: link down, bursts stopped"), 0);
 			cr_assert_eq(mpops_port_restored(p), 0);
 		} else if (round == 5) {
-			cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+			cr_assert_eq(mpops_port_lost(p, "test unplugged it: link down, bursts stopped"), 0);
 			cr_assert_eq(mpops_port_stop(p), 0);
 			cr_assert_eq(mpops_port_start(p), 0);
 		}

@@ -190,7 +190,7 @@ Test(vtnet, conf_fields_past_sz_are_not_read)
 }
 
 /* Play the device: put a used entry in the rx ring. */
-static void dev_used(struct vtnet_vq *q, uint32_t id, uint32_t len)
+static void dev_used(struct vq *q, uint32_t id, uint32_t len)
 {
 	uint16_t u = q->used->idx;
 
@@ -203,7 +203,7 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 {
 	struct mpops_port *p = started(conf());
 	struct vtnet_port *vp = vtnet_of(p);
-	struct vtnet_vq *rxq = &vp->vq[0], *txq = &vp->vq[1];
+	struct vq *rxq = &vp->vq[0], *txq = &vp->vq[1];
 	struct mpops_port_queue_stats rx, tx;
 	struct mpops_pkt *pk[8];
 	struct virtio_net_hdr_mrg_rxbuf *vh;
@@ -262,7 +262,7 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 Test(vtnet, in_order_tx_completes_by_count_and_checks_it)
 {
 	struct mpops_port *p;
-	struct vtnet_vq *txq;
+	struct vq *txq;
 	struct mpops_port_queue_stats rx, tx;
 	struct vtnet_info in;
 	struct mpops_pktpool *pool;

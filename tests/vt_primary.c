@@ -6,7 +6,8 @@
  *   vt-primary RUNDIR REGION PORT VHOST_SOCKET NQP MERGEABLE(1|-1) [server]
  *
  * Creates the region and the port, starts it, prints "ready", and closes
- * everything on SIGTERM.
+ * everything on SIGTERM. Built twice: vt-primary, and vt-primary-origin with
+ * the field report's bug (tests/vtnet_origin.c).
  *
  * PORT and VHOST_SOCKET may be comma-separated lists (one port each), and a
  * VHOST_SOCKET of the form TRANSPORT:PCIADDR (e.g. pci:0000:00:01.0,
@@ -28,6 +29,9 @@
 #include <mpops/vtnet.h>
 
 #include "vt_traffic.h"
+#ifdef VT_ORIGIN
+#include "vtnet_origin.h"
+#endif
 
 volatile sig_atomic_t stop;
 static volatile sig_atomic_t restart, go;
@@ -92,7 +96,13 @@ int main(int argc, char **argv)
 		} else {
 			c.vhost_path = target;
 		}
-		if ((rc = vtnet_port_create(r, name, &c, &p[n])) < 0 || (rc = mpops_port_start(p[n])) < 0) {
+		rc = vtnet_port_create(r, name, &c, &p[n]);
+#ifdef VT_ORIGIN
+		/* The field report's layout: the ops pointer in shared memory. */
+		if (rc == 0)
+			rc = vtnet_origin_install(p[n]);
+#endif
+		if (rc < 0 || (rc = mpops_port_start(p[n])) < 0) {
 			printf("port=%d\n", rc);
 			for (int i = 0; i < n; i++)
 				mpops_port_close(p[i]);
@@ -112,7 +122,10 @@ int main(int argc, char **argv)
 	}
 	printf("ready pid=%d\n", (int)getpid());
 	while (!stop) {
-		pause();
+		/* Not pause(): a signal that came while a round or a restart ran would
+		 * wait for the next one. */
+		if (!restart && !go && !stop)
+			usleep(10000);
 		if (go && getenv("VT_PRIMARY_SERVE_QP")) {
 			uint64_t sent, got, bad;
 

@@ -497,7 +497,13 @@ static void status_add(const struct vtpci_access *a, uint8_t bits)
 	status_set(a, (uint8_t)(status_get(a) | bits));
 }
 
-/* ==== the ops, per process ============================================== */
+/* ==== the device, through the creator's access ========================= */
+
+/* The transport's shared block (vtnet_port_shared.tr_off). */
+static struct vtnet_pci_shared *ps_of(const struct vtnet_port *p)
+{
+	return mpops_ptr(p->base, p->sh->tr_off);
+}
 
 static struct vtpci_access *acc_of(struct vtnet_port *p)
 {
@@ -544,26 +550,6 @@ static int pci_set_features(struct vtnet_port *p, uint64_t features)
 	return 0;
 }
 
-static int pci_get_status(struct vtnet_port *p, uint8_t *status)
-{
-	struct vtpci_access *a = acc_of(p);
-
-	if (!a)
-		return -EPERM;
-	*status = status_get(a);
-	return 0;
-}
-
-static int pci_set_status(struct vtnet_port *p, uint8_t status)
-{
-	struct vtpci_access *a = acc_of(p);
-
-	if (!a)
-		return -EPERM;
-	status_set(a, status);
-	return 0;
-}
-
 static int pci_read_config(struct vtnet_port *p, uint32_t off, void *buf, uint32_t len)
 {
 	struct vtpci_access *a = acc_of(p);
@@ -582,7 +568,7 @@ static int pci_read_config(struct vtnet_port *p, uint32_t off, void *buf, uint32
 static int pci_setup_queue(struct vtnet_port *p, uint16_t vq)
 {
 	struct vtpci_access *a = acc_of(p);
-	struct vtnet_vq *q = &p->vq[vq];
+	struct vq *q = &p->vq[vq];
 	uint64_t desc;
 
 	if (!a)
@@ -598,78 +584,38 @@ static int pci_setup_queue(struct vtnet_port *p, uint16_t vq)
 	mmio_w64(COMMON(a, queue_desc_lo), desc);
 	mmio_w64(COMMON(a, queue_avail_lo), vq_iova(p, q->sh->avail_off));
 	mmio_w64(COMMON(a, queue_used_lo), vq_iova(p, q->sh->used_off));
-	p->sh->pci.notify_off[vq] = mmio_r16(COMMON(a, queue_notify_off));
+	ps_of(p)->notify_off[vq] = mmio_r16(COMMON(a, queue_notify_off));
 	mmio_w16(COMMON(a, queue_enable), 1);
 	return 0;
 }
 
-static int pci_del_queue(struct vtnet_port *p, uint16_t vq)
+/* ==== notify_queue, per process ========================================= */
+
+/* Through this process's own access, from its slot: iopl + the port, or
+ * its own mapping of the notify structure. */
+static int pci_legacy_notify(struct vtnet_port *p, struct vtnet_slot *s, uint16_t vq)
 {
-	struct vtpci_access *a = acc_of(p);
+	struct vtpci_access *a = s ? s->pci : NULL;
 
-	if (!a)
-		return -EPERM;
-	if (!a->modern) {
-		io_write(a, VIRTIO_PCI_QUEUE_SEL, vq, 2);
-		io_write(a, VIRTIO_PCI_QUEUE_PFN, 0, 4);
-	}
-	/* Modern: a queue is disabled only by a device reset. */
-	return 0;
-}
-
-/* This process's access, from its slot. */
-static struct vtpci_access *slot_acc(struct vtnet_port *p, uint16_t vq)
-{
-	struct vtnet_slot *s = vtnet_slot_get(p, vq);
-
-	return s ? s->pci : NULL;
-}
-
-static int pci_legacy_notify(struct vtnet_port *p, uint16_t vq)
-{
-	struct vtpci_access *a = slot_acc(p, vq);
-
+	(void)p;
 	if (!a)
 		return -ENOTCONN;
 	io_write(a, VIRTIO_PCI_QUEUE_NOTIFY, vq, 2);
 	return 0;
 }
 
-static int pci_modern_notify(struct vtnet_port *p, uint16_t vq)
+static int pci_modern_notify(struct vtnet_port *p, struct vtnet_slot *s, uint16_t vq)
 {
-	struct vtpci_access *a = slot_acc(p, vq);
+	struct vtpci_access *a = s ? s->pci : NULL;
 
 	if (!a)
 		return -ENOTCONN;
-	mmio_w16(a->cfg[VTPCI_CFG_NOTIFY] + (uint32_t)p->sh->pci.notify_off[vq] * a->notify_mult, vq);
+	mmio_w16(a->cfg[VTPCI_CFG_NOTIFY] + (uint32_t)ps_of(p)->notify_off[vq] * a->notify_mult, vq);
 	return 0;
 }
 
-/* Queue pairs come and go with the control queue (VQ_PAIRS_SET), which the
- * device itself serves here. */
-static int pci_enable_qp(struct vtnet_port *p, uint16_t qp, int on)
-{
-	(void)p;
-	(void)qp;
-	(void)on;
-	return 0;
-}
-
-#define PCI_OPS(notify)                                                        \
-	{                                                                      \
-		.get_features = pci_get_features,                              \
-		.set_features = pci_set_features,                              \
-		.get_status = pci_get_status,                                  \
-		.set_status = pci_set_status,                                  \
-		.read_config = pci_read_config,                                \
-		.setup_queue = pci_setup_queue,                                \
-		.del_queue = pci_del_queue,                                    \
-		.notify_queue = notify,                                        \
-		.enable_qp = pci_enable_qp,                                    \
-	}
-
-static const struct vtpci_ops pci_legacy_ops = PCI_OPS(pci_legacy_notify);
-static const struct vtpci_ops pci_modern_ops = PCI_OPS(pci_modern_notify);
+static const struct vtpci_ops pci_legacy_ops = { .notify_queue = pci_legacy_notify };
+static const struct vtpci_ops pci_modern_ops = { .notify_queue = pci_modern_notify };
 MPOPS_OPS_IMPL(vtpci, pci_legacy, &pci_legacy_ops)
 MPOPS_OPS_IMPL(vtpci, pci_modern, &pci_modern_ops)
 
@@ -702,10 +648,10 @@ static void queue_sizes(struct vtnet_port *p, const struct vtpci_access *a, uint
 	for (uint16_t i = 0; i < nvq && i < VTNET_MAX_VQ; i++) {
 		if (a->modern) {
 			mmio_w16(COMMON(a, queue_select), i);
-			p->sh->pci.qsize_max[i] = mmio_r16(COMMON(a, queue_size));
+			ps_of(p)->qsize_max[i] = mmio_r16(COMMON(a, queue_size));
 		} else {
 			io_write(a, VIRTIO_PCI_QUEUE_SEL, i, 2);
-			p->sh->pci.qsize_max[i] = (uint16_t)io_read(a, VIRTIO_PCI_QUEUE_NUM, 2);
+			ps_of(p)->qsize_max[i] = (uint16_t)io_read(a, VIRTIO_PCI_QUEUE_NUM, 2);
 		}
 	}
 }
@@ -726,15 +672,16 @@ static void *monitor(void *arg)
 		if (st == 0xff || !(st & VIRTIO_CONFIG_S_DRIVER_OK) ||
 		    (st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 			/* Stop every burst; the primary stops and starts the port again. */
-			if (mpops_port_lost(p->port, NULL) == 0) {
-				vt_err("vtnet %s: PCI device %s %s (status %#x): link down, bursts stopped; stop and start the port to recover",
-				       p->sh->name, p->sh->pci.addr,
-				       st == 0 ? "was reset"
-				       : st == 0xff ? "does not answer (removed, or its decoding turned off)"
-				       : (st & VIRTIO_CONFIG_S_NEEDS_RESET) ? "failed and needs a reset"
-				       : "stopped the driver (DRIVER_OK cleared: bus mastering turned off?)",
-				       st);
-			}
+			char why[192];
+
+			snprintf(why, sizeof(why), "PCI device %s %s (status %#x): link down, bursts stopped; stop and start the port to recover",
+				 ps_of(p)->addr,
+				 st == 0 ? "was reset"
+				 : st == 0xff ? "does not answer (removed, or its decoding turned off)"
+				 : (st & VIRTIO_CONFIG_S_NEEDS_RESET) ? "failed and needs a reset"
+				 : "stopped the driver (DRIVER_OK cleared: bus mastering turned off?)",
+				 st);
+			mpops_port_lost(p->port, why);	/* logged once: -EALREADY after */
 			continue;
 		}
 		if (p->sh->features & BIT64(VIRTIO_NET_F_STATUS)) {
@@ -751,21 +698,29 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
-int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
+static int vtpci_dev_destroy(struct vtnet_port *p);
+
+static int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 {
 	struct vtnet_port_shared *sh = p->sh;
-	struct vtnet_pci_shared *ps = &sh->pci;
+	struct vtnet_pci_shared *ps;
 	uint8_t *mac = mpops_port_mac(p->port);
 	struct vtpci_dev *d;
 	char path[PATH_MAX], drv[64];
 	uint16_t vendor, device, subsys;
 	int want_modern = -1, has_modern, has_legacy, dev_fd = -1, rc;
-	uint64_t feat;
+	uint64_t feat = 0;
 
+	/* The transport's own shared block: every process finds the device there. */
+	if ((rc = mpops_alloc(p->r, sizeof(*ps), 64, "vtnet.pci", &sh->tr_off)) < 0)
+		return rc;
+	ps = ps_of(p);
+	memset(ps, 0, sizeof(*ps));
 	if (!c->pci_addr || addr_norm(c->pci_addr, ps->addr, sizeof(ps->addr)) < 0) {
 		vt_err("vtnet %s: transport %s needs .pci_addr as dddd:bb:dd.f, not '%s'", sh->name,
 		       c->transport, c->pci_addr ? c->pci_addr : "(null)");
-		return -EINVAL;
+		rc = -EINVAL;
+		goto fail;
 	}
 	if (strcmp(c->transport, "pci-legacy") == 0)
 		want_modern = 0;
@@ -774,11 +729,13 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	if (mpops_region_iova_mode(p->r) != MPOPS_IOVA_PA) {
 		vt_err("vtnet %s: a PCI device reaches memory by physical address: create region '%s' with MPOPS_REGION_F_PHYS on hugepages",
 		       sh->name, mpops_region_name(p->r));
-		return -EINVAL;
+		rc = -EINVAL;
+		goto fail;
 	}
 	if ((rc = pci_driver(ps->addr, drv, sizeof(drv))) < 0) {
 		vt_err("vtnet %s: no PCI device %s", sh->name, ps->addr);
-		return -ENODEV;
+		rc = -ENODEV;
+		goto fail;
 	}
 	if (strcmp(drv, "uio_pci_generic") == 0) {
 		ps->access = VTPCI_UIO;
@@ -787,10 +744,13 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	} else {
 		vt_err("vtnet %s: PCI device %s is %s%s: bind it to uio_pci_generic or vfio-pci (driver_override, then drivers_probe)",
 		       sh->name, ps->addr, drv[0] ? "bound to " : "bound to no driver", drv);
-		return -ENODEV;
+		rc = -ENODEV;
+		goto fail;
 	}
-	if (!(d = calloc(1, sizeof(*d))))
-		return -ENOMEM;
+	if (!(d = calloc(1, sizeof(*d)))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	d->p = p;
 	d->container = d->group = -1;
 	d->acc.cfg_fd = d->acc.dev_fd = -1;
@@ -872,6 +832,10 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	status_add(&d->acc, VIRTIO_CONFIG_S_ACKNOWLEDGE);
 	status_add(&d->acc, VIRTIO_CONFIG_S_DRIVER);
 	pci_get_features(p, &feat);
+	sh->device_features = feat;
+	/* A device behind an IOMMU: its DMA goes through the mappings the
+	 * primary made (vfio), which it must be told to use. */
+	sh->tr_features = BIT64(VIRTIO_F_ACCESS_PLATFORM);
 	if (feat & BIT64(VIRTIO_NET_F_MAC))
 		pci_read_config(p, offsetof(struct virtio_net_config, mac), mac, 6);
 	sh->max_qp = 1;
@@ -885,6 +849,10 @@ int vtpci_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 	if (feat & BIT64(VIRTIO_NET_F_MTU))
 		pci_read_config(p, offsetof(struct virtio_net_config, mtu), &sh->mtu, 2);
 	queue_sizes(p, &d->acc, (uint16_t)(2 * sh->max_qp + 1));
+	/* The control queue: a legacy device's own size, else at most 64. */
+	if (ps->qsize_max[VTNET_CVQ(sh->max_qp)])
+		sh->cvq_size = !ps->modern || ps->qsize_max[VTNET_CVQ(sh->max_qp)] < 64
+				       ? ps->qsize_max[VTNET_CVQ(sh->max_qp)] : 64;
 	if (!ps->modern) {
 		/* Legacy queue sizes are the device's: the ring must match. */
 		if (c->ring_size && c->ring_size != ps->qsize_max[0])
@@ -914,12 +882,16 @@ fail:
 	return rc;
 }
 
-void vtpci_dev_destroy(struct vtnet_port *p)
+static int vtpci_dev_destroy(struct vtnet_port *p)
 {
 	struct vtpci_dev *d = p->pci;
 
+	if (p->sh->tr_off) {
+		mpops_free(p->r, p->sh->tr_off);
+		p->sh->tr_off = 0;
+	}
 	if (!d)
-		return;
+		return 0;
 	if (d->mon_running) {
 		atomic_store(&d->mon_stop, 1);
 		pthread_join(d->mon, NULL);
@@ -934,9 +906,10 @@ void vtpci_dev_destroy(struct vtnet_port *p)
 		close(d->container);
 	free(d);
 	p->pci = NULL;
+	return 0;
 }
 
-int vtpci_dev_start(struct vtnet_port *p)
+static int vtpci_dev_start(struct vtnet_port *p)
 {
 	struct vtpci_dev *d = p->pci;
 	struct vtnet_port_shared *sh = p->sh;
@@ -946,7 +919,7 @@ int vtpci_dev_start(struct vtnet_port *p)
 	/* Bus mastering may have been turned off meanwhile (a driver unbound
 	 * and bound again), and without it the device reaches no ring. */
 	if ((rc = bus_master_on(&d->acc)) < 0) {
-		vt_err("vtnet %s: cannot enable bus mastering on %s: %s", sh->name, sh->pci.addr,
+		vt_err("vtnet %s: cannot enable bus mastering on %s: %s", sh->name, ps_of(p)->addr,
 		       strerror(-rc));
 		return rc;
 	}
@@ -964,9 +937,9 @@ int vtpci_dev_start(struct vtnet_port *p)
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++) {
 		if (!p->vq[i].sh)
 			continue;
-		if (p->vq[i].sh->size > sh->pci.qsize_max[i] && sh->pci.qsize_max[i]) {
+		if (p->vq[i].sh->size > ps_of(p)->qsize_max[i] && ps_of(p)->qsize_max[i]) {
 			vt_err("vtnet %s: queue %u has %u entries, the device takes %u", sh->name, i,
-			       p->vq[i].sh->size, sh->pci.qsize_max[i]);
+			       p->vq[i].sh->size, ps_of(p)->qsize_max[i]);
 			return -EINVAL;
 		}
 		if ((rc = pci_setup_queue(p, i)) < 0)
@@ -974,7 +947,7 @@ int vtpci_dev_start(struct vtnet_port *p)
 	}
 	status_add(&d->acc, VIRTIO_CONFIG_S_DRIVER_OK);
 	if (status_get(&d->acc) & VIRTIO_CONFIG_S_NEEDS_RESET) {
-		vt_err("vtnet %s: PCI device %s failed the start (DEVICE_NEEDS_RESET)", sh->name, sh->pci.addr);
+		vt_err("vtnet %s: PCI device %s failed the start (DEVICE_NEEDS_RESET)", sh->name, ps_of(p)->addr);
 		return -EIO;
 	}
 	if (sh->features & BIT64(VIRTIO_NET_F_STATUS)) {
@@ -989,7 +962,7 @@ int vtpci_dev_start(struct vtnet_port *p)
 	return 0;
 }
 
-void vtpci_dev_stop(struct vtnet_port *p)
+static int vtpci_dev_stop(struct vtnet_port *p)
 {
 	struct vtpci_dev *d = p->pci;
 
@@ -1001,30 +974,31 @@ void vtpci_dev_stop(struct vtnet_port *p)
 	if (pci_set_features(p, p->sh->features) < 0)
 		vt_warn("vtnet %s: features not accepted again after the reset", p->sh->name);
 	mpops_port_link_set(p->port, 0);
+	return 0;
 }
 
 /* ==== per-process slot ================================================== */
 
-int vtpci_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
+static int vtpci_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 {
 	struct vtnet_port_shared *sh = p->sh;
 	int dev_fd = -1, rc;
 
 	if (!(s->pci = calloc(1, sizeof(*s->pci))))
 		return -ENOMEM;
-	if (sh->pci.access == VTPCI_VFIO) {
+	if (ps_of(p)->access == VTPCI_VFIO) {
 		/* A copy of the primary's device fd (its own, duplicated, in the primary). */
 		rc = mpops_port_fds_get(p->port, &dev_fd, 1);
 		if (rc == 0)
 			rc = -EBADMSG;
 		if (rc < 0) {
 			vt_err("vtnet %s: cannot get the vfio device fd of %s from the primary: %s",
-			       sh->name, sh->pci.addr, strerror(-rc));
+			       sh->name, ps_of(p)->addr, strerror(-rc));
 			goto fail;
 		}
 	}
-	if ((rc = access_open(&sh->pci, dev_fd, s->pci)) < 0) {
-		vt_err("vtnet %s: this process cannot reach PCI device %s: %s", sh->name, sh->pci.addr,
+	if ((rc = access_open(ps_of(p), dev_fd, s->pci)) < 0) {
+		vt_err("vtnet %s: this process cannot reach PCI device %s: %s", sh->name, ps_of(p)->addr,
 		       strerror(-rc));
 		goto fail;
 	}
@@ -1035,22 +1009,36 @@ fail:
 	return rc;
 }
 
-void vtpci_slot_detach(struct vtnet_slot *s)
+static int vtpci_slot_detach(struct vtnet_port *p, struct vtnet_slot *s)
 {
+	(void)p;
 	if (s->pci) {
 		access_close(s->pci);
 		free(s->pci);
 		s->pci = NULL;
 	}
+	return 0;
 }
 
 /* Creator: what other processes need: the vfio device fd (uio: nothing). */
-int vtpci_fds_export(struct vtnet_port *p, int *fds, int max)
+static int vtpci_fds_export(struct vtnet_port *p, int *fds, int max)
 {
-	if (!p->pci || p->sh->pci.access != VTPCI_VFIO)
+	if (!p->pci || ps_of(p)->access != VTPCI_VFIO)
 		return 0;
 	if (max < 1)
 		return -ENOSPC;
 	fds[0] = p->pci->acc.dev_fd;
 	return 1;
 }
+
+static const struct vtnet_tr_ops pci_tr = {
+	.create = vtpci_dev_create,
+	.destroy = vtpci_dev_destroy,
+	.start = vtpci_dev_start,
+	.stop = vtpci_dev_stop,
+	.features_set = pci_set_features,
+	.slot_attach = vtpci_slot_attach,
+	.slot_detach = vtpci_slot_detach,
+	.fds_export = vtpci_fds_export,
+};
+MPOPS_OPS_IMPL(vtnet_tr, pci, &pci_tr)

@@ -13,39 +13,24 @@
 
 #include "vtnet_priv.h"
 
-static void vq_log_once(struct vtnet_port *p, struct vtnet_vq *q, uint32_t bit,
-			const char *what, unsigned a, unsigned b)
-{
-	if (atomic_fetch_or(&q->sh->logged, bit) & bit)
-		return;
-	mpops_log(MPOPS_LOG_ERR, "vtnet %s: queue %u: %s (%u, %u): entry dropped and counted; further ones are only counted",
-		  p->sh->name, q->sh->index, what, a, b);
-}
-
 /*
  * The port layer calls these only on a queue pair this process claimed,
  * while the port is started, with a context (struct vtnet_qp) built at the
  * current epoch: no checks here.
  */
-static inline void kick(struct vtnet_port *p, const struct vtnet_qp *h, struct vtnet_vq *q,
+static inline void kick(struct vtnet_port *p, const struct vtnet_qp *h, struct vq *q,
 			uint16_t old)
 {
-	if (vq_need_kick(p, q, old, q->sh->avail_idx)) {
+	if (vq_need_kick(q, vtnet_event_idx(p), old, q->sh->avail_idx)) {
 		q->st->kicks++;
-#ifdef VTNET_ORIGIN_BUG
-		/* vq->hw->vtpci_ops->notify_queue(vq->hw, vq), as in the report */
-		((const struct vtpci_ops *)p->sh->raw_ops)->notify_queue(p, q->sh->index);
-		(void)h;
-#else
-		h->notify(p, q->sh->index);
-#endif
+		h->notify(p, h->slot, q->sh->index);
 	}
 }
 
 /* ==== rx ================================================================ */
 
 /* Take the used entry at last_used if it is one of ours; NULL if not. */
-static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint32_t *len)
+static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vq *q, uint32_t *len)
 {
 	struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
 	struct mpops_pkt *m;
@@ -54,7 +39,7 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 	q->sh->last_used++;
 	if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
 		q->st->errors++;
-		vq_log_once(p, q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
+		vq_log_once(q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
 			    e.id, q->sh->size);
 		return NULL;
 	}
@@ -65,7 +50,7 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vtnet_vq *q, uint3
 	if (e.len > posted) {
 		q->st->errors++;
 		q->st->drops++;
-		vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote more than the buffer holds",
+		vq_log_once(q, VQ_LOG_BAD_LEN, "device wrote more than the buffer holds",
 			    e.len, posted);
 		mpops_pkt_free(p->pool, m);
 		return NULL;
@@ -79,7 +64,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	const struct vtnet_qp *h = ctx;
 	struct vtnet_port *p = h->p;
 	uint16_t qp = h->qp;
-	struct vtnet_vq *q = &p->vq[2 * qp];
+	struct vq *q = &p->vq[2 * qp];
 	uint16_t hdr, used, old;
 	int mrg, nb = 0;
 
@@ -88,7 +73,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx, memory_order_acquire);
 	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
 		q->st->errors++;
-		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
+		vq_log_once(q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
 			    used, q->sh->last_used);
 		used = q->sh->last_used;
 	}
@@ -112,7 +97,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 				if (nbuf == 0 || nbuf > q->sh->size) {
 					q->st->errors++;
 					q->st->drops++;
-					vq_log_once(p, q, VQ_LOG_BAD_NUMBUF,
+					vq_log_once(q, VQ_LOG_BAD_NUMBUF,
 						    "device wrote an impossible num_buffers", nbuf,
 						    q->sh->size);
 					nbuf = 1; /* drop just this buffer */
@@ -129,7 +114,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		if (len < hdr) {
 			q->st->errors++;
 			q->st->drops++;
-			vq_log_once(p, q, VQ_LOG_BAD_LEN, "device wrote less than a header", len, hdr);
+			vq_log_once(q, VQ_LOG_BAD_LEN, "device wrote less than a header", len, hdr);
 			mpops_pkt_free(p->pool, m);
 			continue;
 		}
@@ -170,10 +155,10 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	}
 	/* Refill what was consumed, then tell the device if it wants to know. */
 	old = q->sh->avail_idx;
-	if (q->sh->num_free > 0 && vq_rx_fill(p, q->sh->index, p->pool) > 0)
+	if (q->sh->num_free > 0 && vq_rx_fill(q, p->pool, hdr) > 0)
 		kick(p, h, q, old);
 	else if (q->sh->num_free == q->sh->size)
-		vq_log_once(p, q, VQ_LOG_NOBUF, "packet pool empty and no rx buffer posted",
+		vq_log_once(q, VQ_LOG_NOBUF, "packet pool empty and no rx buffer posted",
 			    q->sh->num_free, 0);
 	return nb;
 }
@@ -184,7 +169,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 #define TX_FREE_BATCH 64
 
 /* Return the descriptor chain at @head; @return its packet. */
-static struct mpops_pkt *tx_take_chain(struct vtnet_port *p, struct vtnet_vq *q, uint16_t head)
+static struct mpops_pkt *tx_take_chain(struct vtnet_port *p, struct vq *q, uint16_t head)
 {
 	struct mpops_pkt *m = mpops_ptr(p->base, q->cookie[head]);
 	uint16_t d = head;
@@ -219,7 +204,7 @@ static inline void tx_free_add(struct vtnet_port *p, struct mpops_pkt **batch, u
  * and read no used entry (DPDK's in-order cleanup does the same), which
  * also leaves the device's used-ring lines alone. The count is checked.
  */
-static void tx_cleanup_in_order(struct vtnet_port *p, struct vtnet_vq *q, uint16_t used,
+static void tx_cleanup_in_order(struct vtnet_port *p, struct vq *q, uint16_t used,
 				struct mpops_pkt **batch, unsigned *nb)
 {
 	uint16_t done = (uint16_t)(used - q->sh->last_used), head = q->sh->inflight_head;
@@ -227,7 +212,7 @@ static void tx_cleanup_in_order(struct vtnet_port *p, struct vtnet_vq *q, uint16
 
 	if (done > inflight) {
 		q->st->errors++;
-		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index counts more buffers than are in flight",
+		vq_log_once(q, VQ_LOG_BAD_ID, "device's used index counts more buffers than are in flight",
 			    done, inflight);
 		done = inflight;
 	}
@@ -237,7 +222,7 @@ static void tx_cleanup_in_order(struct vtnet_port *p, struct vtnet_vq *q, uint16
 	q->sh->last_used = used;
 }
 
-static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
+static void tx_cleanup(struct vtnet_port *p, struct vq *q)
 {
 	uint16_t used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx,
 					     memory_order_acquire);
@@ -246,7 +231,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 
 	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
 		q->st->errors++;
-		vq_log_once(p, q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
+		vq_log_once(q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
 			    used, q->sh->last_used);
 		return;
 	}
@@ -259,7 +244,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vtnet_vq *q)
 			q->sh->last_used++;
 			if (id >= q->sh->size || q->cookie[id] == 0) {
 				q->st->errors++;
-				vq_log_once(p, q, VQ_LOG_BAD_ID,
+				vq_log_once(q, VQ_LOG_BAD_ID,
 					    "device returned a used id that is not in flight", id,
 					    q->sh->size);
 				continue;
@@ -303,7 +288,7 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
 	const struct vtnet_qp *h = ctx;
 	struct vtnet_port *p = h->p;
-	struct vtnet_vq *q = &p->vq[2 * h->qp + 1];
+	struct vq *q = &p->vq[2 * h->qp + 1];
 	int in_order, nb = 0;
 	uint16_t hdr, old, avail, inflight;
 	uint64_t bytes = 0;

@@ -325,7 +325,7 @@ static uint64_t backend_view(const struct vtnet_dev *d, uint64_t features)
 static int vring_setup(struct vtnet_dev *d, uint16_t index)
 {
 	struct vtnet_port *p = d->p;
-	struct vtnet_vq *q = &p->vq[index];
+	struct vq *q = &p->vq[index];
 	struct vhost_user_vring_state st = { .index = index, .num = q->sh->size };
 	struct vhost_user_vring_addr a = {
 		.index = index,
@@ -409,12 +409,13 @@ static void dev_rings_stop(struct vtnet_dev *d)
 static void dev_lost(struct vtnet_dev *d)
 {
 	struct vtnet_port *p = d->p;
-	char why[160];
+	char why[200];
 
-	snprintf(why, sizeof(why), "vhost-user backend %s disconnected", d->path);
+	snprintf(why, sizeof(why), "vhost-user backend %s disconnected: link down, bursts stopped",
+		 d->path);
 	if (mpops_port_lost(p->port, why) == -EALREADY) {
 		/* Not started: nothing runs, only the link changes. */
-		vt_warn("vtnet %s: %s: link down", p->sh->name, why);
+		vt_warn("vtnet %s: vhost-user backend %s disconnected: link down", p->sh->name, d->path);
 		mpops_port_link_set(p->port, 0);
 	}
 	pthread_mutex_lock(&d->mu);
@@ -423,7 +424,7 @@ static void dev_lost(struct vtnet_dev *d)
 	pthread_mutex_unlock(&d->mu);
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
 		if (p->vq[i].sh)
-			vq_drain(p, i, d->pool);
+			vq_drain(&p->vq[i], d->pool);
 }
 
 /* A backend is there again: the same features, the rings afresh. */
@@ -445,7 +446,7 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 	p->sh->features = had;
 	if (rc == 0 && d->want_started) {
 		for (uint16_t q = 0; q < p->sh->nb_qp; q++)
-			vq_rx_fill(p, (uint16_t)(2 * q), d->pool);
+			vq_rx_fill(&p->vq[2 * q], d->pool, p->sh->hdr_size);
 		pthread_mutex_lock(&d->mu);
 		rc = dev_rings_start(d);
 		/* With MQ nothing is enabled yet (at start VQ_PAIRS_SET does
@@ -507,12 +508,21 @@ static void *monitor(void *arg)
 
 /* ==== life cycle (primary) ============================================== */
 
-int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
+static int vu_dev_destroy(struct vtnet_port *p);
+
+static int vu_dev_create(struct vtnet_port *p, const struct vtnet_conf *c)
 {
-	struct vtnet_dev *d = calloc(1, sizeof(*d));
+	struct vtnet_user_shared *us;
+	struct vtnet_dev *d;
 	int rc, fd;
 
-	if (!d)
+	if ((rc = mpops_ops_id(&mpops_impl_vtpci_user, &p->sh->ops_id)) < 0 ||
+	    (rc = mpops_alloc(p->r, sizeof(*us), 64, "vtnet.user", &p->sh->tr_off)) < 0)
+		return rc;
+	us = mpops_ptr(p->base, p->sh->tr_off);
+	strlcpy(us->path, c->vhost_path, sizeof(us->path));
+	us->server = c->server;
+	if (!(d = calloc(1, sizeof(*d))))
 		return -ENOMEM;
 	d->p = p;
 	p->dev = d;
@@ -581,12 +591,16 @@ fail:
 	return rc;
 }
 
-void vu_dev_destroy(struct vtnet_port *p)
+static int vu_dev_destroy(struct vtnet_port *p)
 {
 	struct vtnet_dev *d = p->dev;
 
+	if (p->sh->tr_off) {
+		mpops_free(p->r, p->sh->tr_off);
+		p->sh->tr_off = 0;
+	}
 	if (!d)
-		return;
+		return 0;
 	if (d->mon_running) {
 		char b = 1;
 
@@ -614,9 +628,10 @@ void vu_dev_destroy(struct vtnet_port *p)
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 	p->dev = NULL;
+	return 0;
 }
 
-int vu_dev_start(struct vtnet_port *p)
+static int vu_dev_start(struct vtnet_port *p)
 {
 	struct vtnet_dev *d = p->dev;
 	int rc;
@@ -636,7 +651,7 @@ int vu_dev_start(struct vtnet_port *p)
 	return rc;
 }
 
-void vu_dev_stop(struct vtnet_port *p)
+static int vu_dev_stop(struct vtnet_port *p)
 {
 	struct vtnet_dev *d = p->dev;
 
@@ -646,6 +661,7 @@ void vu_dev_stop(struct vtnet_port *p)
 		dev_rings_stop(d);
 	pthread_mutex_unlock(&d->mu);
 	mpops_port_link_set(p->port, 0);
+	return 0;
 }
 
 void vu_kickfds(struct vtnet_port *p, int *fds, int *n)
@@ -660,7 +676,7 @@ void vu_kickfds(struct vtnet_port *p, int *fds, int *n)
 /* ==== the per-process slot ============================================== */
 
 /* The creator's kick eventfds, for other processes' slots. */
-int vu_fds_export(struct vtnet_port *p, int *fds, int max)
+static int vu_fds_export(struct vtnet_port *p, int *fds, int max)
 {
 	int n;
 
@@ -673,8 +689,8 @@ int vu_fds_export(struct vtnet_port *p, int *fds, int max)
 }
 
 /* This process's copies of the kick fds: the creator's own duplicated, or
- * received from the primary (the port layer's generic fd request). */
-int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
+ * received from the primary (the port layer's fd request). */
+static int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 {
 	int n = mpops_port_fds_get(p->port, s->kickfd, VTNET_MAX_VQ);
 
@@ -687,85 +703,39 @@ int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 	return 0;
 }
 
-void vu_slot_detach(struct vtnet_slot *s)
+static int vu_slot_detach(struct vtnet_port *p, struct vtnet_slot *s)
 {
+	(void)p;
 	for (int i = 0; i < VTNET_MAX_VQ; i++)
 		if (s->kickfd[i] >= 0)
 			close(s->kickfd[i]);
-}
-
-/* ==== the ops =========================================================== */
-
-static int user_get_features(struct vtnet_port *p, uint64_t *features)
-{
-	*features = p->sh->device_features;
 	return 0;
 }
 
-static int user_set_features(struct vtnet_port *p, uint64_t features)
+/* ==== the control queue, device side ==================================== */
+
+/*
+ * A vhost-user backend for a net device has no control queue: the frontend
+ * plays the device, as DPDK's virtio-user does. The queue lives in shared
+ * memory like the others; the primary posts commands and its notify lands
+ * here, which serves them in place. The descriptors are ours, but checked
+ * as a device would: no address outside the region, no chain longer than
+ * the ring.
+ */
+
+#define CTRL_CMD_MAX 130
+
+/* Device address -> this process's pointer, if the whole range is in the region. */
+static void *dev_ptr(struct vtnet_port *p, uint64_t addr, uint32_t len)
 {
-	if (features & ~p->sh->device_features)
-		return -EINVAL;
-	p->sh->features = features;
-	return 0;
+	size_t size = mpops_region_size(p->r);
+
+	if (addr == 0 || addr >= size || len > size - addr)
+		return NULL;
+	return (char *)p->base + addr;
 }
 
-static int user_get_status(struct vtnet_port *p, uint8_t *status)
-{
-	*status = p->dev ? p->dev->status : 0;
-	return 0;
-}
-
-static int user_set_status(struct vtnet_port *p, uint8_t status)
-{
-	if (!p->dev)
-		return -EPERM;
-	p->dev->status = status;
-	return 0;
-}
-
-/* The emulated device config: struct virtio_net_config. */
-static int user_read_config(struct vtnet_port *p, uint32_t off, void *buf, uint32_t len)
-{
-	struct virtio_net_config cfg = { 0 };
-	struct mpops_port_link l = { 0 };
-
-	mpops_port_link_get(p->port, &l);
-	memcpy(cfg.mac, mpops_port_mac(p->port), 6);
-	cfg.status = l.up ? VIRTIO_NET_S_LINK_UP : 0;
-	cfg.max_virtqueue_pairs = p->sh->max_qp;
-	cfg.mtu = p->sh->mtu;
-	if (off > sizeof(cfg) || len > sizeof(cfg) - off)
-		return -ERANGE;
-	memcpy(buf, (char *)&cfg + off, len);
-	return 0;
-}
-
-static int user_setup_queue(struct vtnet_port *p, uint16_t vq)
-{
-	int rc;
-
-	if (!p->dev)
-		return -EPERM;
-	pthread_mutex_lock(&p->dev->mu);
-	rc = vring_setup(p->dev, vq);
-	pthread_mutex_unlock(&p->dev->mu);
-	return rc;
-}
-
-static int user_del_queue(struct vtnet_port *p, uint16_t vq)
-{
-	struct vhost_user_vring_state st = { .index = vq };
-	int rc;
-
-	if (!p->dev)
-		return -EPERM;
-	pthread_mutex_lock(&p->dev->mu);
-	rc = vu_call(p->dev, VHOST_USER_GET_VRING_BASE, &st, sizeof(st), NULL, 0, sizeof(st), &st);
-	pthread_mutex_unlock(&p->dev->mu);
-	return rc;
-}
-
+/* What a command does: MQ becomes SET_VRING_ENABLE; the rest is accepted. */
 static int ctrl_exec(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const uint8_t *data,
 		     uint32_t len)
 {
@@ -786,47 +756,104 @@ static int ctrl_exec(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const uint8
 	return rc;
 }
 
-static int user_notify_queue(struct vtnet_port *p, uint16_t vq)
+/* Serve every command posted on the control queue. @return how many. */
+static int ctrl_device(struct vtnet_port *p)
 {
-	struct vtnet_slot *s;
+	struct vq *q = &p->vq[VTNET_CVQ(p->sh->max_qp)];
+	uint16_t avail = atomic_load_explicit((_Atomic uint16_t *)&q->avail->idx,
+					      memory_order_acquire);
+	uint16_t used = q->used->idx;
+	int done = 0;
+
+	while (q->sh->dev_last_avail != avail) {
+		uint16_t head = q->avail->ring[q->sh->dev_last_avail & q->mask];
+		uint8_t cmd[CTRL_CMD_MAX], *ack = NULL;
+		uint32_t got = 0, steps = 0;
+		uint16_t d = head;
+		int ok = head < q->sh->size;
+
+		q->sh->dev_last_avail++;
+		/* Gather the readable part, find the writable ack byte. */
+		while (ok) {
+			struct vring_desc *desc = &q->desc[d];
+			uint8_t *buf = dev_ptr(p, desc->addr, desc->len);
+
+			if (!buf || ++steps > q->sh->size) {
+				ok = 0;
+				break;
+			}
+			if (desc->flags & VRING_DESC_F_WRITE) {
+				ack = desc->len ? buf : NULL;
+			} else {
+				uint32_t n = desc->len;
+
+				if (n > sizeof(cmd) - got)
+					n = (uint32_t)sizeof(cmd) - got;
+				memcpy(cmd + got, buf, n);
+				got += n;
+			}
+			if (!(desc->flags & VRING_DESC_F_NEXT))
+				break;
+			d = desc->next;
+			if (d >= q->sh->size)
+				ok = 0;
+		}
+		if (!ok || !ack || got < 2) {
+			vt_err("vtnet %s: malformed control command (descriptor %u): dropped",
+			       p->sh->name, head);
+			q->st->errors++;
+			if (head >= q->sh->size)
+				continue;
+		} else {
+			*ack = ctrl_exec(p, cmd[0], cmd[1], cmd + 2, got - 2) == 0 ? VIRTIO_NET_OK
+										  : VIRTIO_NET_ERR;
+		}
+		q->used->ring[used & q->mask].id = head;
+		q->used->ring[used & q->mask].len = ack ? 1 : 0;
+		used++;
+		atomic_store_explicit((_Atomic uint16_t *)&q->used->idx, used, memory_order_release);
+		done++;
+	}
+	return done;
+}
+
+/* ==== the ops =========================================================== */
+
+static int user_features_set(struct vtnet_port *p, uint64_t features)
+{
+	if (features & ~p->sh->device_features)
+		return -EINVAL;
+	return 0;	/* SET_FEATURES goes with the rings, at start */
+}
+
+/* Per process: this process's own copy of the queue's kick fd. */
+static int user_notify_queue(struct vtnet_port *p, struct vtnet_slot *s, uint16_t vq)
+{
 	uint64_t one = 1;
 
-	if (vq == VTNET_CVQ(p->sh->max_qp) && p->sh->max_qp > 0 && (p->sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ))) {
+	if (vq == VTNET_CVQ(p->sh->max_qp) && (p->sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ))) {
 		if (!p->dev) {
 			mpops_log(MPOPS_LOG_ERR, "vtnet %s: the control queue is the primary's", p->sh->name);
 			return -EPERM;
 		}
-		return vq_ctrl_device(p, ctrl_exec) >= 0 ? 0 : -EIO;
+		return ctrl_device(p) >= 0 ? 0 : -EIO;
 	}
-	/* This process's own copy of the queue's kick fd. */
-	if (!(s = vtnet_slot_get(p, vq)))
-		return -ENOTCONN;
-	if (vq >= s->nfds || s->kickfd[vq] < 0)
+	if (!s || vq >= s->nfds || s->kickfd[vq] < 0)
 		return -ERANGE;
 	return write(s->kickfd[vq], &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
 }
 
-static int user_enable_qp(struct vtnet_port *p, uint16_t qp, int on)
-{
-	int rc;
-
-	if (!p->dev)
-		return -EPERM;
-	pthread_mutex_lock(&p->dev->mu);
-	rc = enable_pair(p->dev, qp, on);
-	pthread_mutex_unlock(&p->dev->mu);
-	return rc;
-}
-
-static const struct vtpci_ops user_ops = {
-	.get_features = user_get_features,
-	.set_features = user_set_features,
-	.get_status = user_get_status,
-	.set_status = user_set_status,
-	.read_config = user_read_config,
-	.setup_queue = user_setup_queue,
-	.del_queue = user_del_queue,
-	.notify_queue = user_notify_queue,
-	.enable_qp = user_enable_qp,
-};
+static const struct vtpci_ops user_ops = { .notify_queue = user_notify_queue };
 MPOPS_OPS_IMPL(vtpci, user, &user_ops)
+
+static const struct vtnet_tr_ops user_tr = {
+	.create = vu_dev_create,
+	.destroy = vu_dev_destroy,
+	.start = vu_dev_start,
+	.stop = vu_dev_stop,
+	.features_set = user_features_set,
+	.slot_attach = vu_slot_attach,
+	.slot_detach = vu_slot_detach,
+	.fds_export = vu_fds_export,
+};
+MPOPS_OPS_IMPL(vtnet_tr, user, &user_tr)

@@ -1,84 +1,67 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Split virtqueues (virtio 1.x) in shared memory: layout, reset, rx fill,
- * drain, and the control queue (driver side, and the device side that the
- * virtio-user transport emulates).
+ * Split virtqueues in shared memory, driver side: layout, reset, rx fill,
+ * drain, and control commands. See virtqueue.h.
  *
- * Descriptor addresses are device addresses (mpops_region_iova): region
- * offsets for virtio-user (the memory table maps the region at 0), physical
- * addresses for a PCI device. Either is the same in every process, so any
- * process can post buffers wherever it mapped the region.
+ * Descriptor addresses are device addresses: the caller's (mpops_pkt.buf_iova
+ * for buffers, scratch_iova for control commands). They are the same in
+ * every process, so any process can post buffers wherever it mapped the
+ * memory.
  */
 #include <errno.h>
-#include <stdio.h>
+#include <linux/virtio_net.h>
 #include <string.h>
 #include <time.h>
 
-#include "vtnet_priv.h"
+#include "virtqueue.h"
+
+#define ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((size_t)(a) - 1))
 
 /* ==== layout ============================================================ */
 
-int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
+size_t vq_ring_bytes(uint16_t size)
 {
-	struct mpops_region *r = p->r;
-	struct vtnet_vq_shared *sh;
-	size_t ring, align;
-	char tag[32];
-	mpops_off_t off;
-	int rc;
+	return vring_size(size, VQ_VRING_ALIGN);
+}
 
-	snprintf(tag, sizeof(tag), "vtnet.%.16s.vq%u", p->sh->name, index);
-	if ((rc = mpops_alloc(r, sizeof(*sh), 64, tag, &off)) < 0)
-		return rc;
-	p->sh->vq_off[index] = off;
-	sh = mpops_ptr(p->base, off);
+void vq_map(struct vq *q, void *base, struct vq_shared *sh, struct mpops_port_queue_stats *st,
+	    const char *name)
+{
+	q->sh = sh;
+	q->base = base;
+	q->name = name;
+	q->st = st ? st : &sh->stats;
+	q->desc = mpops_ptr(base, sh->desc_off);
+	q->avail = mpops_ptr(base, sh->avail_off);
+	q->used = mpops_ptr(base, sh->used_off);
+	q->cookie = mpops_ptr(base, sh->cookie_off);
+	q->inflight = mpops_ptr(base, sh->inflight_off);
+	q->mask = (uint16_t)(sh->size - 1);
+}
+
+void vq_init(struct vq *q, void *base, struct vq_shared *sh, uint16_t index, uint16_t size,
+	     mpops_off_t ring_off, mpops_off_t cookie_off, mpops_off_t inflight_off,
+	     mpops_off_t scratch_off, uint64_t scratch_iova, const char *name)
+{
+	memset(sh, 0, sizeof(*sh));
 	sh->index = index;
 	sh->size = size;
-	/* The ring in one block, laid out as a legacy device expects it (one
-	 * address: descriptors, avail, then used at the next 4 KiB), aligned to
-	 * its size rounded up to a power of two so that it never spans two
-	 * pages: a device that reads physical addresses sees it in one piece. */
-	ring = vring_size(size, VTNET_VRING_ALIGN);
-	for (align = 4096; align < ring; align <<= 1)
-		;
-	if ((rc = mpops_alloc(r, ring, align, tag, &sh->desc_off)) < 0)
-		return rc;
-	sh->avail_off = sh->desc_off + sizeof(struct vring_desc) * size;
-	sh->used_off = sh->desc_off +
-		       ALIGN_POW2(sizeof(struct vring_desc) * size + 2u * (3 + size), VTNET_VRING_ALIGN);
-	if ((rc = mpops_alloc(r, 8u * size, 64, tag, &sh->cookie_off)) < 0 ||
-	    (rc = mpops_alloc(r, 2u * size, 64, tag, &sh->inflight_off)) < 0)
-		return rc;
-	/* Control queue: room for one command at a time. */
-	if (index == VTNET_CVQ(p->sh->max_qp) &&
-	    (rc = mpops_alloc(r, 256, 256, tag, &sh->scratch_off)) < 0)
-		return rc;
-	vq_map(p, index);
-	vq_reset(p, index);
-	return 0;
+	/* Laid out as a legacy device expects it (one address: descriptors,
+	 * avail, then used at the next 4 KiB). */
+	sh->desc_off = ring_off;
+	sh->avail_off = ring_off + sizeof(struct vring_desc) * size;
+	sh->used_off = ring_off + ALIGN_UP(sizeof(struct vring_desc) * size + 2u * (3 + size),
+					   VQ_VRING_ALIGN);
+	sh->cookie_off = cookie_off;
+	sh->inflight_off = inflight_off;
+	sh->scratch_off = scratch_off;
+	sh->scratch_iova = scratch_iova;
+	vq_map(q, base, sh, NULL, name);
+	vq_reset(q);
 }
 
-void vq_map(struct vtnet_port *p, uint16_t index)
+void vq_reset(struct vq *q)
 {
-	struct vtnet_vq *q = &p->vq[index];
-
-	q->sh = mpops_ptr(p->base, p->sh->vq_off[index]);
-	if (!q->sh)
-		return;
-	q->desc = mpops_ptr(p->base, q->sh->desc_off);
-	q->avail = mpops_ptr(p->base, q->sh->avail_off);
-	q->used = mpops_ptr(p->base, q->sh->used_off);
-	q->cookie = mpops_ptr(p->base, q->sh->cookie_off);
-	q->inflight = mpops_ptr(p->base, q->sh->inflight_off);
-	q->mask = (uint16_t)(q->sh->size - 1);
-	/* Data queues count in the port's counters, the control queue in its own. */
-	q->st = index < 2 * p->sh->nb_qp ? mpops_port_stats_ref(p->port, index / 2, index & 1)
-					 : &q->sh->stats;
-}
-
-void vq_reset(struct vtnet_port *p, uint16_t index)
-{
-	struct vtnet_vq *q = &p->vq[index];
 	uint16_t n = q->sh->size;
 
 	memset(q->desc, 0, sizeof(*q->desc) * n);
@@ -98,15 +81,22 @@ void vq_reset(struct vtnet_port *p, uint16_t index)
 	q->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 }
 
+void vq_log_once(struct vq *q, uint32_t bit, const char *what, unsigned a, unsigned b)
+{
+	if (atomic_fetch_or(&q->sh->logged, bit) & bit)
+		return;
+	mpops_log(MPOPS_LOG_ERR, "vtnet %s: queue %u: %s (%u, %u): entry dropped and counted; further ones are only counted",
+		  q->name, q->sh->index, what, a, b);
+}
+
 /* ==== rx fill and drain ================================================= */
 
 /* Buffers allocated per mpops_pkt_alloc_bulk() call in rx fill. */
 #define RX_FILL_BATCH 64
 
-int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
+int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom)
 {
-	struct vtnet_vq *q = &p->vq[index];
-	uint16_t hdr = p->sh->hdr_size, avail = q->sh->avail_idx;
+	uint16_t avail = q->sh->avail_idx;
 	struct mpops_pkt *m[RX_FILL_BATCH];
 	int n = 0;
 
@@ -123,58 +113,53 @@ int vq_rx_fill(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
 			/* The header goes in the headroom, right before the data. */
 			uint16_t d = vq_desc_get(q);
 
-			q->desc[d].addr = m[i]->buf_iova + m[i]->data_off - hdr;
-			q->desc[d].len = (uint32_t)(m[i]->buf_len - m[i]->data_off + hdr);
+			q->desc[d].addr = m[i]->buf_iova + m[i]->data_off - headroom;
+			q->desc[d].len = (uint32_t)(m[i]->buf_len - m[i]->data_off + headroom);
 			q->desc[d].flags = VRING_DESC_F_WRITE;
-			q->cookie[d] = mpops_off(p->base, m[i]);
+			q->cookie[d] = mpops_off(q->base, m[i]);
 			q->avail->ring[avail++ & q->mask] = d;
 		}
 		n += (int)got;
 		if (got < want)
 			break;
 	}
-	if (n) {
-		q->sh->avail_idx = avail;
-		atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, avail,
-				      memory_order_release);
-	}
+	if (n)
+		vq_avail_publish(q, avail);
 	return n;
 }
 
-void vq_drain(struct vtnet_port *p, uint16_t index, struct mpops_pktpool *pool)
+void vq_drain(struct vq *q, struct mpops_pktpool *pool)
 {
-	struct vtnet_vq *q = &p->vq[index];
-
-	if (!q->sh)
-		return;
 	for (uint16_t i = 0; i < q->sh->size; i++) {
 		if (q->cookie[i]) {
-			mpops_pkt_free(pool, mpops_ptr(p->base, q->cookie[i]));
+			mpops_pkt_free(pool, mpops_ptr(q->base, q->cookie[i]));
 			q->cookie[i] = 0;
 		}
 	}
-	vq_reset(p, index);
+	vq_reset(q);
 }
 
-/* ==== control queue, driver side ======================================== */
+/* ==== control commands, driver side ===================================== */
 
 #define CTRL_DATA_OFF 16
 #define CTRL_DATA_MAX 128
 #define CTRL_ACK_OFF 200
+/* A control command's cookie: not a packet (cookies of packets are offsets
+ * of at least the region header's size). */
+#define CTRL_COOKIE 1
 
-int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *data,
-		 uint16_t len)
+int vq_ctrl_send(struct vq *q, int event_idx, uint8_t cls, uint8_t cmd, const void *data,
+		 uint16_t len, int (*notify)(void *arg), void *arg)
 {
-	uint16_t cvq = VTNET_CVQ(p->sh->max_qp);
-	struct vtnet_vq *q = &p->vq[cvq];
-	uint8_t *scratch;
-	uint16_t d0, d1, d2, old;
 	struct timespec ts = { 0, 1000000 };
+	uint16_t d0, d1, d2, old;
+	uint64_t iova = q->sh->scratch_iova;
+	uint8_t *scratch;
 	int rc, tries;
 
-	if (!q->sh || len > CTRL_DATA_MAX || q->sh->num_free < 3)
+	if (len > CTRL_DATA_MAX || q->sh->num_free < 3 || !q->sh->scratch_off)
 		return -EINVAL;
-	scratch = mpops_ptr(p->base, q->sh->scratch_off);
+	scratch = mpops_ptr(q->base, q->sh->scratch_off);
 	scratch[0] = cls;
 	scratch[1] = cmd;
 	memcpy(scratch + CTRL_DATA_OFF, data, len);
@@ -183,21 +168,16 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	d0 = vq_desc_get(q);
 	d1 = vq_desc_get(q);
 	d2 = vq_desc_get(q);
-	q->desc[d0] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off), 2, VRING_DESC_F_NEXT, d1 };
-	q->desc[d1] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off + CTRL_DATA_OFF), len,
-					   VRING_DESC_F_NEXT, d2 };
-	q->desc[d2] = (struct vring_desc){ vq_iova(p, q->sh->scratch_off + CTRL_ACK_OFF), 1,
-					   VRING_DESC_F_WRITE, 0 };
-	q->cookie[d0] = 1;
+	q->desc[d0] = (struct vring_desc){ iova, 2, VRING_DESC_F_NEXT, d1 };
+	q->desc[d1] = (struct vring_desc){ iova + CTRL_DATA_OFF, len, VRING_DESC_F_NEXT, d2 };
+	q->desc[d2] = (struct vring_desc){ iova + CTRL_ACK_OFF, 1, VRING_DESC_F_WRITE, 0 };
+	q->cookie[d0] = CTRL_COOKIE;
 	old = q->sh->avail_idx;
 	q->avail->ring[old & q->mask] = d0;
-	q->sh->avail_idx++;
-	atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, q->sh->avail_idx,
-			      memory_order_release);
-	if (vq_need_kick(p, q, old, q->sh->avail_idx)) {
+	vq_avail_publish(q, (uint16_t)(old + 1));
+	if (vq_need_kick(q, event_idx, old, q->sh->avail_idx)) {
 		q->st->kicks++;
-		rc = MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue(p, cvq);
-		if (rc < 0)
+		if ((rc = notify(arg)) < 0)
 			return rc;
 	}
 	for (tries = 0; tries < 2000; tries++) {
@@ -208,12 +188,12 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	}
 	if (tries == 2000) {
 		mpops_log(MPOPS_LOG_ERR, "vtnet %s: the device did not complete control command %u/%u within 2 s",
-			  p->sh->name, cls, cmd);
+			  q->name, cls, cmd);
 		return -ETIMEDOUT;
 	}
 	if (q->used->ring[q->sh->last_used & q->mask].id != d0) {
-		mpops_log(MPOPS_LOG_ERR, "vtnet %s: control queue: device returned descriptor %u, expected %u",
-			  p->sh->name, q->used->ring[q->sh->last_used & q->mask].id, d0);
+		vq_log_once(q, VQ_LOG_CTRL, "control queue: device returned another descriptor",
+			    q->used->ring[q->sh->last_used & q->mask].id, d0);
 		q->st->errors++;
 	}
 	q->sh->last_used++;
@@ -223,82 +203,9 @@ int vq_ctrl_send(struct vtnet_port *p, uint8_t cls, uint8_t cmd, const void *dat
 	vq_desc_put(q, d2);
 	if (scratch[CTRL_ACK_OFF] != VIRTIO_NET_OK) {
 		mpops_log(MPOPS_LOG_ERR, "vtnet %s: the device rejected control command class %u cmd %u (ack %u)",
-			  p->sh->name, cls, cmd, scratch[CTRL_ACK_OFF]);
+			  q->name, cls, cmd, scratch[CTRL_ACK_OFF]);
 		return -EIO;
 	}
 	q->st->packets++;
 	return 0;
-}
-
-/* ==== control queue, device side (emulated by the transport) ============= */
-
-/* Device address -> this process's pointer, if the whole range is ours. */
-static void *dev_ptr(struct vtnet_port *p, uint64_t addr, uint32_t len)
-{
-	size_t size = mpops_region_size(p->r);
-
-	if (addr == 0 || addr >= size || len > size - addr)
-		return NULL;
-	return (char *)p->base + addr;
-}
-
-int vq_ctrl_device(struct vtnet_port *p,
-		   int (*exec)(struct vtnet_port *, uint8_t, uint8_t, const uint8_t *, uint32_t))
-{
-	struct vtnet_vq *q = &p->vq[VTNET_CVQ(p->sh->max_qp)];
-	uint16_t avail = atomic_load_explicit((_Atomic uint16_t *)&q->avail->idx,
-					      memory_order_acquire);
-	uint16_t used = q->used->idx;
-	int done = 0;
-
-	while (q->sh->dev_last_avail != avail) {
-		uint16_t head = q->avail->ring[q->sh->dev_last_avail & q->mask];
-		uint8_t cmd[2 + CTRL_DATA_MAX], *ack = NULL;
-		uint32_t got = 0, steps = 0;
-		uint16_t d = head;
-		int ok = head < q->sh->size;
-
-		q->sh->dev_last_avail++;
-		/* Gather the readable part, find the writable ack byte. */
-		while (ok) {
-			struct vring_desc *desc = &q->desc[d];
-			uint8_t *buf = dev_ptr(p, desc->addr, desc->len);
-
-			if (!buf || ++steps > q->sh->size) {
-				ok = 0;
-				break;
-			}
-			if (desc->flags & VRING_DESC_F_WRITE) {
-				ack = desc->len ? buf : NULL;
-			} else {
-				uint32_t n = desc->len;
-
-				if (n > sizeof(cmd) - got)
-					n = (uint32_t)sizeof(cmd) - got;
-				memcpy(cmd + got, buf, n);
-				got += n;
-			}
-			if (!(desc->flags & VRING_DESC_F_NEXT))
-				break;
-			d = desc->next;
-			if (d >= q->sh->size)
-				ok = 0;
-		}
-		if (!ok || !ack || got < 2) {
-			mpops_log(MPOPS_LOG_ERR, "vtnet %s: malformed control command (descriptor %u): dropped",
-				  p->sh->name, head);
-			q->st->errors++;
-			if (head >= q->sh->size)
-				continue;
-		} else {
-			*ack = exec(p, cmd[0], cmd[1], cmd + 2, got - 2) == 0 ? VIRTIO_NET_OK
-									: VIRTIO_NET_ERR;
-		}
-		q->used->ring[used & q->mask].id = head;
-		q->used->ring[used & q->mask].len = ack ? 1 : 0;
-		used++;
-		atomic_store_explicit((_Atomic uint16_t *)&q->used->idx, used, memory_order_release);
-		done++;
-	}
-	return done;
 }

@@ -4,7 +4,8 @@
  * start, stop, the per-process slot, fds for other processes, queue
  * setup), port creation with feature negotiation, and virtio facts for
  * tools. Claims, epochs, the wait for bursts, link and counters are the
- * port layer's (lib/port.c).
+ * port layer's (lib/port.c); reaching the device is the transports'
+ * (transport.h); rings are virtqueue.c's.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,23 +20,6 @@ MPOPS_OPS_CLASS_DEFINE(vtpci, VTPCI_OPS)
 #define vt_err(...) mpops_log(MPOPS_LOG_ERR, __VA_ARGS__)
 #define vt_info(...) mpops_log(MPOPS_LOG_INFO, __VA_ARGS__)
 
-/* ==== transports ======================================================== */
-
-static const struct vtnet_transport_ops transports[] = {
-	[VTNET_TR_USER] = { vu_dev_create, vu_dev_destroy, vu_dev_start, vu_dev_stop,
-			    vu_slot_attach, vu_slot_detach, vu_fds_export },
-	[VTNET_TR_PCI] = { vtpci_dev_create, vtpci_dev_destroy, vtpci_dev_start, vtpci_dev_stop,
-			   vtpci_slot_attach, vtpci_slot_detach, vtpci_fds_export },
-};
-
-/* The shared port says which; an unknown value is refused at open. */
-static const struct vtnet_transport_ops *tr(const struct vtnet_port_shared *sh)
-{
-	size_t n = sizeof(transports) / sizeof(transports[0]);
-
-	return &transports[sh->transport < n ? sh->transport : VTNET_TR_USER];
-}
-
 struct vtnet_port *vtnet_of(struct mpops_port *port)
 {
 	struct vtnet_port *p = port ? mpops_port_priv(port) : NULL;
@@ -43,30 +27,97 @@ struct vtnet_port *vtnet_of(struct mpops_port *port)
 	return p && p->magic == VTNET_MAGIC ? p : NULL;
 }
 
-/* This process's slot for a notify on @vq: the queue pair's cached one if
- * it is current, else looked up (and rebuilt if the epoch moved). */
-struct vtnet_slot *vtnet_slot_get(struct vtnet_port *p, uint16_t vq)
+/* Notify the device about @vq outside a burst: with this process's slot at
+ * the current epoch. */
+int vtnet_notify(struct vtnet_port *p, uint16_t vq)
 {
-	struct vtnet_qp *h = vq / 2 < VTNET_MAX_QP ? &p->qp[vq / 2] : NULL;
-	void *s;
+	void *slot;
+	int rc;
 
-	if (h && h->slot && h->slot_epoch == mpops_port_epoch(p->port))
-		return h->slot;
-	return mpops_port_slot(p->port, &s, NULL) < 0 ? NULL : s;
+	if ((rc = mpops_port_slot(p->port, &slot, NULL)) < 0)
+		return rc;
+	return MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue(p, slot, vq);
 }
 
-/* ==== the port driver =================================================== */
+/* ==== virtqueues ======================================================== */
+
+/* Data queues count in the port's counters, the control queue in its own. */
+static struct mpops_port_queue_stats *vq_stats(struct vtnet_port *p, uint16_t index)
+{
+	return index < 2 * p->sh->nb_qp ? mpops_port_stats_ref(p->port, index / 2, index & 1)
+					: NULL;
+}
 
 static void vqs_map(struct vtnet_port *p)
 {
 	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
 		if (p->sh->vq_off[i] && !p->vq[i].sh)
-			vq_map(p, i);
+			vq_map(&p->vq[i], p->base, mpops_ptr(p->base, p->sh->vq_off[i]),
+			       vq_stats(p, i), p->sh->name);
 }
+
+/*
+ * Virtqueue @index of @size entries in the region: its shared state, the
+ * ring in one block aligned to its size rounded up to a power of two, so
+ * that it never spans two pages (a device that reads physical addresses
+ * sees it in one piece), cookies and the in-order list; the control queue
+ * also gets room for one command.
+ */
+static int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
+{
+	mpops_off_t sh_off, ring, cookie, inflight, scratch = 0;
+	struct mpops_region *r = p->r;
+	size_t bytes = vq_ring_bytes(size), align;
+	char tag[32];
+	int rc;
+
+	snprintf(tag, sizeof(tag), "vtnet.%.16s.vq%u", p->sh->name, index);
+	for (align = 4096; align < bytes; align <<= 1)
+		;
+	if ((rc = mpops_alloc(r, sizeof(struct vq_shared), 64, tag, &sh_off)) < 0 ||
+	    (rc = mpops_alloc(r, bytes, align, tag, &ring)) < 0 ||
+	    (rc = mpops_alloc(r, 8u * size, 64, tag, &cookie)) < 0 ||
+	    (rc = mpops_alloc(r, 2u * size, 64, tag, &inflight)) < 0)
+		return rc;
+	if (index == VTNET_CVQ(p->sh->max_qp) && (rc = mpops_alloc(r, 256, 256, tag, &scratch)) < 0)
+		return rc;
+	p->sh->vq_off[index] = sh_off;
+	vq_init(&p->vq[index], p->base, mpops_ptr(p->base, sh_off), index, size, ring, cookie,
+		inflight, scratch, scratch ? vq_iova(p, scratch) : 0, p->sh->name);
+	if (index < 2 * p->sh->nb_qp)
+		p->vq[index].st = vq_stats(p, index);
+	return 0;
+}
+
+static void vq_destroy(struct vtnet_port *p, uint16_t index)
+{
+	struct vq_shared *v = p->vq[index].sh;
+
+	vq_drain(&p->vq[index], p->pool);
+	mpops_free(p->r, v->desc_off);	/* the whole ring */
+	mpops_free(p->r, v->cookie_off);
+	mpops_free(p->r, v->inflight_off);
+	if (v->scratch_off)
+		mpops_free(p->r, v->scratch_off);
+	mpops_free(p->r, p->sh->vq_off[index]);
+	p->sh->vq_off[index] = 0;
+	p->vq[index].sh = NULL;
+}
+
+/* Give the rings back and free their buffers. */
+static void rings_drain(struct vtnet_port *p)
+{
+	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
+		if (p->vq[i].sh)
+			vq_drain(&p->vq[i], p->pool);
+}
+
+/* ==== the port driver =================================================== */
 
 static int drv_open(struct mpops_port *port, void **priv)
 {
 	struct vtnet_port *p = calloc(1, sizeof(*p));
+	int rc;
 
 	if (!p)
 		return -ENOMEM;
@@ -85,11 +136,10 @@ static int drv_open(struct mpops_port *port, void **priv)
 			free(p);
 			return -EPROTO;
 		}
-		if (p->sh->transport > VTNET_TR_PCI) {
-			vt_err("vtnet %s: shared port names transport %u, unknown to this driver: rebuild both from the same sources",
-			       p->sh->name, p->sh->transport);
+		/* Checked once here; from now on the IDs index without checks. */
+		if ((rc = mpops_ops_resolve_vtnet_tr(p->sh->tr_id, &p->tr)) < 0) {
 			free(p);
-			return -EPROTO;
+			return rc;
 		}
 		vqs_map(p);
 	}
@@ -104,32 +154,22 @@ static int drv_close(struct mpops_port *port, void *priv)
 	(void)port;
 	if (p->owner) {
 		/* Stopped, and every burst gone: the device and rings go. */
-		tr(p->sh)->destroy(p);
-		for (uint16_t i = 0; i < VTNET_MAX_VQ; i++) {
-			struct vtnet_vq_shared *v = p->vq[i].sh;
-
-			if (!v)
-				continue;
-			vq_drain(p, i, p->pool);
-			mpops_free(p->r, v->desc_off);	/* the whole ring */
-			mpops_free(p->r, v->cookie_off);
-			mpops_free(p->r, v->inflight_off);
-			if (v->scratch_off)
-				mpops_free(p->r, v->scratch_off);
-			mpops_free(p->r, p->sh->vq_off[i]);
-			p->sh->vq_off[i] = 0;
-		}
+		if (p->tr)
+			p->tr->destroy(p);
+		for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
+			if (p->vq[i].sh)
+				vq_destroy(p, i);
 	}
 	free(p);
 	return 0;
 }
 
-/* Give the rings back and free their buffers. */
-static void rings_drain(struct vtnet_port *p)
+/* The control queue's notify, for vq_ctrl_send. */
+static int cvq_notify(void *arg)
 {
-	for (uint16_t i = 0; i < VTNET_MAX_VQ; i++)
-		if (p->vq[i].sh)
-			vq_drain(p, i, p->pool);
+	struct vtnet_port *p = arg;
+
+	return vtnet_notify(p, VTNET_CVQ(p->sh->max_qp));
 }
 
 static int drv_start(struct mpops_port *port)
@@ -139,30 +179,31 @@ static int drv_start(struct mpops_port *port)
 	int rc;
 
 	for (uint16_t q = 0; q < sh->nb_qp; q++) {
-		if (vq_rx_fill(p, (uint16_t)(2 * q), p->pool) <= 0) {
+		if (vq_rx_fill(&p->vq[2 * q], p->pool, sh->hdr_size) <= 0) {
 			vt_err("vtnet %s: no packet buffers for rx queue %u: make the pool larger", sh->name,
 			       q);
 			rings_drain(p);
 			return -ENOBUFS;
 		}
 	}
-	if ((rc = tr(sh)->start(p)) < 0) {
+	if ((rc = p->tr->start(p)) < 0) {
 		rings_drain(p);
 		return rc;
 	}
 	if (sh->features & BIT64(VIRTIO_NET_F_MQ)) {
 		uint16_t pairs = sh->nb_qp;
 
-		if ((rc = vq_ctrl_send(p, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
-				       &pairs, sizeof(pairs))) < 0) {
-			tr(sh)->stop(p);
+		if ((rc = vq_ctrl_send(&p->vq[VTNET_CVQ(sh->max_qp)], vtnet_event_idx(p),
+				       VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs,
+				       sizeof(pairs), cvq_notify, p)) < 0) {
+			p->tr->stop(p);
 			rings_drain(p);
 			return rc;
 		}
 	}
 	/* Tell a kick-driven device that rx buffers are waiting. */
 	for (uint16_t q = 0; q < sh->nb_qp; q++)
-		MPOPS_OPS(vtpci, sh->ops_id)->notify_queue(p, (uint16_t)(2 * q));
+		vtnet_notify(p, (uint16_t)(2 * q));
 	return 0;
 }
 
@@ -170,7 +211,7 @@ static int drv_stop(struct mpops_port *port)
 {
 	struct vtnet_port *p = mpops_port_priv(port);
 
-	tr(p->sh)->stop(p);
+	p->tr->stop(p);
 	rings_drain(p);
 	return 0;
 }
@@ -185,8 +226,8 @@ static int drv_slot_attach(struct mpops_port *port, void **out)
 		return -ENOMEM;
 	for (int i = 0; i < VTNET_MAX_VQ; i++)
 		s->kickfd[i] = -1;
-	if ((rc = tr(p->sh)->slot_attach(p, s)) < 0) {
-		tr(p->sh)->slot_detach(s);
+	if ((rc = p->tr->slot_attach(p, s)) < 0) {
+		p->tr->slot_detach(p, s);
 		free(s);
 		return rc;
 	}
@@ -198,7 +239,7 @@ static int drv_slot_detach(struct mpops_port *port, void *slot)
 {
 	struct vtnet_port *p = mpops_port_priv(port);
 
-	tr(p->sh)->slot_detach(slot);
+	p->tr->slot_detach(p, slot);
 	free(slot);
 	return 0;
 }
@@ -207,7 +248,7 @@ static int drv_fds_export(struct mpops_port *port, int *fds, int max)
 {
 	struct vtnet_port *p = mpops_port_priv(port);
 
-	return tr(p->sh)->fds_export(p, fds, max);
+	return p->tr->fds_export(p, fds, max);
 }
 
 static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uint32_t epoch,
@@ -223,8 +264,7 @@ static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uin
 	h->qp = qp;
 	h->slot = slot;
 	h->slot_epoch = epoch;
-	h->ops = MPOPS_OPS(vtpci, p->sh->ops_id);
-	h->notify = h->ops->notify_queue;
+	h->notify = MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue;
 	q->rx = vtnet_rx;
 	q->tx = vtnet_tx;
 	q->queue = h;
@@ -317,26 +357,12 @@ static int conf_check(const struct vtnet_conf *c, const char *name)
 	return 0;
 }
 
-/* The control queue's size: a legacy device's own, else at most 64. */
-static uint16_t cvq_size(const struct vtnet_port_shared *sh)
-{
-	uint16_t dev = sh->pci.qsize_max[VTNET_CVQ(sh->max_qp)];
-
-	if (sh->transport != VTNET_TR_PCI || dev == 0)
-		return 64;
-	return !sh->pci.modern || dev < 64 ? dev : 64;
-}
-
 static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
 {
 	struct vtnet_port_shared *sh = p->sh;
-	const struct vtpci_ops *ops = MPOPS_OPS(vtpci, sh->ops_id);
-	uint64_t want = VTNET_DRIVER_FEATURES;
+	uint64_t want = VTNET_DRIVER_FEATURES | sh->tr_features;
 	char off[256], got[256];
-	int rc;
 
-	if ((rc = ops->get_features(p, &sh->device_features)) < 0)
-		return rc;
 	if (c->mergeable < 0)
 		want &= ~BIT64(VIRTIO_NET_F_MRG_RXBUF);
 	if (c->event_idx < 0)
@@ -345,10 +371,6 @@ static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
 		want &= ~BIT64(VIRTIO_F_IN_ORDER);
 	if (sh->nb_qp == 1)
 		want &= ~BIT64(VIRTIO_NET_F_MQ);
-	/* A PCI device behind an IOMMU: its DMA goes through the mappings
-	 * the primary made (vfio), which it must be told to use. */
-	if (sh->transport == VTNET_TR_PCI)
-		want |= BIT64(VIRTIO_F_ACCESS_PLATFORM);
 	sh->features = sh->device_features & want;
 	if (!(sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ)))
 		sh->features &= ~BIT64(VIRTIO_NET_F_MQ);
@@ -369,7 +391,7 @@ static int negotiate(struct vtnet_port *p, const struct vtnet_conf *c)
 		       sh->max_qp);
 		return -ENOTSUP;
 	}
-	return ops->set_features(p, sh->features);
+	return p->tr->features_set(p, sh->features);
 }
 
 int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtnet_conf *conf,
@@ -380,7 +402,7 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 	struct vtnet_port_shared *sh;
 	struct mpops_port *port;
 	struct vtnet_port *p;
-	int rc;
+	int rc, pci;
 
 	if (!r || !name || !out)
 		return -EINVAL;
@@ -388,8 +410,8 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 		memcpy(&cc, conf, conf->sz);
 	if ((rc = conf_check(conf ? c : NULL, name)) < 0)
 		return rc;
-	if (!(c->transport && strncmp(c->transport, "pci", 3) == 0) &&
-	    mpops_region_iova_mode(r) != MPOPS_IOVA_OFF) {
+	pci = c->transport && strncmp(c->transport, "pci", 3) == 0;
+	if (!pci && mpops_region_iova_mode(r) != MPOPS_IOVA_OFF) {
 		vt_err("vtnet %s: a virtio-user port gives the backend region offsets as addresses: use a region without MPOPS_REGION_F_PHYS",
 		       name);
 		return -EINVAL;
@@ -408,21 +430,17 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 	strlcpy(sh->name, name, sizeof(sh->name));
 	sh->nb_qp = pc.nb_qp;
 	sh->ring_size = c->ring_size ? c->ring_size : 256;
-	sh->server = c->server;
-	sh->transport = c->transport && strncmp(c->transport, "pci", 3) == 0 ? VTNET_TR_PCI
-									    : VTNET_TR_USER;
-	if (c->vhost_path)
-		strlcpy(sh->vhost_path, c->vhost_path, sizeof(sh->vhost_path));
-	if (sh->transport == VTNET_TR_USER &&
-	    (rc = mpops_ops_id(&mpops_impl_vtpci_user, &sh->ops_id)) < 0)
+	sh->cvq_size = 64;
+	/* The transport: connects or probes, and picks the per-process ops (the
+	 * PCI probe chooses legacy or modern from what the device offers). */
+	if ((rc = mpops_ops_id(pci ? &mpops_impl_vtnet_tr_pci : &mpops_impl_vtnet_tr_user,
+			       &sh->tr_id)) < 0 ||
+	    (rc = mpops_ops_resolve_vtnet_tr(sh->tr_id, &p->tr)) < 0)
 		goto fail;
-	/* The transport: connects or probes, and picks the ops (the PCI probe
-	 * chooses legacy or modern from what the device offers). */
-	if ((rc = tr(sh)->create(p, c)) < 0)
+	if ((rc = p->tr->create(p, c)) < 0) {
+		p->tr = NULL;	/* nothing to destroy */
 		goto fail;
-#ifdef VTNET_ORIGIN_BUG
-	sh->raw_ops = MPOPS_OPS(vtpci, sh->ops_id);
-#endif
+	}
 	if ((rc = negotiate(p, c)) < 0)
 		goto fail;
 	for (uint16_t q = 0; q < sh->nb_qp; q++) {
@@ -431,7 +449,7 @@ int vtnet_port_create(struct mpops_region *r, const char *name, const struct vtn
 			goto fail;
 	}
 	if ((sh->features & BIT64(VIRTIO_NET_F_CTRL_VQ)) &&
-	    (rc = vq_create(p, VTNET_CVQ(sh->max_qp), cvq_size(sh))) < 0)
+	    (rc = vq_create(p, VTNET_CVQ(sh->max_qp), sh->cvq_size)) < 0)
 		goto fail;
 	if ((rc = mpops_port_publish(port)) < 0)
 		goto fail;
@@ -473,7 +491,7 @@ int vtnet_info_get(struct mpops_port *port, struct vtnet_info *info)
 int vtnet_vq_info_get(struct mpops_port *port, uint16_t vq, struct vtnet_vq_info *info)
 {
 	struct vtnet_port *p = vtnet_of(port);
-	struct vtnet_vq *q;
+	struct vq *q;
 
 	if (!p || !info)
 		return -EINVAL;

@@ -173,8 +173,9 @@ MPOPS_API int mpops_port_link_set(struct mpops_port *port, int up);
 /**
  * The device is gone (creator, any thread): link down, bursts stop in
  * every process (this waits for those in progress), caches go stale. The
- * driver then takes its rings back itself. @p why is logged (NULL: the
- * driver logged it). Returns 0, or
+ * driver then takes its rings back itself. @p why is logged first, as
+ * "port NAME: WHY" (NULL: nothing logged), so say what happened and what to
+ * do. Returns 0, or
  * -EALREADY when the port was not started.
  */
 MPOPS_API int mpops_port_lost(struct mpops_port *port, const char *why);
