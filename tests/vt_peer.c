@@ -12,8 +12,9 @@
  *     hold  claim QP and wait for SIGTERM
  *     serve claim QP and keep it; each SIGUSR1 runs one round of "loop"
  *           (COUNT packets, printed as "round=K sent=... received=...
- *           bad=..."); between rounds poll rx; SIGTERM ends it. The
- *           claim is held across whatever the port goes through.
+ *           bad=..."), or of "tx" or "rx" with VT_PEER_ROUND=tx|rx; between
+ *           rounds poll rx; SIGTERM ends it. The claim is held across
+ *           whatever the port goes through.
  *
  * Prints "key=value" lines; exits 0 when the command's own checks hold.
  * VT_PEER_DROP_RAWIO=1 in the environment: run without CAP_SYS_RAWIO.
@@ -125,7 +126,8 @@ int main(int argc, char **argv)
 			if (go) {
 				go = 0;
 				sent = got = bad = 0;
-				traffic("loop", p, base, qp, count, size, &sent, &got, &bad);
+				traffic(getenv("VT_PEER_ROUND") ? getenv("VT_PEER_ROUND") : "loop", p,
+					base, qp, count, size, &sent, &got, &bad);
 				printf("round=%d sent=%llu received=%llu bad=%llu\n", ++round,
 				       (unsigned long long)sent, (unsigned long long)got,
 				       (unsigned long long)bad);
@@ -151,7 +153,8 @@ out:
 	       mpops_audit(r, NULL, NULL, 0));
 	mpops_port_close(p);
 	mpops_region_detach(r);
-	if (strcmp(cmd, "hold") == 0)
+	/* hold and serve: their rounds were reported line by line. */
+	if (strcmp(cmd, "hold") == 0 || strcmp(cmd, "serve") == 0)
 		return 0;
 	if (strcmp(cmd, "tx") == 0)
 		return sent >= count ? 0 : 1;

@@ -51,7 +51,10 @@ unbind() {
 
 # start_primary PROG PORTS TARGETS: start it and wait for "ready".
 start_primary() {
-	VT_PRIMARY_LOG=1 "$1" $run r "$2" "$3" 1 1 >/tmp/primary.out 2>&1 &
+	# Emptied here, not by the background job's redirection: that may come
+	# after the loop below read the previous primary's "ready".
+	: >/tmp/primary.out
+	VT_PRIMARY_LOG=1 "$1" $run r "$2" "$3" 1 1 >>/tmp/primary.out 2>&1 &
 	primary_pid=$!
 	i=0
 	while ! grep -q '^ready' /tmp/primary.out; do
@@ -118,6 +121,21 @@ cross() {
 	[ "$got" = "$count" ] || fail "$2: received $got of the $count $1 sent"
 	[ "${kicks:-0}" -gt 0 ] || fail "$1: the tx secondary never notified the device"
 	say "$1 -> $2: $sent sent, $got received, $kicks tx kicks from the secondary"
+}
+
+# held_round K: one round between the two secondaries that hold their
+# claims (hold-tx on a, hold-rx on b): exactly COUNT sent and received.
+held_round() {
+	kill -USR1 $hold_rx
+	sleep 0.5
+	kill -USR1 $hold_tx
+	wait_for /tmp/hold-tx.out "^round=$1 " 15 "the sender did not finish round $1"
+	wait_for /tmp/hold-rx.out "^round=$1 " 15 "the receiver did not finish round $1"
+	s=$(grep "^round=$1 " /tmp/hold-tx.out | sed 's/.*sent=\([0-9]*\).*/\1/')
+	g=$(grep "^round=$1 " /tmp/hold-rx.out | sed 's/.*received=\([0-9]*\).*/\1/')
+	[ "$s" = "$count" ] || fail "round $1: the sender that holds a sent $s of $count"
+	[ "$g" = "$count" ] || fail "round $1: the receiver that holds b received $g of $count"
+	say "round $1 between the holding secondaries: $s sent, $g received"
 }
 
 case $scenario in
@@ -231,7 +249,22 @@ hub)
 
 	# The device reset under the driver (a function-level reset by the
 	# kernel): the primary notices, the link goes down, bursts stop; a stop
-	# and start of the port brings it back.
+	# and start of the port brings it back. Two secondaries hold their
+	# claims throughout (a sender on a, a receiver on b) and move packets
+	# again afterwards in the same processes.
+	VT_PEER_ROUND=tx vt-peer serve $run r a 0 "$count" >/tmp/hold-tx.out 2>&1 &
+	hold_tx=$!
+	VT_PEER_ROUND=rx vt-peer serve $run r b 0 "$count" >/tmp/hold-rx.out 2>&1 &
+	hold_rx=$!
+	wait_for /tmp/hold-tx.out "^holding" 10 "the sender did not claim a"
+	wait_for /tmp/hold-rx.out "^holding" 10 "the receiver did not claim b"
+	# A stop and start first: the error paths above unbound and bound b
+	# again, which left its bus mastering off (a QEMU hub then holds a's
+	# packets back too).
+	kill -USR1 $primary_pid
+	wait_for /tmp/primary.out "^restarted" 10 "the primary did not restart its ports"
+	grep -q "^restarted rc=0" /tmp/primary.out || fail "restart: $(grep restarted /tmp/primary.out)"
+	held_round 1
 	[ -e /sys/bus/pci/devices/$nic0/reset ] || fail "$nic0 has no reset method (run with --pcie)"
 	echo 1 >/sys/bus/pci/devices/$nic0/reset || fail "the kernel could not reset $nic0"
 	# (During the reset itself the device may not answer at all: either
@@ -240,10 +273,20 @@ hub)
 		"the primary did not notice the reset of $nic0"
 	grep "link down, bursts stopped" /tmp/primary.out
 	kill -USR1 $primary_pid
-	wait_for /tmp/primary.out "^restarted" 10 "the primary did not restart its ports"
-	grep -q "^restarted rc=0" /tmp/primary.out || fail "restart after the reset: $(grep restarted /tmp/primary.out)"
+	n=0
+	until [ "$(grep -c '^restarted' /tmp/primary.out)" -ge 2 ]; do
+		n=$((n + 1))
+		[ $n -lt 100 ] || fail "the primary did not restart its ports after the reset within 10 s"
+		sleep 0.1
+	done
+	[ "$(grep -c '^restarted rc=0' /tmp/primary.out)" -eq 2 ] ||
+		fail "restart after the reset: $(grep restarted /tmp/primary.out | tail -n 1)"
+	held_round 2
+	kill $hold_tx $hold_rx
+	wait $hold_tx || fail "the sender that held a across the reset exited with $?"
+	wait $hold_rx || fail "the receiver that held b across the reset exited with $?"
 	cross a b
-	say "reset of $nic0 noticed; after a stop and start packets cross again"
+	say "reset of $nic0 noticed; after a stop and start packets cross again, also between the secondaries that kept their claims"
 	stop_primary
 	;;
 vhost)
