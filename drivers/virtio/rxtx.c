@@ -59,6 +59,19 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vq *q, uint32_t *l
 	return m;
 }
 
+/* Consume the used entry of @id (buffer @m), count and log it, free it. */
+static void rx_drop(struct vtnet_port *p, struct vq *q, struct mpops_pkt *m, uint32_t id,
+		    uint32_t bit, const char *what, unsigned a, unsigned b)
+{
+	q->sh->last_used++;
+	q->cookie[id] = 0;
+	vq_desc_put(q, (uint16_t)id);
+	q->st->errors++;
+	q->st->drops++;
+	vq_log_once(q, bit, what, a, b);
+	mpops_pkt_free(p->pool, m);
+}
+
 int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
 	const struct vtnet_qp *h = ctx;
@@ -66,6 +79,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	uint16_t qp = h->qp;
 	struct vq *q = &p->vq[2 * qp];
 	uint16_t hdr, used, old;
+	uint64_t bytes = 0;
 	int mrg, nb = 0;
 
 	hdr = p->sh->hdr_size;
@@ -78,47 +92,46 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		used = q->sh->last_used;
 	}
 	while (nb < n && q->sh->last_used != used) {
-		struct virtio_net_hdr_mrg_rxbuf *vh;
+		struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
 		struct mpops_pkt *m, *prev;
-		uint32_t len;
 		uint16_t nbuf = 1;
+		uint32_t len;
 
-		if (mrg) {
-			/* Peek the first buffer's header: wait for all of the packet. */
-			struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
-
-			/* The header is the device's only if its length says so. */
-			if (e.id < q->sh->size && q->cookie[e.id] && e.len >= hdr &&
-			    e.len <= q->desc[e.id].len) {
-				struct mpops_pkt *f = mpops_ptr(p->base, q->cookie[e.id]);
-
-				vh = (void *)((char *)mpops_pkt_data(p->base, f) - hdr);
-				nbuf = vh->num_buffers;
-				if (nbuf == 0 || nbuf > q->sh->size) {
-					q->st->errors++;
-					q->st->drops++;
-					vq_log_once(q, VQ_LOG_BAD_NUMBUF,
-						    "device wrote an impossible num_buffers", nbuf,
-						    q->sh->size);
-					nbuf = 1; /* drop just this buffer */
-					if ((m = rx_take(p, q, &len)))
-						mpops_pkt_free(p->pool, m);
-					continue;
-				}
-				if ((uint16_t)(used - q->sh->last_used) < nbuf)
-					break;
-			}
-		}
-		if (!(m = rx_take(p, q, &len)))
-			continue;
-		if (len < hdr) {
+		/* The first buffer, checked once: ours, in flight, at least a
+		 * header, no more than was posted. */
+		if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
+			q->sh->last_used++;
 			q->st->errors++;
-			q->st->drops++;
-			vq_log_once(q, VQ_LOG_BAD_LEN, "device wrote less than a header", len, hdr);
-			mpops_pkt_free(p->pool, m);
+			vq_log_once(q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
+				    e.id, q->sh->size);
 			continue;
 		}
-		m->data_len = (uint16_t)(len - hdr);
+		m = mpops_ptr(p->base, q->cookie[e.id]);
+		if (e.len > q->desc[e.id].len || e.len < hdr) {
+			rx_drop(p, q, m, e.id, VQ_LOG_BAD_LEN,
+				e.len < hdr ? "device wrote less than a header"
+					    : "device wrote more than the buffer holds",
+				e.len, e.len < hdr ? hdr : q->desc[e.id].len);
+			continue;
+		}
+		if (mrg) {
+			/* How many buffers the packet has: wait for all of them. */
+			struct virtio_net_hdr_mrg_rxbuf *vh =
+				(void *)((char *)mpops_pkt_data(p->base, m) - hdr);
+
+			nbuf = vh->num_buffers;
+			if (nbuf == 0 || nbuf > q->sh->size) {
+				rx_drop(p, q, m, e.id, VQ_LOG_BAD_NUMBUF,
+					"device wrote an impossible num_buffers", nbuf, q->sh->size);
+				continue;
+			}
+			if ((uint16_t)(used - q->sh->last_used) < nbuf)
+				break;
+		}
+		q->sh->last_used++;
+		q->cookie[e.id] = 0;
+		vq_desc_put(q, (uint16_t)e.id);
+		m->data_len = (uint16_t)(e.len - hdr);
 		m->pkt_len = m->data_len;
 		m->nb_segs = 1;
 		m->next = 0;
@@ -149,10 +162,12 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		}
 		if (!m)
 			continue;
-		q->st->packets++;
-		q->st->bytes += m->pkt_len;
+		bytes += m->pkt_len;
 		pkts[nb++] = m;
 	}
+	/* Counters once a burst: the compiler cannot keep shared memory in registers. */
+	q->st->packets += (uint64_t)nb;
+	q->st->bytes += bytes;
 	/* Refill what was consumed, then tell the device if it wants to know. */
 	old = q->sh->avail_idx;
 	if (q->sh->num_free > 0 && vq_rx_fill(q, p->pool, hdr) > 0)
