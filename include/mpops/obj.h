@@ -16,6 +16,19 @@
  * (detach + attach) on its next mpops_obj_slot() call, which is meant for a
  * cheap point such as the start of a burst. An ID whose object was freed,
  * or whose index was reused, gets -ESTALE instead of someone else's slot.
+ *
+ * Lifetime rule: a slot pointer is valid only while the object's epoch is
+ * the one it was built at. Once the epoch moved, the next mpops_obj_slot()
+ * call of any thread of the process may free it. So whoever keeps a slot
+ * pointer past the call that returned it keeps the epoch beside it and
+ * compares it with the shared epoch (mpops_obj_epoch_ref(), one load)
+ * before each use; and an owner moves the epoch only when no user can be
+ * inside a use of the old slot (the port layer: after it waited for bursts
+ * in progress, before it lets them run again).
+ *
+ * Threads: any thread may call these. Slots are built and dropped under a
+ * per-region lock, with the attach and detach hooks running under it (a
+ * hook must not call mpops_obj_slot or mpops_obj_release itself).
  */
 #ifndef MPOPS_OBJ_H
 #define MPOPS_OBJ_H
