@@ -47,6 +47,13 @@ uint64_t ops_class_hash(const struct mpops_ops_class *cls)
 
 /* ==== local registration ================================================ */
 
+/* Slot @id of @cls's table gets a copy of @ops (the dummy or an
+ * implementation's table): see "What the hot path does" in ops.h. */
+static void slot_set(const struct mpops_ops_class *cls, unsigned id, const void *ops)
+{
+	memcpy((char *)cls->table + (size_t)id * cls->ops_size, ops, cls->ops_size);
+}
+
 static int class_index(const struct mpops_ops_class *cls)
 {
 	for (unsigned i = 0; i < nclasses; i++)
@@ -61,8 +68,9 @@ static int class_register_locked(const struct mpops_ops_class *cls)
 
 	if (class_index(cls) >= 0)
 		return 0;
-	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy) {
-		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, table and dummy needed)",
+	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy ||
+	    !cls->ops_size) {
+		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, table, dummy and ops size needed)",
 			cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
 		return -EINVAL;
 	}
@@ -80,7 +88,7 @@ static int class_register_locked(const struct mpops_ops_class *cls)
 		return -ENOSPC;
 	}
 	for (unsigned i = 0; i < MPOPS_OPS_MAX; i++)
-		cls->table[i] = cls->dummy;
+		slot_set(cls, i, cls->dummy);
 	class_hashes[nclasses] = h;
 	classes[nclasses++] = cls;
 	return 0;
@@ -235,7 +243,7 @@ static int bind_one_locked(unsigned i)
 		atomic_store_explicit(&t->count, count + 1, memory_order_release);
 	}
 	impls[i].id = (mpops_ops_id_t)id;
-	cls->table[id] = impl->ops;
+	slot_set(cls, (unsigned)id, impl->ops);
 out:
 	if (!lookup_only)
 		shlock_unlock(&t->lock);
@@ -246,7 +254,7 @@ static void unbind_locked(void)
 {
 	for (unsigned i = 0; i < nimpls; i++) {
 		if (impls[i].id != MPOPS_OPS_ID_NONE)
-			impls[i].impl->cls->table[impls[i].id] = impls[i].impl->cls->dummy;
+			slot_set(impls[i].impl->cls, impls[i].id, impls[i].impl->cls->dummy);
 		impls[i].id = MPOPS_OPS_ID_NONE;
 	}
 	bound = NULL;
@@ -337,6 +345,19 @@ int mpops_ops_find(const char *cls, const char *impl, mpops_ops_id_t *id)
 	return 0;
 }
 
+/* The table of the implementation of @cls that has ID @id here, or NULL. */
+static const void *impl_of(const struct mpops_ops_class *cls, mpops_ops_id_t id)
+{
+	const void *ops = NULL;
+
+	pthread_mutex_lock(&ops_mu);
+	for (unsigned i = 0; i < nimpls && !ops; i++)
+		if (impls[i].impl->cls == cls && impls[i].id == id)
+			ops = impls[i].impl->ops;
+	pthread_mutex_unlock(&ops_mu);
+	return ops;
+}
+
 int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
 		      const void **ops)
 {
@@ -360,12 +381,12 @@ int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
 			id, e->cls, e->impl, cls->name);
 		return -EINVAL;
 	}
-	if (cls->table[id] == cls->dummy) {
+	if (!(*ops = impl_of(cls, id))) {
+		*ops = cls->dummy;
 		log_err("%s/%s is not registered in this process: is the driver linked?",
 			e->cls, e->impl);
 		return -ENOENT;
 	}
-	*ops = cls->table[id];
 	return 0;
 }
 

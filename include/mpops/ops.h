@@ -28,10 +28,28 @@
  *
  *     MPOPS_OPS(vtpci, hw->ops_id)->notify_queue(hw, q);
  *
- * MPOPS_OPS() never returns NULL: an ID this process has not registered
- * (or any out-of-range value, masked into the table) resolves to the
- * class's dummy table, whose ops log once and return -ENOTSUP. Checks
- * belong at attach time: mpops_ops_resolve().
+ * MPOPS_OPS() never returns NULL: an ID this process has not registered,
+ * and any value of the 16-bit ID type outside 0..MPOPS_OPS_MAX-1, resolves
+ * to the class's dummy table, whose ops log once and return -ENOTSUP.
+ * Checks belong at attach time: mpops_ops_resolve().
+ *
+ * What the hot path does, exactly: each class has a process-local array of
+ * MPOPS_OPS_MAX copies of its ops struct (mpops__tbl_<cls>, 256 entries of
+ * sizeof(struct <cls>_ops) bytes: 2 KiB per op). Slot 0, every slot without
+ * a registered implementation and every slot after unbinding hold a copy of
+ * the dummy table; binding copies the implementation's table into the slot
+ * of its ID. MPOPS_OPS(cls, id) is
+ *
+ *     &mpops__tbl_<cls>[id < MPOPS_OPS_MAX ? id : 0]
+ *
+ * a compare and a conditional move (no branch, no load), so
+ * MPOPS_OPS(cls, id)->op(...) is one load of the function pointer from this
+ * process's array and an indirect call, as with a raw function pointer
+ * kept in process-local memory. The pointer MPOPS_OPS() returns stays valid
+ * for the life of the process; what it points to changes only at bind,
+ * unbind and late registration (a call racing with those runs the dummy's
+ * or the implementation's op, op by op). mpops_ops_resolve() returns the
+ * implementation's own table instead.
  */
 #ifndef MPOPS_OPS_H
 #define MPOPS_OPS_H
@@ -60,7 +78,8 @@ struct mpops_ops_class {
 	const char *name;	/**< class name, e.g. "vtpci" */
 	const char *signature;	/**< the member list as text */
 	size_t ops_size;	/**< sizeof(struct <class>_ops) */
-	const void **table;	/**< this process's ID -> implementation */
+	void *table;		/**< this process's MPOPS_OPS_MAX copies of
+				     struct <class>_ops, indexed by ID */
 	const void *dummy;	/**< table of -ENOTSUP ops */
 };
 
@@ -101,14 +120,13 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
  */
 #define MPOPS_OPS_CLASS_DECLARE(cls, MEMBERS)                                \
 	struct cls##_ops { MEMBERS(MPOPS__FIELD) };                          \
-	extern MPOPS__VISIBLE const void *mpops__tbl_##cls[MPOPS_OPS_MAX];   \
+	extern MPOPS__VISIBLE struct cls##_ops mpops__tbl_##cls[MPOPS_OPS_MAX]; \
 	extern MPOPS__VISIBLE const struct mpops_ops_class mpops_class_##cls; \
-	/* Hot path: one masked indexed load, never NULL. */                 \
+	/* Hot path: a branchless clamp (slot 0 is the dummy), no load. */   \
 	static inline __attribute__((unused)) const struct cls##_ops *      \
 	mpops_ops_get_##cls(mpops_ops_id_t id)                               \
 	{                                                                    \
-		return (const struct cls##_ops *)                            \
-			mpops__tbl_##cls[id & (MPOPS_OPS_MAX - 1)];          \
+		return &mpops__tbl_##cls[id < MPOPS_OPS_MAX ? id : 0];       \
 	}                                                                    \
 	/* Checked path: see mpops_ops_resolve(). */                         \
 	static inline __attribute__((unused)) int                            \
@@ -126,7 +144,7 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
  * file): its dummy ops, table and descriptor.
  */
 #define MPOPS_OPS_CLASS_DEFINE(cls, MEMBERS)                                 \
-	const void *mpops__tbl_##cls[MPOPS_OPS_MAX];                         \
+	struct cls##_ops mpops__tbl_##cls[MPOPS_OPS_MAX];                    \
 	static const struct mpops_ops_class *const mpops__this_class =      \
 		&mpops_class_##cls;                                          \
 	_Pragma("GCC diagnostic push")                                       \
@@ -193,8 +211,8 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 
 /**
  * Register a class in this process (done by MPOPS_OPS_CLASS_DEFINE at load
- * time; also implied by registering one of its implementations). Fills the
- * class's table with its dummy.
+ * time; also implied by registering one of its implementations). Fills
+ * every slot of the class's table with a copy of its dummy.
  * @return 0, -EEXIST another class of the same name with a different
  *   signature, -ENOSPC too many classes, -EINVAL.
  */
@@ -230,8 +248,8 @@ MPOPS_API int mpops_ops_table_init(void *mem, size_t len);
 
 /**
  * Bind this process's ops tables to the name table at @p mem: every
- * registered implementation gets its ID (appended if new), and its table
- * slot points at its ops. A process is bound to one table at a time
+ * registered implementation gets its ID (appended if new), and the slot
+ * of that ID in its class's table gets a copy of its ops. A process is bound to one table at a time
  * (regions call this for you). Any thread, not concurrently with itself.
  * @return 0, or -EPROTO table not initialised / wrong version, or an ops
  *   class whose signature differs from the one already in the table (the
