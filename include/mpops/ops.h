@@ -12,9 +12,12 @@
  *     MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)   // in a header
  *     MPOPS_OPS_CLASS_DEFINE(vtpci, VTPCI_OPS)    // in one .c file
  *
- * Every op returns an integer type: 0, a count, or -errno. An
- * *implementation* is a const instance registered in every process at load
- * time:
+ * Every op returns a signed integer type (int, long, ...): 0, a count, or
+ * -errno, which is what the dummy table returns too. An op returning
+ * anything else (a pointer, double, void, an unsigned type) does not
+ * compile: the class declaration fails with "op NAME() returns TYPE: an
+ * mpops op must return a signed integer type". An *implementation* is a
+ * const instance registered in every process at load time:
  *
  *     static const struct vtpci_ops user_ops = { .notify_queue = ..., ... };
  *     MPOPS_OPS_IMPL(vtpci, user, &user_ops);
@@ -97,7 +100,23 @@ struct mpops_ops_impl {
  * includes the class header, even in a library built with hidden
  * visibility. */
 #define MPOPS__VISIBLE __attribute__((visibility("default")))
-#define MPOPS__FIELD(ret, name, params) ret (*name) params;
+/* Every op returns a signed integer type: 0, a count or -errno, which the
+ * dummy can return too. Anything else (a pointer, a floating type, void, an
+ * unsigned type) stops the build at the class declaration, naming the op. */
+#ifdef __cplusplus
+#define MPOPS__RET_CHECK(ret, name)
+#else
+#define MPOPS__RET_IS_SIGNED_INT(ret)                                        \
+	_Generic((ret (*)(void))0,                                           \
+		 signed char (*)(void): 1, short (*)(void): 1,               \
+		 int (*)(void): 1, long (*)(void): 1,                        \
+		 long long (*)(void): 1, default: 0)
+#define MPOPS__RET_CHECK(ret, name)                                          \
+	_Static_assert(MPOPS__RET_IS_SIGNED_INT(ret),                        \
+		       "op " #name "() returns " #ret ": an mpops op must "   \
+		       "return a signed integer type (0, a count or -errno)");
+#endif
+#define MPOPS__FIELD(ret, name, params) MPOPS__RET_CHECK(ret, name) ret (*name) params;
 #define MPOPS__SIG(ret, name, params) #ret " " #name #params ";"
 #define MPOPS__DUMMY_FN(ret, name, params)                                   \
 	static ret mpops__dummy_##name params                                \
