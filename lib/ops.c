@@ -36,12 +36,43 @@ uint64_t ops_layout_hash(uint64_t h)
 	return fnv1a_u64(h, OPS_TABLE_VERSION);
 }
 
+static int ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+/* The member list without the whitespace that does not separate two words:
+ * "char * /" "* buf *" "/, size_t" (a comment is a space once stringified)
+ * and "char*, size_t" hash the same. */
+static uint64_t hash_signature(uint64_t h, const char *sig)
+{
+	char prev = 0;
+
+	for (const char *c = sig; *c; c++) {
+		if (*c == ' ' || *c == '\t' || *c == '\n') {
+			const char *next = c;
+
+			while (*next == ' ' || *next == '\t' || *next == '\n')
+				next++;
+			if (ident_char(prev) && ident_char(*next))
+				h = fnv1a(h, " ", 1);
+			c = next - 1;
+			continue;
+		}
+		h = fnv1a(h, c, 1);
+		prev = *c;
+	}
+	return fnv1a(h, "", 1);
+}
+
 uint64_t ops_class_hash(const struct mpops_ops_class *cls)
 {
 	uint64_t h = FNV_SEED;
 
 	h = fnv1a(h, cls->name, strlen(cls->name) + 1);
-	h = fnv1a(h, cls->signature, strlen(cls->signature) + 1);
+	h = hash_signature(h, cls->signature);
+	h = fnv1a(h, cls->types, cls->ntypes * sizeof(*cls->types));
 	return fnv1a_u64(h, cls->ops_size);
 }
 
@@ -69,8 +100,8 @@ static int class_register_locked(const struct mpops_ops_class *cls)
 	if (class_index(cls) >= 0)
 		return 0;
 	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy ||
-	    !cls->ops_size) {
-		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, table, dummy and ops size needed)",
+	    !cls->ops_size || !cls->signature || !cls->types || !cls->ntypes) {
+		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, signature, types, table, dummy and ops size needed): define classes with MPOPS_OPS_CLASS_DEFINE",
 			cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
 		return -EINVAL;
 	}

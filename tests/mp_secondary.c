@@ -95,7 +95,7 @@ static int cmd_origin(struct mpops_region *r)
 
 	memcpy(&raw, &o->raw_notify, sizeof(raw));
 	{
-		int (*fn)(struct demo_dev_shared *, uint32_t) = demo_alpha_notify;
+		int (*fn)(struct demo_dev_shared *, demo_queue_t) = demo_alpha_notify;
 		memcpy(&own, &fn, sizeof(own));
 	}
 	printf("raw=%p own=%p same=%d\n", raw, own, raw == own);

@@ -75,7 +75,7 @@ Test(info, text_names_ids_symbols_and_processes)
 	cr_assert(strstr(t, line), "missing '%s' in:\n%s", line, t);
 	cr_assert(strstr(t, ".notify"), "%s", t);
 	cr_assert(strstr(t, "demo_alpha_notify"), "%s", t);
-	cr_assert(strstr(t, "int notify(struct demo_dev_shared *dev, uint32_t q);"), "%s", t);
+	cr_assert(strstr(t, "int notify(struct demo_dev_shared *, demo_queue_t);"), "%s", t);
 	cr_assert(strstr(t, "attached processes: 1"), "%s", t);
 	cr_assert(strstr(t, "region 'info':"), "%s", t);
 }

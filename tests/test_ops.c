@@ -236,16 +236,47 @@ Test(ops, late_registration_gets_an_id_at_once)
 	cr_assert_eq(mpops_ops_register(NULL), -EINVAL);
 }
 
+/* A type's code in the signature: sizeof << 2 | kind. */
+#define CODE(T, kind) ((uint32_t)(sizeof(T) << 2 | (kind)))
+
+Test(ops, signature_covers_the_size_and_signedness_of_every_type)
+{
+	const uint32_t want[] = {
+		CODE(int, MPOPS_OPS_KIND_SIGNED), CODE(void *, MPOPS_OPS_KIND_OTHER),
+		CODE(uint32_t, MPOPS_OPS_KIND_UNSIGNED), 0,
+		CODE(int, MPOPS_OPS_KIND_SIGNED), CODE(char *, MPOPS_OPS_KIND_OTHER),
+		CODE(size_t, MPOPS_OPS_KIND_UNSIGNED), 0,
+	};
+	uint32_t types[sizeof(want) / sizeof(want[0])];
+	struct mpops_ops_class changed = mpops_class_demo;
+
+	cr_assert_eq(mpops_class_demo.ntypes, sizeof(want) / sizeof(want[0]));
+	cr_assert_arr_eq(mpops_class_demo.types, want, sizeof(want));
+	/* notify's queue type 4 bytes wider, then signed: the same text, other hashes. */
+	memcpy(types, want, sizeof(want));
+	changed.types = types;
+	types[2] = CODE(uint64_t, MPOPS_OPS_KIND_UNSIGNED);
+	cr_assert_neq(ops_class_hash(&changed), ops_class_hash(&mpops_class_demo));
+	types[2] = CODE(int32_t, MPOPS_OPS_KIND_SIGNED);
+	cr_assert_neq(ops_class_hash(&changed), ops_class_hash(&mpops_class_demo));
+	types[2] = want[2];
+	cr_assert_eq(ops_class_hash(&changed), ops_class_hash(&mpops_class_demo));
+}
+
 Test(ops, signature_is_the_member_list)
 {
 	struct mpops_ops_class changed = mpops_class_demo;
 
 	cr_assert_str_eq(mpops_class_demo.signature,
-		"int notify(struct demo_dev_shared *dev, uint32_t q);"
-		"int ident(char *buf, size_t len);");
+		"int notify(struct demo_dev_shared *, demo_queue_t);"
+		"int ident(char * , size_t );");
 	cr_assert_eq(mpops_class_demo.ops_size, sizeof(struct demo_ops));
+	/* Comments (a space once stringified) and spacing are not part of it. */
+	changed.signature = "int notify(struct demo_dev_shared*,demo_queue_t);"
+		"int ident(char *, size_t);";
+	cr_assert_eq(ops_class_hash(&changed), ops_class_hash(&mpops_class_demo));
 	/* A class of the same name with other members clashes. */
-	changed.signature = "int notify(struct demo_dev_shared *dev, uint64_t q);";
+	changed.signature = "int notify(struct demo_dev_shared *, uint64_t);";
 	cr_assert_neq(ops_class_hash(&changed), ops_class_hash(&mpops_class_demo));
 	cr_assert_eq(mpops_ops_class_register(&changed), -EEXIST);
 	cr_assert_eq(logcap_count("ops class 'demo' is defined twice in this process with different members"), 1);

@@ -202,16 +202,16 @@ struct vtnet_port {
 /* ---- the transport ops class (the origin's vtpci_ops) ------------------- */
 
 #define VTPCI_OPS(OP)                                                         \
-	OP(int, get_features, (struct vtnet_port *p, uint64_t *features))      \
-	OP(int, set_features, (struct vtnet_port *p, uint64_t features))       \
-	OP(int, get_status, (struct vtnet_port *p, uint8_t *status))           \
-	OP(int, set_status, (struct vtnet_port *p, uint8_t status))            \
-	OP(int, read_config, (struct vtnet_port *p, uint32_t off, void *buf,   \
-			      uint32_t len))                                   \
-	OP(int, setup_queue, (struct vtnet_port *p, uint16_t vq))              \
-	OP(int, del_queue, (struct vtnet_port *p, uint16_t vq))                \
-	OP(int, notify_queue, (struct vtnet_port *p, uint16_t vq))             \
-	OP(int, enable_qp, (struct vtnet_port *p, uint16_t qp, int on))
+	OP(int, get_features, (struct vtnet_port *, uint64_t * /* features */)) \
+	OP(int, set_features, (struct vtnet_port *, uint64_t /* features */))  \
+	OP(int, get_status, (struct vtnet_port *, uint8_t * /* status */))     \
+	OP(int, set_status, (struct vtnet_port *, uint8_t /* status */))       \
+	OP(int, read_config, (struct vtnet_port *, uint32_t /* off */,         \
+			      void * /* buf */, uint32_t /* len */))           \
+	OP(int, setup_queue, (struct vtnet_port *, uint16_t /* vq */))         \
+	OP(int, del_queue, (struct vtnet_port *, uint16_t /* vq */))           \
+	OP(int, notify_queue, (struct vtnet_port *, uint16_t /* vq */))        \
+	OP(int, enable_qp, (struct vtnet_port *, uint16_t /* qp */, int /* on */))
 
 MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)
 

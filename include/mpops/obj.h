@@ -48,10 +48,10 @@ struct mpops_region;
  *    object that was freed meanwhile. 0 or -errno (logged, not fatal).
  */
 #define MPOPS_OBJ_OPS(OP)                                                    \
-	OP(int, attach, (struct mpops_region *r, mpops_obj_id_t id,          \
-			 void *shared, void **slot))                         \
-	OP(int, detach, (struct mpops_region *r, mpops_obj_id_t id,          \
-			 void *shared, void *slot))
+	OP(int, attach, (struct mpops_region * /* r */, mpops_obj_id_t /* id */, \
+			 void * /* shared */, void ** /* slot */))           \
+	OP(int, detach, (struct mpops_region * /* r */, mpops_obj_id_t /* id */, \
+			 void * /* shared */, void * /* slot */))
 
 MPOPS_OPS_CLASS_DECLARE(mpops_obj, MPOPS_OBJ_OPS)
 

@@ -4,13 +4,31 @@
  * The ops registry: per-process ops tables addressed by stable IDs.
  *
  * An *ops class* is a struct of function pointers declared from a member
- * list, so its layout signature is derived from the members themselves:
+ * list, so its layout signature is derived from the members themselves.
+ * Each member is OP(return type, name, (parameter types)): the types only,
+ * 1 to 8 of them, without parameter names (those go in comments); a
+ * parameter of function-pointer or array type needs a typedef.
  *
  *     #define VTPCI_OPS(OP) \
- *         OP(int, notify_queue, (struct vt_hw *hw, uint16_t queue)) \
- *         OP(int, get_status, (struct vt_hw *hw, uint8_t *status))
+ *         OP(int, notify_queue, (struct vt_hw *, uint16_t)) \
+ *         OP(int, get_status, (struct vt_hw *, uint8_t *))
  *     MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)   // in a header
  *     MPOPS_OPS_CLASS_DEFINE(vtpci, VTPCI_OPS)    // in one .c file
+ *
+ * What the signature covers, exactly: the class name; the member list as
+ * written, whitespace and comments aside (each op's return type, name and
+ * parameter types, in order); for the return type and each parameter
+ * type, its size (sizeof) and its kind: signed integer, unsigned integer,
+ * floating, or other (pointer, struct, union); and the size of struct
+ * <cls>_ops. So a typedef used in a parameter that changes from uint16_t
+ * to uint32_t, or from uint32_t to int32_t, changes the signature although
+ * the member list reads the same, and a process built so is refused at
+ * attach (or mpops_ops_bind()) with -EPROTO naming the class. It does not
+ * cover what a pointer parameter points to (the layout of a struct passed
+ * by pointer: give shared structs their own version or layout hash), a
+ * typedef'd pointer changing its target type, the layout of a struct
+ * passed by value beyond its size, nor what the ops do. Parameter names
+ * are not part of it.
  *
  * Every op returns a signed integer type (int, long, ...): 0, a count, or
  * -errno, which is what the dummy table returns too. An op returning
@@ -58,6 +76,7 @@
 #define MPOPS_OPS_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,11 +95,21 @@ extern "C" {
 typedef uint16_t mpops_ops_id_t;
 #define MPOPS_OPS_ID_NONE ((mpops_ops_id_t)0)
 
+/** Kinds of types in a signature (struct mpops_ops_class.types). */
+#define MPOPS_OPS_KIND_OTHER 0		/**< pointer, struct, union */
+#define MPOPS_OPS_KIND_SIGNED 1		/**< signed integer (and enums that are) */
+#define MPOPS_OPS_KIND_UNSIGNED 2	/**< unsigned integer, _Bool */
+#define MPOPS_OPS_KIND_FLOAT 3		/**< float, double, long double */
+
 /** Process-local descriptor of an ops class (made by the macros). */
 struct mpops_ops_class {
 	const char *name;	/**< class name, e.g. "vtpci" */
 	const char *signature;	/**< the member list as text */
 	size_t ops_size;	/**< sizeof(struct <class>_ops) */
+	const uint32_t *types;	/**< per op: the return type's code, then
+				     each parameter's, then 0; a code is
+				     sizeof << 2 | kind (MPOPS_OPS_KIND_*) */
+	size_t ntypes;		/**< entries in @c types */
 	void *table;		/**< this process's MPOPS_OPS_MAX copies of
 				     struct <class>_ops, indexed by ID */
 	const void *dummy;	/**< table of -ENOTSUP ops */
@@ -118,8 +147,59 @@ struct mpops_ops_impl {
 #endif
 #define MPOPS__FIELD(ret, name, params) MPOPS__RET_CHECK(ret, name) ret (*name) params;
 #define MPOPS__SIG(ret, name, params) #ret " " #name #params ";"
+
+/* Parameter lists (T1, ..., Tn), 1 <= n <= 8: M(Ti, i) for each, joined by
+ * commas. */
+#define MPOPS__CAT(a, b) MPOPS__CAT_(a, b)
+#define MPOPS__CAT_(a, b) a##b
+#define MPOPS__NARGS(...) MPOPS__NARGS_(__VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define MPOPS__NARGS_(a1, a2, a3, a4, a5, a6, a7, a8, n, ...) n
+#define MPOPS__MAP(M, ...)                                                   \
+	MPOPS__CAT(MPOPS__MAP_, MPOPS__NARGS(__VA_ARGS__))(M, __VA_ARGS__)
+#define MPOPS__MAP_1(M, a) M(a, 1)
+#define MPOPS__MAP_2(M, a, b) M(a, 1), M(b, 2)
+#define MPOPS__MAP_3(M, a, b, c) M(a, 1), M(b, 2), M(c, 3)
+#define MPOPS__MAP_4(M, a, b, c, d) M(a, 1), M(b, 2), M(c, 3), M(d, 4)
+#define MPOPS__MAP_5(M, a, b, c, d, e) MPOPS__MAP_4(M, a, b, c, d), M(e, 5)
+#define MPOPS__MAP_6(M, a, b, c, d, e, f)                                    \
+	MPOPS__MAP_4(M, a, b, c, d), M(e, 5), M(f, 6)
+#define MPOPS__MAP_7(M, a, b, c, d, e, f, g)                                 \
+	MPOPS__MAP_4(M, a, b, c, d), M(e, 5), M(f, 6), M(g, 7)
+#define MPOPS__MAP_8(M, a, b, c, d, e, f, g, h)                              \
+	MPOPS__MAP_4(M, a, b, c, d), M(e, 5), M(f, 6), M(g, 7), M(h, 8)
+
+/* The dummy's parameters get names (a C11 definition needs them). A member
+ * list written with names fails here: "expected ... before
+ * 'mpops__param_1_types_only'". */
+#define MPOPS__PARAM(T, i) T mpops__param_##i##_types_only
+#define MPOPS__PARAMS(...) MPOPS__MAP(MPOPS__PARAM, __VA_ARGS__)
+
+/* A type's code in the signature: sizeof << 2 | kind. */
+#define MPOPS__KIND(T)                                                       \
+	_Generic(*(T *)0,                                                    \
+		 _Bool: MPOPS_OPS_KIND_UNSIGNED,                             \
+		 char: (CHAR_MIN < 0 ? MPOPS_OPS_KIND_SIGNED : MPOPS_OPS_KIND_UNSIGNED), \
+		 signed char: MPOPS_OPS_KIND_SIGNED,                         \
+		 unsigned char: MPOPS_OPS_KIND_UNSIGNED,                     \
+		 short: MPOPS_OPS_KIND_SIGNED,                               \
+		 unsigned short: MPOPS_OPS_KIND_UNSIGNED,                    \
+		 int: MPOPS_OPS_KIND_SIGNED,                                 \
+		 unsigned int: MPOPS_OPS_KIND_UNSIGNED,                      \
+		 long: MPOPS_OPS_KIND_SIGNED,                                \
+		 unsigned long: MPOPS_OPS_KIND_UNSIGNED,                     \
+		 long long: MPOPS_OPS_KIND_SIGNED,                           \
+		 unsigned long long: MPOPS_OPS_KIND_UNSIGNED,                \
+		 float: MPOPS_OPS_KIND_FLOAT,                                \
+		 double: MPOPS_OPS_KIND_FLOAT,                               \
+		 long double: MPOPS_OPS_KIND_FLOAT,                          \
+		 default: MPOPS_OPS_KIND_OTHER)
+#define MPOPS__TYPE_CODE(T, i) ((uint32_t)(sizeof(T) << 2 | MPOPS__KIND(T)))
+#define MPOPS__TYPE_CODES(...) MPOPS__MAP(MPOPS__TYPE_CODE, __VA_ARGS__)
+#define MPOPS__TYPES(ret, name, params)                                      \
+	MPOPS__TYPE_CODE(ret, 0), MPOPS__TYPE_CODES params, 0,
+
 #define MPOPS__DUMMY_FN(ret, name, params)                                   \
-	static ret mpops__dummy_##name params                                \
+	static ret mpops__dummy_##name(MPOPS__PARAMS params)                 \
 	{                                                                    \
 		static int once;                                             \
 		mpops__dummy_called(mpops__this_class, #name, &once);        \
@@ -173,10 +253,13 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 	static const struct cls##_ops mpops__dummy_ops_##cls = {             \
 		MEMBERS(MPOPS__DUMMY_INIT)                                   \
 	};                                                                   \
+	static const uint32_t mpops__types_##cls[] = { MEMBERS(MPOPS__TYPES) }; \
 	const struct mpops_ops_class mpops_class_##cls = {                   \
 		.name = #cls,                                                \
 		.signature = MEMBERS(MPOPS__SIG),                            \
 		.ops_size = sizeof(struct cls##_ops),                        \
+		.types = mpops__types_##cls,                                 \
+		.ntypes = sizeof(mpops__types_##cls) / sizeof(uint32_t),     \
 		.table = mpops__tbl_##cls,                                   \
 		.dummy = &mpops__dummy_ops_##cls,                            \
 	};                                                                   \

@@ -10,24 +10,24 @@ struct dev;
 
 #if defined(RET_POINTER)
 #define BAD_OPS(OP)                                                          \
-	OP(int, open, (struct dev *d))                                       \
-	OP(const char *, get_name, (struct dev *d))
+	OP(int, open, (struct dev *))                                       \
+	OP(const char *, get_name, (struct dev *))
 #elif defined(RET_DOUBLE)
 #define BAD_OPS(OP)                                                          \
-	OP(int, open, (struct dev *d))                                       \
-	OP(double, get_rate, (struct dev *d))
+	OP(int, open, (struct dev *))                                       \
+	OP(double, get_rate, (struct dev *))
 #elif defined(RET_VOID)
 #define BAD_OPS(OP)                                                          \
-	OP(int, open, (struct dev *d))                                       \
-	OP(void, reset, (struct dev *d))
+	OP(int, open, (struct dev *))                                       \
+	OP(void, reset, (struct dev *))
 #elif defined(RET_UNSIGNED)
 #define BAD_OPS(OP)                                                          \
-	OP(int, open, (struct dev *d))                                       \
-	OP(unsigned, count, (struct dev *d))
+	OP(int, open, (struct dev *))                                       \
+	OP(unsigned, count, (struct dev *))
 #elif defined(RET_OK)
 #define BAD_OPS(OP)                                                          \
-	OP(int, open, (struct dev *d))                                       \
-	OP(long, count, (struct dev *d))
+	OP(int, open, (struct dev *))                                       \
+	OP(long, count, (struct dev *))
 #endif
 
 MPOPS_OPS_CLASS_DECLARE(bad, BAD_OPS)
