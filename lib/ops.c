@@ -414,8 +414,8 @@ int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
 	}
 	if (!(*ops = impl_of(cls, id))) {
 		*ops = cls->dummy;
-		log_err("%s/%s is not registered in this process: is the driver linked?",
-			e->cls, e->impl);
+		log_err("%s/%s is not registered in this process: is the driver linked? (from a static archive, only what something references is linked: include a header with MPOPS_OPS_IMPL_REQUIRE(%s, %s), or link the archive whole: meson link_whole, ld --whole-archive)",
+			e->cls, e->impl, e->cls, e->impl);
 		return -ENOENT;
 	}
 	return 0;

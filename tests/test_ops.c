@@ -145,6 +145,8 @@ Test(ops, resolve_reports_each_kind_of_bad_id)
 	cr_assert_eq(logcap_count("is othercls/x, not an implementation of class 'demo'"), 1);
 	cr_assert_eq(mpops_ops_resolve_demo(remote, &ops), -ENOENT);
 	cr_assert_eq(logcap_count("demo/remote is not registered in this process: is the driver linked?"), 1);
+	/* What to do when the implementation sits in a static archive. */
+	cr_assert_eq(logcap_count("include a header with MPOPS_OPS_IMPL_REQUIRE(demo, remote), or link the archive whole: meson link_whole"), 1);
 	/* Never NULL: the dummy. */
 	cr_assert_eq(ops, mpops_class_demo.dummy);
 	cr_assert_eq(mpops_ops_resolve_demo(id_of(&mpops_impl_demo_alpha), &ops), 0);

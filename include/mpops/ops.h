@@ -300,6 +300,16 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
  * generic calls). Without a reference, a linker drops a shared library
  * under --as-needed and an archive member with it, and with them the
  * constructor that registers the implementation.
+ *
+ * Static linking: an implementation in a static archive (a driver's .a,
+ * or an application's own) is linked only if something references its
+ * object file. Either include a header with this macro (the archive member
+ * is then taken), or link the archive whole (meson: link_whole; ld:
+ * -Wl,--whole-archive lib.a -Wl,--no-whole-archive). Otherwise the ID
+ * resolves to the dummy, and mpops_ops_resolve() says so: "C/I is not
+ * registered in this process: is the driver linked? (from a static
+ * archive, ...: include a header with MPOPS_OPS_IMPL_REQUIRE(C, I), or
+ * link the archive whole: meson link_whole, ...)".
  */
 #define MPOPS_OPS_IMPL_REQUIRE(cls_, impl_)                                  \
 	static const struct mpops_ops_impl *const                            \
@@ -391,7 +401,8 @@ MPOPS_API int mpops_ops_find(const char *cls, const char *impl,
  *   -EINVAL @p id names an implementation of another class;
  *   -ENOENT the table has it but this process did not register it (the
  *   log says e.g. "vtpci/user is not registered in this process: is the
- *   driver linked?"); *ops is then the dummy table, never NULL.
+ *   driver linked?", and how to link one from a static archive: see
+ *   MPOPS_OPS_IMPL_REQUIRE); *ops is then the dummy table, never NULL.
  */
 MPOPS_API int mpops_ops_resolve(const struct mpops_ops_class *cls,
 				mpops_ops_id_t id, const void **ops);
