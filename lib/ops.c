@@ -4,6 +4,7 @@
  * name table, and binding one to the other.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,40 @@ static struct {
 static unsigned nimpls;
 static struct ops_table_shared *bound;
 static unsigned bound_flags;
+
+/*
+ * Registration failures of constructors. They run before main() can
+ * install a log callback, so instead of logging (to stderr) they keep the
+ * first line here and count the others; the next bind logs it through the
+ * callback and fails with its errno. Guarded by ops_mu.
+ */
+static int at_load;			/* a constructor is registering */
+static struct {
+	int rc;
+	unsigned more;
+	char line[384];
+} load_err;
+
+/* A registration failed: log, or keep it for the next bind at load time. */
+__attribute__((format(printf, 2, 3)))
+static int reg_fail(int rc, const char *fmt, ...)
+{
+	char line[sizeof(load_err.line)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (!at_load)
+		log_err("%s", line);
+	else if (load_err.rc)
+		load_err.more++;
+	else {
+		load_err.rc = rc;
+		memcpy(load_err.line, line, sizeof(line));
+	}
+	return rc;
+}
 
 uint64_t ops_layout_hash(uint64_t h)
 {
@@ -101,22 +136,20 @@ static int class_register_locked(const struct mpops_ops_class *cls)
 		return 0;
 	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy ||
 	    !cls->ops_size || !cls->signature || !cls->types || !cls->ntypes) {
-		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, signature, types, table, dummy and ops size needed): define classes with MPOPS_OPS_CLASS_DEFINE",
-			cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
-		return -EINVAL;
+		return reg_fail(-EINVAL, "ops class '%s': invalid descriptor (name of 1..%d characters, signature, types, table, dummy and ops size needed): define classes with MPOPS_OPS_CLASS_DEFINE",
+				cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
 	}
 	h = ops_class_hash(cls);
 	for (unsigned i = 0; i < nclasses; i++) {
 		if (strcmp(classes[i]->name, cls->name) == 0 && class_hashes[i] != h) {
-			log_err("ops class '%s' is defined twice in this process with different members (signatures %#llx and %#llx): one definition per class",
-				cls->name, (unsigned long long)class_hashes[i],
-				(unsigned long long)h);
-			return -EEXIST;
+			return reg_fail(-EEXIST, "ops class '%s' is defined twice in this process with different members (signatures %#llx and %#llx): one definition per class",
+					cls->name, (unsigned long long)class_hashes[i],
+					(unsigned long long)h);
 		}
 	}
 	if (nclasses == CLASSES_MAX) {
-		log_err("ops class '%s': this process already has %d classes", cls->name, CLASSES_MAX);
-		return -ENOSPC;
+		return reg_fail(-ENOSPC, "ops class '%s': this process already has %d classes, the most it can register",
+				cls->name, CLASSES_MAX);
 	}
 	for (unsigned i = 0; i < MPOPS_OPS_MAX; i++)
 		slot_set(cls, i, cls->dummy);
@@ -139,45 +172,65 @@ int mpops_ops_class_register(const struct mpops_ops_class *cls)
 
 static int bind_one_locked(unsigned i);
 
-int mpops_ops_register(const struct mpops_ops_impl *impl)
+static int register_locked(const struct mpops_ops_impl *impl)
 {
 	int rc;
 
 	if (!impl || !impl->cls || !impl->ops || !impl->name ||
-	    !*impl->name || strlen(impl->name) > MPOPS_OPS_NAME_MAX) {
-		log_err("mpops_ops_register: invalid implementation (class, ops and a name of 1..%d characters needed)",
-			MPOPS_OPS_NAME_MAX);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&ops_mu);
+	    !*impl->name || strlen(impl->name) > MPOPS_OPS_NAME_MAX)
+		return reg_fail(-EINVAL, "mpops_ops_register: invalid implementation (class, ops and a name of 1..%d characters needed)",
+				MPOPS_OPS_NAME_MAX);
 	if ((rc = class_register_locked(impl->cls)) < 0)
-		goto out;
+		return rc;
 	for (unsigned i = 0; i < nimpls; i++) {
 		const struct mpops_ops_impl *o = impls[i].impl;
 
 		if (o == impl)
-			goto out; /* registering twice is harmless */
-		if (strcmp(o->cls->name, impl->cls->name) == 0 && strcmp(o->name, impl->name) == 0) {
-			log_err("ops implementation %s/%s is registered twice in this process with different tables",
-				impl->cls->name, impl->name);
-			rc = -EEXIST;
-			goto out;
-		}
+			return 0; /* registering twice is harmless */
+		if (strcmp(o->cls->name, impl->cls->name) == 0 && strcmp(o->name, impl->name) == 0)
+			return reg_fail(-EEXIST, "ops implementation %s/%s is registered twice in this process with different tables",
+					impl->cls->name, impl->name);
 	}
-	if (nimpls == MPOPS_OPS_MAX) {
-		log_err("ops implementation %s/%s: this process already has %d implementations",
-			impl->cls->name, impl->name, MPOPS_OPS_MAX);
-		rc = -ENOSPC;
-		goto out;
-	}
+	if (nimpls == MPOPS_OPS_MAX)
+		return reg_fail(-ENOSPC, "ops implementation %s/%s: this process already has %d implementations, the most it can register",
+				impl->cls->name, impl->name, MPOPS_OPS_MAX);
 	impls[nimpls].impl = impl;
 	impls[nimpls].id = MPOPS_OPS_ID_NONE;
 	nimpls++;
 	if (bound && (rc = bind_one_locked(nimpls - 1)) < 0)
 		nimpls--;
-out:
+	return rc;
+}
+
+int mpops_ops_register(const struct mpops_ops_impl *impl)
+{
+	int rc;
+
+	pthread_mutex_lock(&ops_mu);
+	rc = register_locked(impl);
 	pthread_mutex_unlock(&ops_mu);
 	return rc;
+}
+
+/* The constructors' calls: a failure is kept for the next bind, unless the
+ * process is bound already (a library loaded later, when a log callback
+ * can be in place). */
+void mpops__ops_class_register_at_load(const struct mpops_ops_class *cls)
+{
+	pthread_mutex_lock(&ops_mu);
+	at_load = !bound;
+	class_register_locked(cls);
+	at_load = 0;
+	pthread_mutex_unlock(&ops_mu);
+}
+
+void mpops__ops_register_at_load(const struct mpops_ops_impl *impl)
+{
+	pthread_mutex_lock(&ops_mu);
+	at_load = !bound;
+	register_locked(impl);
+	at_load = 0;
+	pthread_mutex_unlock(&ops_mu);
 }
 
 /* ==== the shared name table ============================================= */
@@ -305,6 +358,12 @@ int mpops_ops_bind(void *mem, unsigned flags)
 		return -EPROTO;
 	}
 	pthread_mutex_lock(&ops_mu);
+	if (load_err.rc) {
+		log_err("mpops_ops_bind: a registration failed at load time, before a log callback could be installed: %s%s",
+			load_err.line, load_err.more ? " (and more after it)" : "");
+		rc = load_err.rc;
+		goto out;
+	}
 	if (bound && bound != t) {
 		log_err("mpops_ops_bind: this process is already bound to another ops name table: detach from it first");
 		rc = -EBUSY;

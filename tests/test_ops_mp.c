@@ -171,3 +171,23 @@ Test(ops_mp, a_typedef_that_changes_signedness_behind_the_same_member_list_is_ep
 {
 	attach_is_refused_as_another_class("mp-secondary-queue-signed");
 }
+
+/* Constructors run before main() can install a log callback: a load-time
+ * registration failure is kept, then logged through the callback by the
+ * bind, which fails with its errno. Nothing reaches stderr before main. */
+Test(ops_mp, load_time_failures_are_logged_through_the_callback_at_bind)
+{
+	char line[64];
+	int st;
+
+	st = peer_run("ops-overflow", NULL, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "status %#x:\n%s", st, out);
+	cr_assert_eq(strncmp(out, "main\n", 5), 0, "printed before main:\n%s", out);
+	cr_assert(strstr(out, "log: mpops_ops_bind: a registration failed at load time, before a log callback could be installed: ops implementation demo/i"),
+		  "%s", out);
+	cr_assert(strstr(out, ": this process already has 256 implementations, the most it can register"),
+		  "%s", out);
+	snprintf(line, sizeof(line), "bind=%d\n", -ENOSPC);
+	cr_assert(strstr(out, line), "%s", out);
+	cr_assert_null(strstr(out, "mpops: "), "a line went to stderr:\n%s", out);
+}

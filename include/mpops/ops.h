@@ -207,6 +207,12 @@ struct mpops_ops_impl {
 	}
 #define MPOPS__DUMMY_INIT(ret, name, params) .name = mpops__dummy_##name,
 
+/* Internal: the constructors' registration. A failure is not logged then
+ * (main() has had no chance to install a log callback): the next
+ * mpops_ops_bind() logs it and fails with its errno. */
+MPOPS_API void mpops__ops_class_register_at_load(const struct mpops_ops_class *cls);
+MPOPS_API void mpops__ops_register_at_load(const struct mpops_ops_impl *impl);
+
 /* Internal: called by dummy ops; logs once per op. */
 MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 				   const char *op, int *once);
@@ -265,7 +271,7 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 	};                                                                   \
 	__attribute__((constructor)) static void mpops__class_ctor_##cls(void) \
 	{                                                                    \
-		mpops_ops_class_register(&mpops_class_##cls);                \
+		mpops__ops_class_register_at_load(&mpops_class_##cls);       \
 	}
 
 /**
@@ -282,7 +288,7 @@ MPOPS_API void mpops__dummy_called(const struct mpops_ops_class *cls,
 	__attribute__((constructor)) static void                             \
 	mpops__impl_ctor_##cls_##_##impl_(void)                              \
 	{                                                                    \
-		mpops_ops_register(&mpops_impl_##cls_##_##impl_);            \
+		mpops__ops_register_at_load(&mpops_impl_##cls_##_##impl_);   \
 	}
 
 /**
@@ -365,7 +371,11 @@ MPOPS_API int mpops_ops_table_init(void *mem, size_t len);
  * (regions call this for you). Any thread, not concurrently with itself.
  * @return 0, or -EPROTO table not initialised / wrong version, or an ops
  *   class whose signature differs from the one already in the table (the
- *   log names class, implementation and both signature hashes);
+ *   log names class, implementation and both signature hashes); or the
+ *   errno of a registration that failed at load time (-ENOSPC more
+ *   classes or implementations than a process can have, -EEXIST one
+ *   defined twice, -EINVAL), which constructors do not log themselves:
+ *   this call logs it, through the log callback main() installed;
  *   -ENOSPC name table full (names the implementation); -EBUSY bound to
  *   another table; -EINVAL.
  */

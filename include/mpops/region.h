@@ -102,7 +102,9 @@ struct mpops_attach_opts {
  *   log names its pid); -EACCES runtime directory not writable;
  *   -ENOMEM/-ENOSPC memory (e.g. no free hugepages); -ENODEV hugetlbfs not
  *   mounted or NUMA node does not exist; -EPROTO an ops class signature
- *   clash with a registry this process already uses.
+ *   clash with a registry this process already uses; or the errno of an
+ *   ops registration that failed at load time, logged now (see
+ *   mpops_ops_bind()).
  */
 MPOPS_API int mpops_region_create(const char *name,
 				  const struct mpops_region_opts *opts,
@@ -120,7 +122,8 @@ MPOPS_API int mpops_region_create(const char *name,
  *   layout hash differ from the primary's, or an ops class signature
  *   differs (the log names class and implementation); -ENOSPC process table
  *   or ops name table full; -ETIMEDOUT the primary did not answer;
- *   -EBADMSG malformed hand-shake.
+ *   -EBADMSG malformed hand-shake; or the errno of an ops registration
+ *   that failed at load time, logged now (see mpops_ops_bind()).
  */
 MPOPS_API int mpops_region_attach(const char *name,
 				  const struct mpops_attach_opts *opts,
