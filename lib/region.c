@@ -106,11 +106,24 @@ int mpops_runtime_dir(const char *override, char *buf, size_t len)
 	return n;
 }
 
-/* mkdir -p, mode 0700 for what it creates. */
-static int mkdir_p(const char *path)
+/* One directory of mkdir_p: mode 0700, or 0750 and group @gid when a
+ * group may attach (@gid >= 0). */
+static int mkdir_one(const char *path, int64_t gid)
+{
+	if (mkdir(path, gid >= 0 ? 0750 : 0700) == 0) {
+		if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0)
+			return -errno;
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+/* mkdir -p, for what it creates: see mkdir_one(). */
+static int mkdir_p(const char *path, int64_t gid)
 {
 	char tmp[108];
 	char *p;
+	int rc;
 
 	if (strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -118,13 +131,11 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
+		if ((rc = mkdir_one(tmp, gid)) < 0)
+			return rc;
 		*p = '/';
 	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return mkdir_one(tmp, gid);
 }
 
 static int region_paths(struct mpops_region *r, const char *name,
@@ -332,7 +343,11 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	r->role = MPOPS_ROLE_PRIMARY;
 	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
 		goto fail;
-	if ((rc = mkdir_p(r->rundir)) < 0) {
+	if (o.flags & MPOPS_REGION_F_GROUP) {
+		r->group_ok = 1;
+		r->gid = o.gid;
+	}
+	if ((rc = mkdir_p(r->rundir, r->group_ok ? (int64_t)r->gid : -1)) < 0) {
 		log_err("cannot create runtime directory %s: %s: set MPOPS_RUNTIME_DIR to a directory you can write",
 			r->rundir, strerror(-rc));
 		goto fail;
@@ -376,7 +391,7 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	if ((rc = mpops_ops_bind(r->ops_table, 0)) < 0)
 		goto fail;
 	r->ops_bound = 1;
-	if ((rc = chan_listen(r, o.socket_mode ? o.socket_mode : 0600)) < 0)
+	if ((rc = chan_listen(r, o.socket_mode ? o.socket_mode : r->group_ok ? 0660 : 0600)) < 0)
 		goto fail;
 	pidfile_write(r->pidfh);
 	atomic_store(&r->hdr->state, REGION_READY);
@@ -449,6 +464,10 @@ int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
 		return -ENOMEM;
 	r->role = MPOPS_ROLE_SECONDARY;
 	r->readonly = !!(o.flags & MPOPS_ATTACH_F_READONLY);
+	if (o.flags & MPOPS_ATTACH_F_GROUP) {
+		r->group_ok = 1;
+		r->gid = o.gid;
+	}
 	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
 		goto fail;
 	if ((rc = chan_connect(r, o.timeout_ms > 0 ? o.timeout_ms : 5000, &fd, &info)) < 0)

@@ -185,6 +185,11 @@ struct mpops_region {
 	void *ops_table;
 	int ops_bound;
 	int32_t primary_pid;
+	/* Who may be at the other end of the control channel besides our uid
+	 * and root: members of group @gid (MPOPS_REGION_F_GROUP on create,
+	 * MPOPS_ATTACH_F_GROUP on attach). */
+	int group_ok;
+	uint32_t gid;
 
 	/* per-process object slots */
 	pthread_mutex_t slots_mu;

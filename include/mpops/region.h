@@ -55,6 +55,16 @@ enum mpops_role {
  * read /proc/self/pagemap). See mpops_region_iova().
  */
 #define MPOPS_REGION_F_PHYS	(1u << 1)
+/**
+ * Let processes of group @c gid attach too (with MPOPS_ATTACH_F_GROUP and
+ * the same gid). Without it only the primary's uid and root may, whatever
+ * the socket's mode. The control socket then belongs to that group with
+ * mode 0660 (unless socket_mode says otherwise), and a runtime directory
+ * the primary creates gets mode 0750 and that group. The primary must be
+ * root or a member of the group. A runtime directory both sides agree on
+ * is needed: the default one depends on the uid (see mpops_runtime_dir()).
+ */
+#define MPOPS_REGION_F_GROUP	(1u << 2)
 
 /** How device addresses of a region are formed (mpops_region_iova()). */
 enum mpops_iova_mode {
@@ -75,12 +85,21 @@ struct mpops_region_opts {
 	uint32_t flags;		/**< MPOPS_REGION_F_* */
 	int numa_node;		/**< with MPOPS_REGION_F_NUMA */
 	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
-	unsigned socket_mode;	/**< control socket mode; 0 = 0600 */
+	unsigned socket_mode;	/**< control socket file mode; 0 = 0600, or
+				     0660 with MPOPS_REGION_F_GROUP. Who may
+				     attach is decided by credentials, not by
+				     this mode: the primary's uid, root, or
+				     the group MPOPS_REGION_F_GROUP allows */
+	uint32_t gid;		/**< with MPOPS_REGION_F_GROUP */
 };
 
 /** mpops_attach_opts.flags */
 #define MPOPS_ATTACH_F_READONLY	(1u << 0) /**< map read-only; no process-table
 					       entry, no new ops IDs (dump tools) */
+/** Accept a primary of another uid if it is a member of group @c gid (the
+ *  group it lets attach, MPOPS_REGION_F_GROUP). Without it, a secondary
+ *  attaches only to a primary of its own uid or root. */
+#define MPOPS_ATTACH_F_GROUP	(1u << 1)
 
 /** Options for mpops_region_attach(); same sizing rule as above. */
 struct mpops_attach_opts {
@@ -88,6 +107,7 @@ struct mpops_attach_opts {
 	uint32_t flags;		/**< MPOPS_ATTACH_F_* */
 	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
 	int timeout_ms;		/**< for the hand-shake; 0 = 5000 */
+	uint32_t gid;		/**< with MPOPS_ATTACH_F_GROUP */
 };
 
 /**
