@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1125,6 +1126,77 @@ out:
 		r->conn_fd = -1;
 	}
 	return rc;
+}
+
+/* ==== secondary: the primary's end ======================================= */
+
+/*
+ * Wait for the primary's end of the connection to hang up: the kernel does
+ * it as the primary's process ends (exit, crash, SIGKILL), and so does a
+ * primary that detaches. Only hang-ups are asked for, so this thread never
+ * takes a reply that a request is waiting for.
+ */
+static void *watch_thread(void *arg)
+{
+	struct mpops_region *r = arg;
+	struct pollfd pf[2] = {
+		{ .fd = r->conn_fd, .events = POLLRDHUP },
+		{ .fd = r->watch_stop[0], .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("region '%s': cannot watch the primary's connection: %s: call mpops_region_primary_check() to learn of its exit",
+				r->name, strerror(errno));
+			return NULL;
+		}
+		if (pf[1].revents)
+			return NULL;
+		if (pf[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+			region_primary_exited(r);
+			return NULL;
+		}
+	}
+}
+
+int chan_watch_start(struct mpops_region *r)
+{
+	int rc;
+
+	if ((r->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    pipe2(r->watch_stop, O_CLOEXEC) < 0)
+		return -errno;
+	if ((rc = pthread_create(&r->watch_thread, NULL, watch_thread, r)) != 0) {
+		log_err("region '%s': cannot start the thread that watches the primary: %s",
+			r->name, strerror(rc));
+		return -rc;
+	}
+	pthread_setname_np(r->watch_thread, "mpops-watch");
+	r->watch_running = 1;
+	return 0;
+}
+
+int chan_watch_stop(struct mpops_region *r)
+{
+	if (r->watch_running && pthread_equal(pthread_self(), r->watch_thread)) {
+		log_err("region '%s': mpops_region_detach called from a primary-exit callback: detach from another thread",
+			r->name);
+		return -EDEADLK;
+	}
+	if (r->watch_running) {
+		if (write(r->watch_stop[1], "x", 1) < 0)
+			log_warn("region '%s': cannot stop the watch thread: %s", r->name, strerror(errno));
+		pthread_join(r->watch_thread, NULL);
+		r->watch_running = 0;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (r->watch_stop[i] >= 0)
+			close(r->watch_stop[i]);
+		r->watch_stop[i] = -1;
+	}
+	return 0;
 }
 
 void chan_close(struct mpops_region *r)

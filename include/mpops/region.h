@@ -203,6 +203,42 @@ MPOPS_API int mpops_region_primary_pid(const struct mpops_region *r);
  */
 MPOPS_API int mpops_region_primary_check(struct mpops_region *r);
 
+/** Called once in a secondary when its primary is gone. */
+typedef void (*mpops_primary_exit_fn)(struct mpops_region *r, void *arg);
+
+/** Most callbacks mpops_region_on_primary_exit() keeps per region. */
+#define MPOPS_PRIMARY_EXIT_CB_MAX 8
+
+/**
+ * Secondary: call @p fn(@p r, @p arg) once when the primary is gone (it
+ * exited, was killed, or detached the region). A thread of the library,
+ * started by mpops_region_attach(), waits for the primary's end of the
+ * control connection to hang up, which the kernel does as the primary's
+ * process ends: the secondary learns of it at once, without calling
+ * anything. By the time @p fn runs, the line "its primary (pid N) has
+ * exited" is logged, mpops_region_primary_check() is -ENOTCONN, the fd of
+ * mpops_region_primary_exit_fd() is readable, and the region's ports report
+ * link down and their bursts return 0 in this process (a burst already
+ * running completes). The shared memory stays mapped until detach: close
+ * ports and detach as usual.
+ *
+ * @p fn runs on the library's thread and must not detach the region (set a
+ * flag, write to a pipe, and detach from another thread). If the primary
+ * is already gone, @p fn runs at once, in the calling thread. Any thread.
+ * @return 0, -EPERM in the primary, -ENOSPC MPOPS_PRIMARY_EXIT_CB_MAX
+ *   callbacks already, -EINVAL.
+ */
+MPOPS_API int mpops_region_on_primary_exit(struct mpops_region *r,
+					   mpops_primary_exit_fn fn, void *arg);
+
+/**
+ * Secondary: an fd that becomes readable (POLLIN) when the primary is gone
+ * (see mpops_region_on_primary_exit()), for a poll or epoll loop. It
+ * belongs to the region: do not read or close it.
+ * @return the fd, -EPERM in the primary, -EINVAL.
+ */
+MPOPS_API int mpops_region_primary_exit_fd(const struct mpops_region *r);
+
 /**
  * Resolve the runtime directory for @p override (NULL = default): the
  * override, else $MPOPS_RUNTIME_DIR, else $XDG_RUNTIME_DIR/mpops, else
