@@ -29,7 +29,7 @@ struct dispatch_hw_local {
 typedef int (*dispatch_notify_fn)(struct dispatch_hw_local *hw, uint16_t queue);
 
 #define DISPATCH_OPS(OP)                                                     \
-	OP(int, notify_queue, (struct dispatch_hw_local *hw, uint16_t queue))
+	OP(int, notify_queue, (struct dispatch_hw_local *, uint16_t /* queue */))
 MPOPS_OPS_CLASS_DECLARE(dispatch, DISPATCH_OPS)
 
 /*

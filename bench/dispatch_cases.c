@@ -141,7 +141,7 @@ CASE_BODY body_raw_fnptr_shared(const struct dispatch_env *e)
 	return fn(e->hw, e->queue);
 }
 
-/* Load the ID from shared memory, this process's table slot, the op. */
+/* Load the ID from shared memory; the op from this process's table slot. */
 CASE_BODY body_mpops_id(const struct dispatch_env *e)
 {
 	return MPOPS_OPS(dispatch, e->sh->ops_id)->notify_queue(e->hw, e->queue);
@@ -273,9 +273,10 @@ static const struct dispatch_case_desc cases[DISPATCH_BASE_CASES] = {
 		"load fn the primary stored in the shared struct, call it (primary only)",
 		"the shared struct's line" },
 	[DISPATCH_MPOPS_ID] = { "mpops_id", DISPATCH_SITES_OF(mpops_id), dispatch_cold_mpops_id,
-		"load ops_id from the shared struct; MPOPS_OPS(dispatch, id) = this "
-		"process's table[id & 255]; load ->notify_queue; call",
-		"the shared struct, the table slot, the ops struct" },
+		"load ops_id from the shared struct; MPOPS_OPS(dispatch, id) = "
+		"&table[id < 256 ? id : 0] in this process (a cmov, no load); load "
+		"->notify_queue from that slot (a copy of the ops struct); call",
+		"the shared struct, the table slot" },
 	[DISPATCH_MPOPS_CACHED] = { "mpops_cached", DISPATCH_SITES_OF(mpops_cached),
 		dispatch_cold_mpops_cached,
 		"p->qp[qp].ops->notify_queue: the per-queue ops pointer resolved once at setup",
@@ -299,7 +300,7 @@ static const struct dispatch_case_desc cases[DISPATCH_BASE_CASES] = {
 	[DISPATCH_BY_NAME] = { "by_name", DISPATCH_SITES_OF(by_name), dispatch_cold_by_name,
 		"mpops_ops_find(\"dispatch\", \"user\") (linear search of the shared name "
 		"table, strcmp per entry), MPOPS_OPS(dispatch, id), call",
-		"the shared name table (all of it), the table slot, the ops struct" },
+		"the shared name table (all of it), the table slot" },
 	[DISPATCH_DLSYM] = { "dlsym", DISPATCH_SITES_OF(dlsym), dispatch_cold_dlsym,
 		"dlsym(RTLD_DEFAULT, \"dispatch_user_notify_queue\") (found in the "
 		"executable, exported with -rdynamic), call",
@@ -556,8 +557,7 @@ int dispatch_setup(struct mpops_region *r, const struct dispatch_dev_shared *sh,
 	flush_add(DISPATCH_RAW_BURST_LOCAL, &local_dev, sizeof(local_dev));
 	flush_add(DISPATCH_RAW_BURST_LOCAL, &burst_q, sizeof(burst_q));
 	flush_add(DISPATCH_MPOPS_ID, sh, sizeof(*sh));
-	flush_add(DISPATCH_MPOPS_ID, &mpops__tbl_dispatch[sh->ops_id], sizeof(void *));
-	flush_add(DISPATCH_MPOPS_ID, ops, sizeof(*ops));
+	flush_add(DISPATCH_MPOPS_ID, &mpops__tbl_dispatch[sh->ops_id], sizeof(*ops));
 	flush_add(DISPATCH_MPOPS_CACHED, &port.qp[env.qp], sizeof(port.qp[0]));
 	flush_add(DISPATCH_MPOPS_CACHED, ops, sizeof(*ops));
 	{
@@ -574,8 +574,7 @@ int dispatch_setup(struct mpops_region *r, const struct dispatch_dev_shared *sh,
 	if (name_table_find(r, &names, &names_len) < 0)
 		fprintf(stderr, "dispatch: name table not found: by_name_cold flushes less\n");
 	flush_add(DISPATCH_BY_NAME, names, names_len);
-	flush_add(DISPATCH_BY_NAME, &mpops__tbl_dispatch[sh->ops_id], sizeof(void *));
-	flush_add(DISPATCH_BY_NAME, ops, sizeof(*ops));
+	flush_add(DISPATCH_BY_NAME, &mpops__tbl_dispatch[sh->ops_id], sizeof(*ops));
 	dl_iterate_phdr(exe_dynsym_cb, &dr);
 	if (dr.hi == dr.lo)
 		fprintf(stderr, "dispatch: dynamic symbol tables not found: dlsym_cold flushes nothing\n");

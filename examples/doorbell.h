@@ -55,8 +55,8 @@ struct queue_local {
  *  - describe: what ringing does, into @buf; the snprintf() count.
  */
 #define DOORBELL_OPS(OP)                                                     \
-	OP(int, ring, (struct queue_shared *q, struct queue_local *local))   \
-	OP(int, describe, (char *buf, size_t len))
+	OP(int, ring, (struct queue_shared *, struct queue_local *))         \
+	OP(int, describe, (char * /* buf */, size_t /* len */))
 
 MPOPS_OPS_CLASS_DECLARE(doorbell, DOORBELL_OPS)
 

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -594,14 +595,50 @@ static void client_drop(struct mpops_region *r, unsigned i)
 
 /* ==== primary: accepting ================================================ */
 
-static int peer_uid_ok(int sock, struct ucred *cr)
+/* Is the peer on @sock a member of group @gid (its gid, or one of its
+ * supplementary groups as they were when it connected or listened)? */
+static int peer_in_group(int sock, const struct ucred *cr, gid_t gid)
+{
+	gid_t groups[256], *g = groups;
+	socklen_t len = sizeof(groups);
+	int in = cr->gid == gid;
+
+	if (!in && getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0 &&
+	    errno == ERANGE && (g = malloc(len)) != NULL &&
+	    getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+		len = 0;
+	for (size_t i = 0; !in && g && i < len / sizeof(gid_t); i++)
+		in = g[i] == gid;
+	if (g != groups)
+		free(g);
+	return in;
+}
+
+/*
+ * The rule for the other end of the control channel, both ways: our uid,
+ * root, or, when the region lets a group in (MPOPS_REGION_F_GROUP, or
+ * MPOPS_ATTACH_F_GROUP in a secondary), a member of that group.
+ */
+static int peer_uid_ok(struct mpops_region *r, int sock, struct ucred *cr)
 {
 	socklen_t len = sizeof(*cr);
 
 	memset(cr, 0, sizeof(*cr));
 	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
 		return 0;
-	return cr->uid == geteuid() || cr->uid == 0;
+	return cr->uid == geteuid() || cr->uid == 0 ||
+	       (r->group_ok && peer_in_group(sock, cr, r->gid));
+}
+
+/* The rule, for log lines: "uid U or root", "uid U, root or members of group G". */
+static const char *peer_rule(const struct mpops_region *r, char *buf, size_t len)
+{
+	if (r->group_ok)
+		snprintf(buf, len, "uid %u, root or members of group %u", (unsigned)geteuid(),
+			 (unsigned)r->gid);
+	else
+		snprintf(buf, len, "uid %u or root", (unsigned)geteuid());
+	return buf;
 }
 
 /*
@@ -668,7 +705,7 @@ static void client_accept(struct mpops_region *r, int64_t now)
 				r->name, strerror(-fd), BACKOFF_MS, r->sock_path);
 	}
 	if (fd >= 0) {
-		ok = peer_uid_ok(fd, &cr);
+		ok = peer_uid_ok(r, fd, &cr);
 		if ((out_of_fds || r->nclients >= MPOPS_CHANNEL_CONN_MAX) &&
 		    make_room(r, cr.pid, out_of_fds, now) < 0) {
 			close(fd);
@@ -679,9 +716,13 @@ static void client_accept(struct mpops_region *r, int64_t now)
 		r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	if (!ok && note_due(r, NOTE_REFUSED, cr.pid, now))
-		log_err("region '%s': refused a control connection from pid %d, uid %u: only uid %u or root may attach",
-			r->name, (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
+	if (!ok && note_due(r, NOTE_REFUSED, cr.pid, now)) {
+		char rule[80];
+
+		log_err("region '%s': refused a control connection from pid %d, uid %u: only %s may attach%s",
+			r->name, (int)cr.pid, (unsigned)cr.uid, peer_rule(r, rule, sizeof(rule)),
+			r->group_ok ? "" : " (a group may be let in: MPOPS_REGION_F_GROUP)");
+	}
 	p = realloc(r->clients, (r->nclients + 1) * sizeof(*p));
 	if (!p) {
 		close(fd);
@@ -764,8 +805,19 @@ int chan_listen(struct mpops_region *r, unsigned mode)
 		return -errno;
 	/* We hold the name's lock: a socket file left there is stale. */
 	unlink(r->sock_path);
-	if (bind(r->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(r->sock_path, mode) < 0 || listen(r->listen_fd, 64) < 0) {
+	if (bind(r->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		log_err("region '%s': cannot listen on %s: %s", r->name, r->sock_path,
+			strerror(-rc));
+		return rc;
+	}
+	if (r->group_ok && chown(r->sock_path, (uid_t)-1, (gid_t)r->gid) < 0) {
+		rc = -errno;
+		log_err("region '%s': cannot give %s to group %u: %s: the primary must be root or a member of the group it lets attach",
+			r->name, r->sock_path, (unsigned)r->gid, strerror(-rc));
+		return rc;
+	}
+	if (chmod(r->sock_path, mode) < 0 || listen(r->listen_fd, 64) < 0) {
 		rc = -errno;
 		log_err("region '%s': cannot listen on %s: %s", r->name, r->sock_path,
 			strerror(-rc));
@@ -1001,9 +1053,12 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 	}
 	if ((rc = connect_by(r, deadline, timeout_ms)) < 0)
 		goto out;
-	if (!peer_uid_ok(r->conn_fd, &cr)) {
-		log_err("region '%s': the process listening on %s runs as uid %u, not uid %u or root: refusing to attach",
-			r->name, r->sock_path, (unsigned)cr.uid, (unsigned)geteuid());
+	if (!peer_uid_ok(r, r->conn_fd, &cr)) {
+		char rule[80];
+
+		log_err("region '%s': the process listening on %s runs as uid %u, not %s: refusing to attach%s",
+			r->name, r->sock_path, (unsigned)cr.uid, peer_rule(r, rule, sizeof(rule)),
+			r->group_ok ? "" : " (to attach to a primary of a group you share: MPOPS_ATTACH_F_GROUP)");
 		rc = -EACCES;
 		goto out;
 	}
@@ -1025,7 +1080,7 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		goto out;
 	}
 	if (reply->status == -EACCES) {
-		log_err("region '%s': the primary refused this process (uid %u): run as its user or root",
+		log_err("region '%s': the primary refused this process (uid %u): run as its user, root, or a member of a group the primary lets in (MPOPS_REGION_F_GROUP)",
 			r->name, (unsigned)geteuid());
 		rc = -EACCES;
 		goto out;
@@ -1071,6 +1126,77 @@ out:
 		r->conn_fd = -1;
 	}
 	return rc;
+}
+
+/* ==== secondary: the primary's end ======================================= */
+
+/*
+ * Wait for the primary's end of the connection to hang up: the kernel does
+ * it as the primary's process ends (exit, crash, SIGKILL), and so does a
+ * primary that detaches. Only hang-ups are asked for, so this thread never
+ * takes a reply that a request is waiting for.
+ */
+static void *watch_thread(void *arg)
+{
+	struct mpops_region *r = arg;
+	struct pollfd pf[2] = {
+		{ .fd = r->conn_fd, .events = POLLRDHUP },
+		{ .fd = r->watch_stop[0], .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("region '%s': cannot watch the primary's connection: %s: call mpops_region_primary_check() to learn of its exit",
+				r->name, strerror(errno));
+			return NULL;
+		}
+		if (pf[1].revents)
+			return NULL;
+		if (pf[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+			region_primary_exited(r);
+			return NULL;
+		}
+	}
+}
+
+int chan_watch_start(struct mpops_region *r)
+{
+	int rc;
+
+	if ((r->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    pipe2(r->watch_stop, O_CLOEXEC) < 0)
+		return -errno;
+	if ((rc = pthread_create(&r->watch_thread, NULL, watch_thread, r)) != 0) {
+		log_err("region '%s': cannot start the thread that watches the primary: %s",
+			r->name, strerror(rc));
+		return -rc;
+	}
+	pthread_setname_np(r->watch_thread, "mpops-watch");
+	r->watch_running = 1;
+	return 0;
+}
+
+int chan_watch_stop(struct mpops_region *r)
+{
+	if (r->watch_running && pthread_equal(pthread_self(), r->watch_thread)) {
+		log_err("region '%s': mpops_region_detach called from a primary-exit callback: detach from another thread",
+			r->name);
+		return -EDEADLK;
+	}
+	if (r->watch_running) {
+		if (write(r->watch_stop[1], "x", 1) < 0)
+			log_warn("region '%s': cannot stop the watch thread: %s", r->name, strerror(errno));
+		pthread_join(r->watch_thread, NULL);
+		r->watch_running = 0;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (r->watch_stop[i] >= 0)
+			close(r->watch_stop[i]);
+		r->watch_stop[i] = -1;
+	}
+	return 0;
 }
 
 void chan_close(struct mpops_region *r)

@@ -237,11 +237,96 @@ static void print_unregistered(struct out *o)
 			jstr(o->f, t->e[id].cls);
 			fprintf(o->f, ", \"name\": ");
 			jstr(o->f, t->e[id].impl);
-			fprintf(o->f, ", \"first_pid\": %d}", (int)t->e[id].first_pid);
+			fprintf(o->f, ", \"signature_hash\": \"%#" PRIx64 "\", \"first_pid\": %d}",
+				t->e[id].sig_hash, (int)t->e[id].first_pid);
 		} else {
 			fprintf(o->f, "  id %3u  %s/%s  not registered here (resolves to the dummy)\n",
 				id, t->e[id].cls, t->e[id].impl);
 		}
+		shown++;
+	}
+	if (o->json)
+		fputc(']', o->f);
+}
+
+/* How this process's class named @name compares with the table's @sig:
+ * "same", "differs" (its hash in *local) or "absent". */
+static const char *class_here(const char *name, uint64_t sig, uint64_t *local)
+{
+	const struct mpops_ops_class *cls[64];
+	uint64_t hash[64];
+	unsigned n = ops_local_classes(cls, hash, 64);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(cls[i]->name, name) == 0) {
+			*local = hash[i];
+			return hash[i] == sig ? "same" : "differs";
+		}
+	}
+	return "absent";
+}
+
+/*
+ * Every class of the bound name table, whoever registered it: the
+ * signature hash its entries carry, its IDs and implementations, and how
+ * this process's class of that name compares. A process refused with
+ * -EPROTO logs its own hash; this shows the one it was compared with.
+ */
+static void print_table_classes(struct out *o)
+{
+	const struct ops_table_shared *t = ops_bound_table();
+	uint32_t count = t ? atomic_load(&t->count) : 0;
+	unsigned shown = 0;
+
+	if (count > MPOPS_OPS_MAX)
+		count = MPOPS_OPS_MAX;
+	if (o->json)
+		fputs(", \"table_classes\": [", o->f);
+	else if (t)
+		fputs("classes in the name table (registered by any process):\n", o->f);
+	for (uint32_t id = 1; id < count; id++) {
+		const struct ops_entry_shared *e = &t->e[id];
+		uint64_t local = 0;
+		const char *here;
+		uint32_t first = 1;
+		unsigned k = 0;
+
+		while (strcmp(t->e[first].cls, e->cls) != 0)
+			first++;
+		if (first < id)
+			continue;	/* printed with its first ID */
+		here = class_here(e->cls, e->sig_hash, &local);
+		if (o->json) {
+			fprintf(o->f, "%s{\"name\": ", shown ? ", " : "");
+			jstr(o->f, e->cls);
+			fprintf(o->f, ", \"signature_hash\": \"%#" PRIx64 "\", \"ops_size\": %u, \"here\": \"%s\"",
+				e->sig_hash, e->ops_size, here);
+			if (strcmp(here, "differs") == 0)
+				fprintf(o->f, ", \"local_signature_hash\": \"%#" PRIx64 "\"", local);
+			fputs(", \"implementations\": [", o->f);
+		} else {
+			fprintf(o->f, "  %-16s signature %#018" PRIx64 "  ops %u bytes  ", e->cls,
+				e->sig_hash, e->ops_size);
+			if (strcmp(here, "differs") == 0)
+				fprintf(o->f, "(here: signature %#" PRIx64 ", which differs)\n", local);
+			else
+				fprintf(o->f, "(here: %s)\n", strcmp(here, "same") == 0 ?
+					"the same signature" : "not registered");
+			fputs("    IDs:", o->f);
+		}
+		for (uint32_t j = id; j < count; j++) {
+			if (strcmp(t->e[j].cls, e->cls) != 0)
+				continue;
+			if (o->json) {
+				fprintf(o->f, "%s{\"id\": %u, \"name\": ", k ? ", " : "", j);
+				jstr(o->f, t->e[j].impl);
+				fprintf(o->f, ", \"first_pid\": %d}", (int)t->e[j].first_pid);
+			} else {
+				fprintf(o->f, "%s %u %s", k ? "," : "", j, t->e[j].impl);
+			}
+			k++;
+		}
+		fputs(o->json ? "]}" : "\n", o->f);
 		shown++;
 	}
 	if (o->json)
@@ -291,6 +376,7 @@ int mpops_info_print(struct mpops_region *r, FILE *f, unsigned flags)
 	print_classes(&o);
 	print_impls(&o);
 	print_unregistered(&o);
+	print_table_classes(&o);
 	print_procs(&o, r);
 	if (o.json)
 		fputs("}\n", f);

@@ -4,6 +4,7 @@
  * name table, and binding one to the other.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,40 @@ static unsigned nimpls;
 static struct ops_table_shared *bound;
 static unsigned bound_flags;
 
+/*
+ * Registration failures of constructors. They run before main() can
+ * install a log callback, so instead of logging (to stderr) they keep the
+ * first line here and count the others; the next bind logs it through the
+ * callback and fails with its errno. Guarded by ops_mu.
+ */
+static int at_load;			/* a constructor is registering */
+static struct {
+	int rc;
+	unsigned more;
+	char line[384];
+} load_err;
+
+/* A registration failed: log, or keep it for the next bind at load time. */
+__attribute__((format(printf, 2, 3)))
+static int reg_fail(int rc, const char *fmt, ...)
+{
+	char line[sizeof(load_err.line)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (!at_load)
+		log_err("%s", line);
+	else if (load_err.rc)
+		load_err.more++;
+	else {
+		load_err.rc = rc;
+		memcpy(load_err.line, line, sizeof(line));
+	}
+	return rc;
+}
+
 uint64_t ops_layout_hash(uint64_t h)
 {
 	h = fnv1a_u64(h, sizeof(struct ops_entry_shared));
@@ -36,16 +71,54 @@ uint64_t ops_layout_hash(uint64_t h)
 	return fnv1a_u64(h, OPS_TABLE_VERSION);
 }
 
+static int ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+/* The member list without the whitespace that does not separate two words:
+ * "char * /" "* buf *" "/, size_t" (a comment is a space once stringified)
+ * and "char*, size_t" hash the same. */
+static uint64_t hash_signature(uint64_t h, const char *sig)
+{
+	char prev = 0;
+
+	for (const char *c = sig; *c; c++) {
+		if (*c == ' ' || *c == '\t' || *c == '\n') {
+			const char *next = c;
+
+			while (*next == ' ' || *next == '\t' || *next == '\n')
+				next++;
+			if (ident_char(prev) && ident_char(*next))
+				h = fnv1a(h, " ", 1);
+			c = next - 1;
+			continue;
+		}
+		h = fnv1a(h, c, 1);
+		prev = *c;
+	}
+	return fnv1a(h, "", 1);
+}
+
 uint64_t ops_class_hash(const struct mpops_ops_class *cls)
 {
 	uint64_t h = FNV_SEED;
 
 	h = fnv1a(h, cls->name, strlen(cls->name) + 1);
-	h = fnv1a(h, cls->signature, strlen(cls->signature) + 1);
+	h = hash_signature(h, cls->signature);
+	h = fnv1a(h, cls->types, cls->ntypes * sizeof(*cls->types));
 	return fnv1a_u64(h, cls->ops_size);
 }
 
 /* ==== local registration ================================================ */
+
+/* Slot @id of @cls's table gets a copy of @ops (the dummy or an
+ * implementation's table): see "What the hot path does" in ops.h. */
+static void slot_set(const struct mpops_ops_class *cls, unsigned id, const void *ops)
+{
+	memcpy((char *)cls->table + (size_t)id * cls->ops_size, ops, cls->ops_size);
+}
 
 static int class_index(const struct mpops_ops_class *cls)
 {
@@ -61,26 +134,25 @@ static int class_register_locked(const struct mpops_ops_class *cls)
 
 	if (class_index(cls) >= 0)
 		return 0;
-	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy) {
-		log_err("ops class '%s': invalid descriptor (name of 1..%d characters, table and dummy needed)",
-			cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
-		return -EINVAL;
+	if (!cls->name || strlen(cls->name) > MPOPS_OPS_NAME_MAX || !cls->table || !cls->dummy ||
+	    !cls->ops_size || !cls->signature || !cls->types || !cls->ntypes) {
+		return reg_fail(-EINVAL, "ops class '%s': invalid descriptor (name of 1..%d characters, signature, types, table, dummy and ops size needed): define classes with MPOPS_OPS_CLASS_DEFINE",
+				cls->name ? cls->name : "(null)", MPOPS_OPS_NAME_MAX);
 	}
 	h = ops_class_hash(cls);
 	for (unsigned i = 0; i < nclasses; i++) {
 		if (strcmp(classes[i]->name, cls->name) == 0 && class_hashes[i] != h) {
-			log_err("ops class '%s' is defined twice in this process with different members (signatures %#llx and %#llx): one definition per class",
-				cls->name, (unsigned long long)class_hashes[i],
-				(unsigned long long)h);
-			return -EEXIST;
+			return reg_fail(-EEXIST, "ops class '%s' is defined twice in this process with different members (signatures %#llx and %#llx): one definition per class",
+					cls->name, (unsigned long long)class_hashes[i],
+					(unsigned long long)h);
 		}
 	}
 	if (nclasses == CLASSES_MAX) {
-		log_err("ops class '%s': this process already has %d classes", cls->name, CLASSES_MAX);
-		return -ENOSPC;
+		return reg_fail(-ENOSPC, "ops class '%s': this process already has %d classes, the most it can register",
+				cls->name, CLASSES_MAX);
 	}
 	for (unsigned i = 0; i < MPOPS_OPS_MAX; i++)
-		cls->table[i] = cls->dummy;
+		slot_set(cls, i, cls->dummy);
 	class_hashes[nclasses] = h;
 	classes[nclasses++] = cls;
 	return 0;
@@ -100,45 +172,65 @@ int mpops_ops_class_register(const struct mpops_ops_class *cls)
 
 static int bind_one_locked(unsigned i);
 
-int mpops_ops_register(const struct mpops_ops_impl *impl)
+static int register_locked(const struct mpops_ops_impl *impl)
 {
 	int rc;
 
 	if (!impl || !impl->cls || !impl->ops || !impl->name ||
-	    !*impl->name || strlen(impl->name) > MPOPS_OPS_NAME_MAX) {
-		log_err("mpops_ops_register: invalid implementation (class, ops and a name of 1..%d characters needed)",
-			MPOPS_OPS_NAME_MAX);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&ops_mu);
+	    !*impl->name || strlen(impl->name) > MPOPS_OPS_NAME_MAX)
+		return reg_fail(-EINVAL, "mpops_ops_register: invalid implementation (class, ops and a name of 1..%d characters needed)",
+				MPOPS_OPS_NAME_MAX);
 	if ((rc = class_register_locked(impl->cls)) < 0)
-		goto out;
+		return rc;
 	for (unsigned i = 0; i < nimpls; i++) {
 		const struct mpops_ops_impl *o = impls[i].impl;
 
 		if (o == impl)
-			goto out; /* registering twice is harmless */
-		if (strcmp(o->cls->name, impl->cls->name) == 0 && strcmp(o->name, impl->name) == 0) {
-			log_err("ops implementation %s/%s is registered twice in this process with different tables",
-				impl->cls->name, impl->name);
-			rc = -EEXIST;
-			goto out;
-		}
+			return 0; /* registering twice is harmless */
+		if (strcmp(o->cls->name, impl->cls->name) == 0 && strcmp(o->name, impl->name) == 0)
+			return reg_fail(-EEXIST, "ops implementation %s/%s is registered twice in this process with different tables",
+					impl->cls->name, impl->name);
 	}
-	if (nimpls == MPOPS_OPS_MAX) {
-		log_err("ops implementation %s/%s: this process already has %d implementations",
-			impl->cls->name, impl->name, MPOPS_OPS_MAX);
-		rc = -ENOSPC;
-		goto out;
-	}
+	if (nimpls == MPOPS_OPS_MAX)
+		return reg_fail(-ENOSPC, "ops implementation %s/%s: this process already has %d implementations, the most it can register",
+				impl->cls->name, impl->name, MPOPS_OPS_MAX);
 	impls[nimpls].impl = impl;
 	impls[nimpls].id = MPOPS_OPS_ID_NONE;
 	nimpls++;
 	if (bound && (rc = bind_one_locked(nimpls - 1)) < 0)
 		nimpls--;
-out:
+	return rc;
+}
+
+int mpops_ops_register(const struct mpops_ops_impl *impl)
+{
+	int rc;
+
+	pthread_mutex_lock(&ops_mu);
+	rc = register_locked(impl);
 	pthread_mutex_unlock(&ops_mu);
 	return rc;
+}
+
+/* The constructors' calls: a failure is kept for the next bind, unless the
+ * process is bound already (a library loaded later, when a log callback
+ * can be in place). */
+void mpops__ops_class_register_at_load(const struct mpops_ops_class *cls)
+{
+	pthread_mutex_lock(&ops_mu);
+	at_load = !bound;
+	class_register_locked(cls);
+	at_load = 0;
+	pthread_mutex_unlock(&ops_mu);
+}
+
+void mpops__ops_register_at_load(const struct mpops_ops_impl *impl)
+{
+	pthread_mutex_lock(&ops_mu);
+	at_load = !bound;
+	register_locked(impl);
+	at_load = 0;
+	pthread_mutex_unlock(&ops_mu);
 }
 
 /* ==== the shared name table ============================================= */
@@ -235,7 +327,7 @@ static int bind_one_locked(unsigned i)
 		atomic_store_explicit(&t->count, count + 1, memory_order_release);
 	}
 	impls[i].id = (mpops_ops_id_t)id;
-	cls->table[id] = impl->ops;
+	slot_set(cls, (unsigned)id, impl->ops);
 out:
 	if (!lookup_only)
 		shlock_unlock(&t->lock);
@@ -246,7 +338,7 @@ static void unbind_locked(void)
 {
 	for (unsigned i = 0; i < nimpls; i++) {
 		if (impls[i].id != MPOPS_OPS_ID_NONE)
-			impls[i].impl->cls->table[impls[i].id] = impls[i].impl->cls->dummy;
+			slot_set(impls[i].impl->cls, impls[i].id, impls[i].impl->cls->dummy);
 		impls[i].id = MPOPS_OPS_ID_NONE;
 	}
 	bound = NULL;
@@ -266,6 +358,12 @@ int mpops_ops_bind(void *mem, unsigned flags)
 		return -EPROTO;
 	}
 	pthread_mutex_lock(&ops_mu);
+	if (load_err.rc) {
+		log_err("mpops_ops_bind: a registration failed at load time, before a log callback could be installed: %s%s",
+			load_err.line, load_err.more ? " (and more after it)" : "");
+		rc = load_err.rc;
+		goto out;
+	}
 	if (bound && bound != t) {
 		log_err("mpops_ops_bind: this process is already bound to another ops name table: detach from it first");
 		rc = -EBUSY;
@@ -337,6 +435,19 @@ int mpops_ops_find(const char *cls, const char *impl, mpops_ops_id_t *id)
 	return 0;
 }
 
+/* The table of the implementation of @cls that has ID @id here, or NULL. */
+static const void *impl_of(const struct mpops_ops_class *cls, mpops_ops_id_t id)
+{
+	const void *ops = NULL;
+
+	pthread_mutex_lock(&ops_mu);
+	for (unsigned i = 0; i < nimpls && !ops; i++)
+		if (impls[i].impl->cls == cls && impls[i].id == id)
+			ops = impls[i].impl->ops;
+	pthread_mutex_unlock(&ops_mu);
+	return ops;
+}
+
 int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
 		      const void **ops)
 {
@@ -360,12 +471,12 @@ int mpops_ops_resolve(const struct mpops_ops_class *cls, mpops_ops_id_t id,
 			id, e->cls, e->impl, cls->name);
 		return -EINVAL;
 	}
-	if (cls->table[id] == cls->dummy) {
-		log_err("%s/%s is not registered in this process: is the driver linked?",
-			e->cls, e->impl);
+	if (!(*ops = impl_of(cls, id))) {
+		*ops = cls->dummy;
+		log_err("%s/%s is not registered in this process: is the driver linked? (from a static archive, only what something references is linked: include a header with MPOPS_OPS_IMPL_REQUIRE(%s, %s), or link the archive whole: meson link_whole, ld --whole-archive)",
+			e->cls, e->impl, e->cls, e->impl);
 		return -ENOENT;
 	}
-	*ops = cls->table[id];
 	return 0;
 }
 

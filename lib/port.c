@@ -135,11 +135,24 @@ static void root_name(char *buf, size_t len, const char *name, const char *suffi
 
 /* ==== this process's open ports ========================================= */
 
+/* The primary is gone (the region's hook, on its watch thread): every
+ * claimed queue pair of this process goes to the slow path, which returns
+ * 0 from now on. */
+static void ports_primary_gone(struct mpops_region *r)
+{
+	pthread_mutex_lock(&r->ports_mu);
+	for (struct mpops_port *p = r->ports; p; p = p->next)
+		for (int q = 0; q < MPOPS_PORT_MAX_QP; q++)
+			__atomic_store_n(&p->fp.q[q].epoch, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&r->ports_mu);
+}
+
 static void ports_add(struct mpops_port *p)
 {
 	pthread_mutex_lock(&p->r->ports_mu);
 	p->next = p->r->ports;
 	p->r->ports = p;
+	p->r->ports_primary_gone = ports_primary_gone;
 	pthread_mutex_unlock(&p->r->ports_mu);
 }
 
@@ -932,7 +945,7 @@ int mpops__port_burst_slow(struct mpops_port *p, uint16_t qp, struct mpops_pkt *
 		return -EPERM;
 	}
 	q = &p->fp.q[qp];
-	if (atomic_load(&p->sh->state) != PORT_STARTED) {
+	if (atomic_load(&p->sh->state) != PORT_STARTED || atomic_load(&p->r->primary_gone)) {
 		__atomic_store_n(q->busy, 0, __ATOMIC_RELEASE);
 		return 0;
 	}
@@ -1022,7 +1035,8 @@ int mpops_port_link_get(struct mpops_port *p, struct mpops_port_link *l)
 {
 	if (!p || !l)
 		return -EINVAL;
-	l->up = atomic_load(&p->sh->link_up) && mpops_port_is_started(p);
+	l->up = atomic_load(&p->sh->link_up) && mpops_port_is_started(p) &&
+		!atomic_load(&p->r->primary_gone);
 	l->changes = atomic_load(&p->sh->link_changes);
 	l->reconnects = atomic_load(&p->sh->reconnects);
 	return 0;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -106,11 +107,24 @@ int mpops_runtime_dir(const char *override, char *buf, size_t len)
 	return n;
 }
 
-/* mkdir -p, mode 0700 for what it creates. */
-static int mkdir_p(const char *path)
+/* One directory of mkdir_p: mode 0700, or 0750 and group @gid when a
+ * group may attach (@gid >= 0). */
+static int mkdir_one(const char *path, int64_t gid)
+{
+	if (mkdir(path, gid >= 0 ? 0750 : 0700) == 0) {
+		if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0)
+			return -errno;
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+/* mkdir -p, for what it creates: see mkdir_one(). */
+static int mkdir_p(const char *path, int64_t gid)
 {
 	char tmp[108];
 	char *p;
+	int rc;
 
 	if (strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -118,13 +132,11 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
+		if ((rc = mkdir_one(tmp, gid)) < 0)
+			return rc;
 		*p = '/';
 	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return mkdir_one(tmp, gid);
 }
 
 static int region_paths(struct mpops_region *r, const char *name,
@@ -154,6 +166,9 @@ static struct mpops_region *region_new(void)
 	r->listen_fd = -1;
 	r->conn_fd = -1;
 	r->stop_fd[0] = r->stop_fd[1] = -1;
+	r->watch_stop[0] = r->watch_stop[1] = -1;
+	r->exit_fd = -1;
+	pthread_mutex_init(&r->exit_mu, NULL);
 	r->spare_fd = -1;
 	pthread_mutex_init(&r->slots_mu, NULL);
 	pthread_mutex_init(&r->chan_mu, NULL);
@@ -170,6 +185,9 @@ static void region_free(struct mpops_region *r)
 		close(r->fd);
 	free(r->slots);
 	free(r->clients);
+	if (r->exit_fd >= 0)
+		close(r->exit_fd);
+	pthread_mutex_destroy(&r->exit_mu);
 	pthread_mutex_destroy(&r->slots_mu);
 	pthread_mutex_destroy(&r->chan_mu);
 	pthread_mutex_destroy(&r->req_mu);
@@ -332,7 +350,11 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	r->role = MPOPS_ROLE_PRIMARY;
 	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
 		goto fail;
-	if ((rc = mkdir_p(r->rundir)) < 0) {
+	if (o.flags & MPOPS_REGION_F_GROUP) {
+		r->group_ok = 1;
+		r->gid = o.gid;
+	}
+	if ((rc = mkdir_p(r->rundir, r->group_ok ? (int64_t)r->gid : -1)) < 0) {
 		log_err("cannot create runtime directory %s: %s: set MPOPS_RUNTIME_DIR to a directory you can write",
 			r->rundir, strerror(-rc));
 		goto fail;
@@ -376,7 +398,7 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	if ((rc = mpops_ops_bind(r->ops_table, 0)) < 0)
 		goto fail;
 	r->ops_bound = 1;
-	if ((rc = chan_listen(r, o.socket_mode ? o.socket_mode : 0600)) < 0)
+	if ((rc = chan_listen(r, o.socket_mode ? o.socket_mode : r->group_ok ? 0660 : 0600)) < 0)
 		goto fail;
 	pidfile_write(r->pidfh);
 	atomic_store(&r->hdr->state, REGION_READY);
@@ -449,6 +471,10 @@ int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
 		return -ENOMEM;
 	r->role = MPOPS_ROLE_SECONDARY;
 	r->readonly = !!(o.flags & MPOPS_ATTACH_F_READONLY);
+	if (o.flags & MPOPS_ATTACH_F_GROUP) {
+		r->group_ok = 1;
+		r->gid = o.gid;
+	}
 	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
 		goto fail;
 	if ((rc = chan_connect(r, o.timeout_ms > 0 ? o.timeout_ms : 5000, &fd, &info)) < 0)
@@ -488,6 +514,12 @@ int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
 		goto fail;
 	}
 	r->ops_bound = 1;
+	if ((rc = chan_watch_start(r)) < 0) {
+		if (!r->readonly)
+			proc_unregister(r, getpid(), mpops_proc_start_time(getpid()));
+		mpops_ops_unbind(r->ops_table);
+		goto fail;
+	}
 	log_debug("region '%s' attached at %p (primary pid %d)", name, r->base,
 		  (int)r->primary_pid);
 	*out = r;
@@ -504,6 +536,9 @@ int mpops_region_detach(struct mpops_region *r)
 {
 	if (!r)
 		return -EINVAL;
+	/* No callback may run on a region being freed (nor detach from one). */
+	if (r->role == MPOPS_ROLE_SECONDARY && chan_watch_stop(r) < 0)
+		return -EDEADLK;
 	/* The primary stops serving first: handlers may use slots and ops. */
 	if (r->role == MPOPS_ROLE_PRIMARY) {
 		atomic_store(&r->hdr->state, REGION_DEAD);
@@ -544,6 +579,62 @@ int mpops_region_primary_check(struct mpops_region *r)
 	    mpops_proc_alive(r->hdr->primary_pid, r->hdr->primary_start_time))
 		return 0;
 	return region_primary_lost(r);
+}
+
+void region_primary_exited(struct mpops_region *r)
+{
+	struct region_exit_cb cbs[MPOPS_PRIMARY_EXIT_CB_MAX];
+	unsigned n;
+
+	region_primary_lost(r);
+	if (r->exit_fd >= 0)
+		eventfd_write(r->exit_fd, 1);
+	if (r->ports_primary_gone)
+		r->ports_primary_gone(r);
+	pthread_mutex_lock(&r->exit_mu);
+	n = r->nprimary_cbs;
+	memcpy(cbs, r->primary_cbs, sizeof(cbs));
+	pthread_mutex_unlock(&r->exit_mu);
+	for (unsigned i = 0; i < n; i++)
+		cbs[i].fn(r, cbs[i].arg);
+}
+
+int mpops_region_on_primary_exit(struct mpops_region *r, mpops_primary_exit_fn fn, void *arg)
+{
+	int gone;
+
+	if (!r || !fn)
+		return -EINVAL;
+	if (r->role != MPOPS_ROLE_SECONDARY) {
+		log_err("region '%s': mpops_region_on_primary_exit is for secondaries: the primary is this process",
+			r->name);
+		return -EPERM;
+	}
+	pthread_mutex_lock(&r->exit_mu);
+	if (r->nprimary_cbs == MPOPS_PRIMARY_EXIT_CB_MAX) {
+		pthread_mutex_unlock(&r->exit_mu);
+		log_err("region '%s': %d primary-exit callbacks already: register one that calls yours",
+			r->name, MPOPS_PRIMARY_EXIT_CB_MAX);
+		return -ENOSPC;
+	}
+	/* Under the lock: the watcher either copies this callback or has set
+	 * primary_gone before taking the lock, and then we run it here. */
+	gone = atomic_load(&r->primary_gone);
+	if (!gone) {
+		r->primary_cbs[r->nprimary_cbs].fn = fn;
+		r->primary_cbs[r->nprimary_cbs++].arg = arg;
+	}
+	pthread_mutex_unlock(&r->exit_mu);
+	if (gone)
+		fn(r, arg);
+	return 0;
+}
+
+int mpops_region_primary_exit_fd(const struct mpops_region *r)
+{
+	if (!r)
+		return -EINVAL;
+	return r->role == MPOPS_ROLE_SECONDARY && r->exit_fd >= 0 ? r->exit_fd : -EPERM;
 }
 
 int region_primary_lost(struct mpops_region *r)

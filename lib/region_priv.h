@@ -171,6 +171,11 @@ struct chan_client {
 	int64_t out_due;	/* 0 until a record found no room */
 };
 
+struct region_exit_cb {
+	mpops_primary_exit_fn fn;
+	void *arg;
+};
+
 struct mpops_region {
 	char name[MPOPS_NAME_MAX + 1];
 	char rundir[108];
@@ -185,6 +190,11 @@ struct mpops_region {
 	void *ops_table;
 	int ops_bound;
 	int32_t primary_pid;
+	/* Who may be at the other end of the control channel besides our uid
+	 * and root: members of group @gid (MPOPS_REGION_F_GROUP on create,
+	 * MPOPS_ATTACH_F_GROUP on attach). */
+	int group_ok;
+	uint32_t gid;
 
 	/* per-process object slots */
 	pthread_mutex_t slots_mu;
@@ -221,6 +231,19 @@ struct mpops_region {
 	pthread_mutex_t req_mu;
 	uint32_t seq;
 	_Atomic int primary_gone;
+
+	/* secondary: the thread that waits for the primary's end to hang up
+	 * (channel.c), and what it tells (region.c). primary_cbs under exit_mu. */
+	pthread_t watch_thread;
+	int watch_running;
+	int watch_stop[2];
+	int exit_fd;			/* eventfd, readable once the primary is gone */
+	/* The port layer's hook, run before the callbacks: its ports in this
+	 * process stop bursting and report link down. Set by port.c. */
+	void (*ports_primary_gone)(struct mpops_region *r);
+	pthread_mutex_t exit_mu;
+	unsigned nprimary_cbs;
+	struct region_exit_cb primary_cbs[MPOPS_PRIMARY_EXIT_CB_MAX];
 };
 
 /* region.c */
@@ -230,6 +253,9 @@ uint64_t region_layout_hash(void);
 int region_writable(struct mpops_region *r, const char *what);
 /* Mark the primary gone (logs once); returns -ENOTCONN. */
 int region_primary_lost(struct mpops_region *r);
+/* The primary's end hung up (channel.c's watcher): mark it gone, signal
+ * the exit fd, run the port layer's hook, then the callbacks. */
+void region_primary_exited(struct mpops_region *r);
 
 /* iova.c: record the pages' physical addresses (primary, at create) */
 int region_iova_init(struct mpops_region *r, const struct mpops_region_opts *o);
@@ -259,6 +285,10 @@ struct hello_reply;
 int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		 struct hello_reply *info);
 void chan_close(struct mpops_region *r);
+/* Secondary: start / stop the thread that waits for the primary's end of
+ * the connection to hang up (then region_primary_exited()). */
+int chan_watch_start(struct mpops_region *r);
+int chan_watch_stop(struct mpops_region *r);
 
 /* What the primary tells a secondary in the hand-shake. */
 struct hello_req {

@@ -12,6 +12,13 @@
 
 #include <mpops/mpops.h>
 
+/* The queue number notify takes. Test builds change what it is
+ * (-DDEMO_QUEUE_T=...) behind the same spelling of the member list. */
+#ifndef DEMO_QUEUE_T
+#define DEMO_QUEUE_T uint32_t
+#endif
+typedef DEMO_QUEUE_T demo_queue_t;
+
 struct demo_dev_shared {
 	mpops_ops_id_t ops_id;
 	uint16_t pad;
@@ -31,19 +38,19 @@ struct demo_devs_shared {
 /* The origin's layout: a raw function pointer in shared memory. Only the
  * regression test builds this; it is the bug, kept to prove it. */
 struct origin_bug_dev {
-	int (*raw_notify)(struct demo_dev_shared *dev, uint32_t q);
+	int (*raw_notify)(struct demo_dev_shared *dev, demo_queue_t q);
 	struct demo_dev_shared dev;
 };
 
 #ifdef DEMO_MISMATCH
 #define DEMO_OPS(OP)                                                         \
-	OP(int, notify, (struct demo_dev_shared *dev, uint32_t q))           \
-	OP(int, ident, (char *buf, size_t len))                              \
-	OP(int, reset, (struct demo_dev_shared *dev))
+	OP(int, notify, (struct demo_dev_shared *, demo_queue_t))            \
+	OP(int, ident, (char * /* buf */, size_t /* len */))                 \
+	OP(int, reset, (struct demo_dev_shared *))
 #else
 #define DEMO_OPS(OP)                                                         \
-	OP(int, notify, (struct demo_dev_shared *dev, uint32_t q))           \
-	OP(int, ident, (char *buf, size_t len))
+	OP(int, notify, (struct demo_dev_shared *, demo_queue_t))            \
+	OP(int, ident, (char * /* buf */, size_t /* len */))
 #endif
 
 MPOPS_OPS_CLASS_DECLARE(demo, DEMO_OPS)
@@ -59,8 +66,8 @@ MPOPS_OPS_CLASS_DECLARE(demo, DEMO_OPS)
 #endif
 
 #define DEMO_IMPL(nm, code)                                                  \
-	int demo_##nm##_notify(struct demo_dev_shared *dev, uint32_t q);    \
-	int demo_##nm##_notify(struct demo_dev_shared *dev, uint32_t q)     \
+	int demo_##nm##_notify(struct demo_dev_shared *dev, demo_queue_t q); \
+	int demo_##nm##_notify(struct demo_dev_shared *dev, demo_queue_t q) \
 	{                                                                    \
 		(void)q;                                                     \
 		dev->calls++;                                                \
@@ -84,7 +91,7 @@ extern const struct demo_ops demo_alpha_ops, demo_beta_ops, demo_gamma_ops,
 	demo_delta_ops;
 extern const struct mpops_ops_impl mpops_impl_demo_alpha, mpops_impl_demo_beta,
 	mpops_impl_demo_gamma, mpops_impl_demo_delta;
-int demo_alpha_notify(struct demo_dev_shared *dev, uint32_t q);
+int demo_alpha_notify(struct demo_dev_shared *dev, demo_queue_t q);
 
 /* Request types the test primary serves. */
 enum {

@@ -2,14 +2,17 @@
 /*
  * mp-primary: a primary in its own executable, for tests where the test
  * process is the secondary (e.g. the primary dies under it).
- *   mp-primary RUNDIR REGION
+ *   mp-primary RUNDIR REGION [UID:GID:ALLOW[:MODE]]
  * Publishes the demo devices, prints "ready", exits cleanly on SIGTERM.
+ * With the last argument, it first becomes user UID (group GID), lets
+ * group ALLOW attach ("-": none) and gives the socket MODE (octal).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "as_user.h"
 #include "demo_ops.h"
 
 static volatile sig_atomic_t stop;
@@ -26,12 +29,22 @@ int main(int argc, char **argv)
 	mpops_off_t off;
 	int rc;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: mp-primary RUNDIR REGION\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: mp-primary RUNDIR REGION [UID:GID:ALLOW[:MODE]]\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	o.runtime_dir = argv[1];
+	if (argc == 4) {
+		long allow;
+
+		if (as_user_spec(argv[3], &allow, &o.socket_mode) < 0) {
+			perror("mp-primary: UID:GID:ALLOW[:MODE]");
+			return 2;
+		}
+		o.flags = allow < 0 ? 0 : MPOPS_REGION_F_GROUP;
+		o.gid = allow < 0 ? 0 : (uint32_t)allow;
+	}
 	if ((rc = mpops_region_create(argv[2], &o, &r)) < 0)
 		return 1;
 	if ((rc = mpops_alloc(r, sizeof(*devs), 0, "demo.devs", &off)) < 0)

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "as_user.h"
 #include "demo_ops.h"
 #include "pkt_priv.h"
 #include "pkt_stress.h"
@@ -32,9 +33,12 @@ static void log_out(enum mpops_log_level level, const char *line, void *arg)
 	fflush(stdout);
 }
 
-static struct mpops_region *attach(const char *dir, const char *name, uint32_t flags, int *rc)
+static struct mpops_region *attach_as(const char *dir, const char *name, uint32_t flags,
+				      uint32_t gid, int *rc)
 {
-	struct mpops_attach_opts o = { .sz = sizeof(o), .runtime_dir = dir, .flags = flags };
+	struct mpops_attach_opts o = {
+		.sz = sizeof(o), .runtime_dir = dir, .flags = flags, .gid = gid,
+	};
 	struct mpops_region *r = NULL;
 
 	*rc = mpops_region_attach(name, &o, &r);
@@ -52,6 +56,11 @@ static void *root(struct mpops_region *r, const char *name)
 		exit(3);
 	}
 	return mpops_ptr(mpops_region_base(r), off);
+}
+
+static struct mpops_region *attach(const char *dir, const char *name, uint32_t flags, int *rc)
+{
+	return attach_as(dir, name, flags, 0, rc);
 }
 
 /* Resolve and call every demo device the primary published. */
@@ -95,7 +104,7 @@ static int cmd_origin(struct mpops_region *r)
 
 	memcpy(&raw, &o->raw_notify, sizeof(raw));
 	{
-		int (*fn)(struct demo_dev_shared *, uint32_t) = demo_alpha_notify;
+		int (*fn)(struct demo_dev_shared *, demo_queue_t) = demo_alpha_notify;
 		memcpy(&own, &fn, sizeof(own));
 	}
 	printf("raw=%p own=%p same=%d\n", raw, own, raw == own);
@@ -421,7 +430,7 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	if (strcmp(cmd, "nobody") == 0) {
 		/* Drop to an unprivileged uid first. */
-		if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0) {
+		if (as_user(65534, 65534) < 0) {
 			perror("setresuid");
 			return 2;
 		}
@@ -429,6 +438,21 @@ int main(int argc, char **argv)
 		if (r)
 			mpops_region_detach(r);
 		return rc == -EACCES ? 0 : 1;
+	}
+	if (strcmp(cmd, "as") == 0) {
+		/* ARG UID:GID:ALLOW: attach as that user, naming group ALLOW. */
+		long allow;
+		unsigned mode;
+
+		if (argc < 5 || as_user_spec(argv[4], &allow, &mode) < 0) {
+			perror("as UID:GID:ALLOW");
+			return 2;
+		}
+		r = attach_as(argv[2], argv[3], allow < 0 ? 0 : MPOPS_ATTACH_F_GROUP,
+			      allow < 0 ? 0 : (uint32_t)allow, &rc);
+		if (r)
+			mpops_region_detach(r);
+		return 0;
 	}
 	r = attach(argv[2], argv[3],
 		   strcmp(cmd, "readonly") == 0 || strcmp(cmd, "info") == 0 ? MPOPS_ATTACH_F_READONLY : 0,

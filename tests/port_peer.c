@@ -10,13 +10,20 @@
  *     spin    claim QP, print "spinning", then burst without end
  *     ro      attach read-only and try to claim QP
  *     start   try to start the port (not ours to start)
+ *     primary be the primary instead: create the region and a started loop
+ *             port of QP queue pairs, print "ready", keep them until SIGTERM
+ *     watch   claim QP, print "watching", burst until the primary is gone
+ *             (mpops_region_on_primary_exit), then print when that was
+ *             ("gone_ns=", CLOCK_MONOTONIC) and what the port says now
  *
  * Log lines go to stdout as "log: ...", results as key=value lines.
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "port_loop.h"
@@ -24,6 +31,74 @@
 static volatile sig_atomic_t stop, go;
 static void on_term(int sig) { (void)sig; stop = 1; }
 static void on_usr1(int sig) { (void)sig; go = 1; }
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* primary: the region and a started loop port of @nb_qp queue pairs until SIGTERM. */
+static int be_primary(const char *rundir, const char *region, const char *port, uint16_t nb_qp)
+{
+	struct mpops_region_opts o = { .sz = sizeof(o), .runtime_dir = rundir };
+	struct mpops_region *r;
+	struct mpops_port *p;
+
+	if (mpops_region_create(region, &o, &r) < 0)
+		return 1;
+	if (loop_port_create(r, port, nb_qp, &p) < 0 || mpops_port_start(p) < 0) {
+		mpops_region_detach(r);
+		return 1;
+	}
+	printf("ready\n");
+	while (!stop)
+		pause();
+	mpops_port_close(p);
+	mpops_region_detach(r);
+	return 0;
+}
+
+static volatile long long gone_ns;
+
+static void on_primary_exit(struct mpops_region *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+	gone_ns = now_ns();
+}
+
+/* watch: burst on @qp until the primary is gone; then report. 0 if all
+ * holds: the exit fd readable, link down, bursts 0, the check -ENOTCONN. */
+static int watch(struct mpops_region *r, struct mpops_port *p, uint16_t qp)
+{
+	struct pollfd pf = { .fd = mpops_region_primary_exit_fd(r), .events = POLLIN };
+	struct mpops_port_link l;
+	struct mpops_pkt *pk[32];
+	int n, rx, tx, fd_ready;
+
+	if (mpops_region_on_primary_exit(r, on_primary_exit, NULL) < 0)
+		return 0;
+	printf("watching\n");
+	while (!gone_ns && !stop) {
+		n = mpops_rx_burst(p, qp, pk, 32);
+		if (n > 0)
+			mpops_pkt_free_bulk(mpops_port_pool(p), pk, (unsigned)n);
+		usleep(100);
+	}
+	fd_ready = poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN);
+	mpops_port_link_get(p, &l);
+	rx = mpops_rx_burst(p, qp, pk, 32);
+	n = mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 8) == 0 ? 8 : 0;
+	tx = mpops_tx_burst(p, qp, pk, (uint16_t)n);
+	if (tx >= 0 && tx < n)
+		mpops_pkt_free_bulk(mpops_port_pool(p), pk + tx, (unsigned)(n - tx));
+	printf("gone_ns=%lld link=%d rx=%d tx=%d fd=%d check=%d\n", gone_ns, l.up, rx, tx,
+	       fd_ready, mpops_region_primary_check(r));
+	return fd_ready && !l.up && rx == 0 && tx == 0 && n == 8;
+}
 
 static void log_out(enum mpops_log_level level, const char *line, void *arg)
 {
@@ -56,6 +131,8 @@ int main(int argc, char **argv)
 	ao.runtime_dir = argv[2];
 	qp = (uint16_t)atoi(argv[5]);
 	count = (unsigned)atoi(argv[6]);
+	if (strcmp(cmd, "primary") == 0)
+		return be_primary(argv[2], argv[3], argv[4], qp);
 	if (strcmp(cmd, "ro") == 0)
 		ao.flags = MPOPS_ATTACH_F_READONLY;
 	if ((rc = mpops_region_attach(argv[3], &ao, &r)) < 0)
@@ -89,6 +166,8 @@ int main(int argc, char **argv)
 			}
 			usleep(1000);
 		}
+	} else if (strcmp(cmd, "watch") == 0) {
+		ok = watch(r, p, qp);
 	} else if (strcmp(cmd, "spin") == 0) {
 		struct mpops_pkt *pk[32];
 

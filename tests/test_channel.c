@@ -98,8 +98,12 @@ static int rogue_fd = -1;
 static struct rlimit nofile_saved;
 static int nofile_lowered;
 
+/* A primary of another uid (mp-primary), ended by pid in teardown. */
+static struct peer other_primary;
+
 static void teardown(void)
 {
+	peer_end(&other_primary, SIGTERM);
 	if (rogue > 0) {
 		kill(rogue, SIGKILL);
 		waitpid(rogue, NULL, 0);
@@ -169,6 +173,74 @@ Test(channel, other_uid_is_refused_by_credentials)
 	cr_assert(strstr(out, "attach=-13"), "%s", out);
 	cr_assert(strstr(out, "the primary refused this process (uid 65534)"), "%s", out);
 	cr_assert_eq(logcap_count("refused a control connection from pid"), 1);
+	cr_assert_eq(logcap_count(", uid 65534: only uid 0 or root may attach (a group may be let in: MPOPS_REGION_F_GROUP)"), 1);
+	mpops_region_detach(r2);
+}
+
+/* Users and groups of the group tests (they need not exist). */
+#define PRIMARY_UID "54320"
+#define MEMBER_UID "54321"
+#define OTHER_UID "54322"
+#define ALLOWED_GID 5432
+#define OTHER_GID "5433"
+#define ALLOWED "5432"
+
+Test(channel, a_member_of_the_allowed_group_attaches_and_another_group_is_refused_naming_the_rule)
+{
+	const char *prim[] = { rundir_path(), "grp", PRIMARY_UID ":" ALLOWED ":" ALLOWED ":666", NULL };
+	const char *member[] = { "as", rundir_path(), "grp", MEMBER_UID ":" ALLOWED ":" ALLOWED, NULL };
+	const char *other[] = { "as", rundir_path(), "grp", OTHER_UID ":" OTHER_GID ":" ALLOWED, NULL };
+	const char *plain[] = { "as", rundir_path(), "grp", MEMBER_UID ":" ALLOWED ":-", NULL };
+	int st;
+
+	/* The primary is not root either: both ends check the other. */
+	cr_assert_eq(chown(rundir_path(), 54320, ALLOWED_GID), 0);
+	cr_assert_eq(chmod(rundir_path(), 0755), 0);
+	peer_begin(&other_primary, "mp-primary", prim, "ready");
+
+	st = peer_run("mp-secondary", member, out, sizeof(out));
+	cr_assert(EXITED_OK(st) && strstr(out, "attach=0\n"), "%s", out);
+
+	/* Another group: the socket (0666) lets it connect, the rule does not. */
+	st = peer_run("mp-secondary", other, out, sizeof(out));
+	cr_assert(EXITED_OK(st) && strstr(out, "attach=-13\n"), "%s", out);
+	cr_assert(strstr(out, "the primary refused this process (uid " OTHER_UID ")"), "%s", out);
+
+	/* A member that does not name the group keeps the default rule: it
+	 * refuses a primary of another uid. */
+	st = peer_run("mp-secondary", plain, out, sizeof(out));
+	cr_assert(EXITED_OK(st) && strstr(out, "attach=-13\n"), "%s", out);
+	cr_assert(strstr(out, "runs as uid " PRIMARY_UID ", not uid " MEMBER_UID " or root: refusing to attach"),
+		  "%s", out);
+
+	st = peer_end(&other_primary, SIGTERM);
+	cr_assert(EXITED_OK(st), "%s", other_primary.out);
+	cr_assert(strstr(other_primary.out, ", uid " OTHER_UID ": only uid " PRIMARY_UID ", root or members of group " ALLOWED " may attach\n"),
+		  "%s", other_primary.out);
+	cr_assert_null(strstr(other_primary.out, "uid " MEMBER_UID ": only"), "%s", other_primary.out);
+}
+
+Test(channel, an_allowed_group_owns_the_socket_and_a_runtime_directory_the_primary_makes)
+{
+	char dir[160], path[200];
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = dir, .flags = MPOPS_REGION_F_GROUP,
+		.gid = ALLOWED_GID,
+	};
+	struct mpops_region *r2;
+	struct stat st;
+
+	mpops_region_detach(r);
+	r = NULL;
+	snprintf(dir, sizeof(dir), "%s/made/here", rundir_path());
+	cr_assert_eq(mpops_region_create("grp2", &o, &r2), 0);
+	snprintf(path, sizeof(path), "%s/grp2.sock", dir);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0660);
+	cr_assert_eq(st.st_gid, ALLOWED_GID);
+	cr_assert_eq(stat(dir, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0750);
+	cr_assert_eq(st.st_gid, ALLOWED_GID);
 	mpops_region_detach(r2);
 }
 

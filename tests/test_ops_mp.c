@@ -135,22 +135,59 @@ Test(ops_mp, origin_bug_raw_pointer_crashes_secondary_while_id_works)
 	cr_assert_eq(o->dev.last_pid, pid);
 }
 
-Test(ops_mp, mismatched_signature_is_named_error_not_crash)
+/* @exe's demo class differs from ours: its attach is -EPROTO, one named
+ * line; it leaves no entry behind, and a matching secondary still attaches. */
+static void attach_is_refused_as_another_class(const char *exe)
 {
 	struct mpops_proc_info p[4];
 	char line[64];
 	int st;
 
 	publish_devs();
-	st = peer_run("mp-secondary-mismatch", peer_args("attach"),
-		      out, sizeof(out));
+	st = peer_run(exe, peer_args("attach"), out, sizeof(out));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
 	snprintf(line, sizeof(line), "attach=%d", -EPROTO);
 	cr_assert(strstr(out, line), "%s", out);
 	cr_assert(strstr(out, "ops class 'demo' differs between this process"), "%s", out);
 	cr_assert(strstr(out, "registering demo/"), "%s", out);
-	/* It left no entry behind, and a matching secondary still attaches. */
 	cr_assert_eq(mpops_proc_list(r, p, 4), 1);
 	st = peer_run("mp-secondary", peer_args("attach"), out, sizeof(out));
 	cr_assert(EXITED_OK(st), "%s", out);
+}
+
+Test(ops_mp, mismatched_signature_is_named_error_not_crash)
+{
+	attach_is_refused_as_another_class("mp-secondary-mismatch");
+}
+
+/* notify takes a demo_queue_t: the member list reads the same in both
+ * programs, the type behind it does not. */
+Test(ops_mp, a_typedef_that_changes_size_behind_the_same_member_list_is_eproto)
+{
+	attach_is_refused_as_another_class("mp-secondary-queue-wide");
+}
+
+Test(ops_mp, a_typedef_that_changes_signedness_behind_the_same_member_list_is_eproto)
+{
+	attach_is_refused_as_another_class("mp-secondary-queue-signed");
+}
+
+/* Constructors run before main() can install a log callback: a load-time
+ * registration failure is kept, then logged through the callback by the
+ * bind, which fails with its errno. Nothing reaches stderr before main. */
+Test(ops_mp, load_time_failures_are_logged_through_the_callback_at_bind)
+{
+	char line[64];
+	int st;
+
+	st = peer_run("ops-overflow", NULL, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "status %#x:\n%s", st, out);
+	cr_assert_eq(strncmp(out, "main\n", 5), 0, "printed before main:\n%s", out);
+	cr_assert(strstr(out, "log: mpops_ops_bind: a registration failed at load time, before a log callback could be installed: ops implementation demo/i"),
+		  "%s", out);
+	cr_assert(strstr(out, ": this process already has 256 implementations, the most it can register"),
+		  "%s", out);
+	snprintf(line, sizeof(line), "bind=%d\n", -ENOSPC);
+	cr_assert(strstr(out, line), "%s", out);
+	cr_assert_null(strstr(out, "mpops: "), "a line went to stderr:\n%s", out);
 }

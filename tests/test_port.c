@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demo_ops.h"
@@ -29,8 +30,14 @@ static void setup(void)
 	cr_assert_not_null(r);
 }
 
+/* Processes of the primary-exit test, ended by pid here if still running. */
+static struct peer exit_prim, exit_sec[2];
+
 static void teardown(void)
 {
+	peer_end(&exit_prim, SIGKILL);
+	for (int i = 0; i < 2; i++)
+		peer_end(&exit_sec[i], SIGTERM);
 	if (r)
 		mpops_region_detach(r);
 	rundir_remove();
@@ -298,6 +305,42 @@ Test(port, a_claim_whose_owner_died_inside_a_burst_is_taken_over_and_stop_does_n
 	cr_assert_eq(mpops_port_start(p), 0);
 	cr_assert_eq(loop_traffic(p, 0, 100), 100);
 	mpops_port_close(p);
+}
+
+/* A primary of its own (port-peer primary, region "px") and two secondaries
+ * bursting on its port; the primary is SIGKILLed. Each secondary must learn
+ * of it within 100 ms without calling anything (its callback's time), see
+ * link down, bursts returning 0, the exit fd readable, and exit cleanly. */
+Test(port, a_killed_primary_is_seen_by_every_secondary_within_100_ms_with_link_down_and_bursts_at_zero)
+{
+	const char *prim[] = { "primary", rundir_path(), "px", "lp", "2", "0", NULL };
+	const char *sec0[] = { "watch", rundir_path(), "px", "lp", "0", "0", NULL };
+	const char *sec1[] = { "watch", rundir_path(), "px", "lp", "1", "0", NULL };
+	struct timespec ts;
+	long long killed;
+	int st;
+
+	peer_begin(&exit_prim, "port-peer", prim, "ready");
+	peer_begin(&exit_sec[0], "port-peer", sec0, "watching");
+	peer_begin(&exit_sec[1], "port-peer", sec1, "watching");
+	usleep(20000);	/* both bursting */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	killed = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	cr_assert_eq(kill(exit_prim.pid, SIGKILL), 0);
+	st = peer_end(&exit_prim, 0);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	for (int i = 0; i < 2; i++) {
+		struct peer *s = &exit_sec[i];
+		long long after;
+
+		st = peer_end(s, 0);
+		cr_assert(EXITED_OK(st), "secondary %d, status %#x:\n%s", i, st, s->out);
+		cr_assert(strstr(s->out, "link=0 rx=0 tx=0 fd=1 check=-107\n"), "%s", s->out);
+		cr_assert(strstr(s->out, "log: region 'px': its primary (pid "), "%s", s->out);
+		after = (long long)field(s->out, "gone_ns=") - killed;
+		cr_assert(after >= 0 && after < 100000000, "secondary %d learnt of it after %lld ns:\n%s",
+			  i, after, s->out);
+	}
 }
 
 Test(port, only_the_creator_starts_and_a_read_only_attach_cannot_claim)

@@ -54,14 +54,14 @@ struct vtnet_slot {
  *  - fds_export: the creator's fds every process needs; returns the count.
  */
 #define VTNET_TR_OPS(OP)                                                         \
-	OP(int, create, (struct vtnet_port *p, const struct vtnet_conf *c))       \
-	OP(int, destroy, (struct vtnet_port *p))                                  \
-	OP(int, start, (struct vtnet_port *p))                                    \
-	OP(int, stop, (struct vtnet_port *p))                                     \
-	OP(int, features_set, (struct vtnet_port *p, uint64_t features))          \
-	OP(int, slot_attach, (struct vtnet_port *p, struct vtnet_slot *s))        \
-	OP(int, slot_detach, (struct vtnet_port *p, struct vtnet_slot *s))        \
-	OP(int, fds_export, (struct vtnet_port *p, int *fds, int max))
+	OP(int, create, (struct vtnet_port *, const struct vtnet_conf *))         \
+	OP(int, destroy, (struct vtnet_port *))                                   \
+	OP(int, start, (struct vtnet_port *))                                     \
+	OP(int, stop, (struct vtnet_port *))                                      \
+	OP(int, features_set, (struct vtnet_port *, uint64_t /* features */))     \
+	OP(int, slot_attach, (struct vtnet_port *, struct vtnet_slot *))          \
+	OP(int, slot_detach, (struct vtnet_port *, struct vtnet_slot *))          \
+	OP(int, fds_export, (struct vtnet_port *, int * /* fds */, int /* max */))
 
 MPOPS_OPS_CLASS_DECLARE(vtnet_tr, VTNET_TR_OPS)
 
@@ -69,8 +69,8 @@ MPOPS_OPS_CLASS_DECLARE(vtnet_tr, VTNET_TR_OPS)
  * through this process's own access, from @slot (current at the epoch the
  * caller got it at). */
 #define VTPCI_OPS(OP)                                                            \
-	OP(int, notify_queue, (struct vtnet_port *p, struct vtnet_slot *slot,     \
-			       uint16_t vq))
+	OP(int, notify_queue, (struct vtnet_port *, struct vtnet_slot *,          \
+			       uint16_t /* vq */))
 
 MPOPS_OPS_CLASS_DECLARE(vtpci, VTPCI_OPS)
 

@@ -7,7 +7,10 @@
  *
  * The primary serves requests on a thread of its own, started by
  * mpops_region_create(); handlers run on that thread. Peers are checked by
- * credentials (same uid as the primary, or root). A message carries up to
+ * credentials, both ways: same uid, or root, or, where the region lets a
+ * group in (MPOPS_REGION_F_GROUP; the secondary names it with
+ * MPOPS_ATTACH_F_GROUP), a member of that group. The socket file's mode
+ * only decides who can connect at all. A message carries up to
  * MPOPS_MSG_DATA_MAX bytes and fds: past the kernel's per-message limit they
  * travel in several records. A request carries at most
  * MPOPS_CHANNEL_REQ_FDS_MAX fds; a reply any number up to 65536.
@@ -16,7 +19,7 @@
  * thread never waits on a peer (only on a handler it runs). The primary
  * closes a connection, with one line in its log naming the peer's pid, when
  * the peer
- *  - is of another uid: answered -EACCES after reading only the header of
+ *  - fails the credential rule: answered -EACCES after reading only the header of
  *    its first record, never its payload or fds;
  *  - sends no hand-shake within MPOPS_CHANNEL_PEER_TIMEOUT_MS of connecting
  *    (mpops_region_attach() sends it at once), or a request before it;

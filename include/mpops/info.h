@@ -23,7 +23,10 @@ struct mpops_region;
  * Print, for the calling process: every registered ops class (name,
  * signature hash and text) and implementation (ID, name, the local address
  * of its table and the symbol and object file dladdr finds for it), the
- * IDs of the bound name table this process has not registered, and, with a
+ * IDs of the bound name table this process has not registered, every class
+ * of the name table whoever registered it (its signature hash, IDs and
+ * implementations, and whether this process has the class with the same
+ * signature, another one, or not at all), and, with a
  * region, the region header and the attached processes with their
  * executables and build-ids. Symbols are found for exported names only:
  * link executables with -rdynamic (meson: export_dynamic) to see more.

@@ -51,20 +51,38 @@ typedef uint32_t mpops_obj_id_t;
 
 struct mpops_region;
 
+/*
+ * Threads. Every call here may be made from any thread of a process
+ * attached to the region, concurrently with any other, in any process:
+ * the shared table is changed under its lock (across processes), and this
+ * process's slots under a mutex of the region handle (across its threads).
+ * The attach and detach hooks run in the calling thread with that mutex
+ * held: a hook must not call mpops_obj_slot(), mpops_obj_release() or
+ * mpops_obj_destroy() on the same region (it would wait for itself), but
+ * may use the control channel. A slot pointer stays valid until this
+ * process drops the slot: mpops_obj_slot() for the object at a later epoch
+ * or after it was freed, mpops_obj_release(), mpops_obj_destroy(), or
+ * detaching the region. Threads that share a slot must agree on when that
+ * may happen (for example, one thread of the process rebuilds slots while
+ * the others are outside their use of the old one).
+ */
+
 /**
  * The object class ops, an mpops ops class like any other: register an
  * implementation per object kind with MPOPS_OPS_IMPL(mpops_obj, name, &ops).
  *  - attach: build this process's slot for the object (allocate it, open
  *    fds, map resources; may ask the primary over the control channel) and
- *    return it in *slot. 0 or -errno.
+ *    return it in *slot. 0 or -errno. Called by mpops_obj_slot().
  *  - detach: release what attach built. Also called with the slot of an
- *    object that was freed meanwhile. 0 or -errno (logged, not fatal).
+ *    object that was freed meanwhile, and for every slot at region detach.
+ *    0 or -errno (logged, not fatal).
+ * Both run with this process's slot mutex held (see Threads above).
  */
 #define MPOPS_OBJ_OPS(OP)                                                    \
-	OP(int, attach, (struct mpops_region *r, mpops_obj_id_t id,          \
-			 void *shared, void **slot))                         \
-	OP(int, detach, (struct mpops_region *r, mpops_obj_id_t id,          \
-			 void *shared, void *slot))
+	OP(int, attach, (struct mpops_region * /* r */, mpops_obj_id_t /* id */, \
+			 void * /* shared */, void ** /* slot */))           \
+	OP(int, detach, (struct mpops_region * /* r */, mpops_obj_id_t /* id */, \
+			 void * /* shared */, void * /* slot */))
 
 MPOPS_OPS_CLASS_DECLARE(mpops_obj, MPOPS_OBJ_OPS)
 
@@ -82,8 +100,10 @@ MPOPS_API int mpops_obj_create(struct mpops_region *r, mpops_ops_id_t cls_id,
 /**
  * Free object @p id: its index may be reused with a new generation. This
  * process's slot is detached at once; other processes detach theirs on
- * their next call with the old ID (which then gets -ESTALE).
- * @return 0, -ESTALE already freed or reused, -ERANGE bad index, -EROFS.
+ * their next call with the old ID (which then gets -ESTALE). Its owner
+ * (the creating process) or the primary.
+ * @return 0, -ESTALE already freed or reused, -ERANGE bad index, -EROFS,
+ *   -EPERM neither the owner nor the primary.
  */
 MPOPS_API int mpops_obj_destroy(struct mpops_region *r, mpops_obj_id_t id);
 
@@ -98,8 +118,9 @@ MPOPS_API int mpops_obj_slot(struct mpops_region *r, mpops_obj_id_t id,
 			     void **slot);
 
 /**
- * Bump the epoch of @p id: every process's slot for it becomes stale.
- * @return the new epoch (> 0) or -ESTALE, -ERANGE, -EROFS.
+ * Bump the epoch of @p id: every process's slot for it becomes stale (each
+ * rebuilds its own at its next mpops_obj_slot()). Its owner or the primary.
+ * @return the new epoch (> 0) or -ESTALE, -ERANGE, -EROFS, -EPERM.
  */
 MPOPS_API int64_t mpops_obj_bump_epoch(struct mpops_region *r,
 				       mpops_obj_id_t id);

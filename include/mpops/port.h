@@ -112,8 +112,8 @@ static inline int mpops__port_burst(struct mpops_port *port, uint16_t qp,
  * process (one thread per queue pair). Each packet is a chain of mpops_pkt
  * from the port's pool; free them with mpops_pkt_free(mpops_port_pool(p)).
  * @return packets received (0 while the port is stopped or its device
- *   lost), -EPERM @p qp is not claimed here or does not exist (logged
- *   once per port).
+ *   lost, and in a secondary once its primary is gone), -EPERM @p qp is
+ *   not claimed here or does not exist (logged once per port).
  */
 static inline int mpops_rx_burst(struct mpops_port *port, uint16_t qp,
 				 struct mpops_pkt **pkts, uint16_t n)
@@ -198,7 +198,8 @@ struct mpops_port_link {
 	uint32_t reconnects;	/**< device (re)connections since create */
 };
 
-/** Read the link (any process). @return 0 or -EINVAL. */
+/** Read the link (any process; down in a secondary whose primary is gone,
+ *  see mpops_region_on_primary_exit()). @return 0 or -EINVAL. */
 MPOPS_API int mpops_port_link_get(struct mpops_port *port, struct mpops_port_link *l);
 
 /** Counters of one direction of a queue pair (shared; written by its owner). */

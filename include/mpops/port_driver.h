@@ -65,15 +65,16 @@ struct mpops_port_queue {
  *    epoch). Runs at claim and after each epoch move.
  */
 #define MPOPS_PORT_DRV_OPS(OP)                                                 \
-	OP(int, open, (struct mpops_port *port, void **priv))                  \
-	OP(int, close, (struct mpops_port *port, void *priv))                  \
-	OP(int, start, (struct mpops_port *port))                              \
-	OP(int, stop, (struct mpops_port *port))                               \
-	OP(int, slot_attach, (struct mpops_port *port, void **slot))           \
-	OP(int, slot_detach, (struct mpops_port *port, void *slot))            \
-	OP(int, fds_export, (struct mpops_port *port, int *fds, int max))      \
-	OP(int, queue_setup, (struct mpops_port *port, uint16_t qp, void *slot, \
-			      uint32_t epoch, struct mpops_port_queue *q))
+	OP(int, open, (struct mpops_port *, void ** /* priv */))               \
+	OP(int, close, (struct mpops_port *, void * /* priv */))               \
+	OP(int, start, (struct mpops_port *))                                  \
+	OP(int, stop, (struct mpops_port *))                                   \
+	OP(int, slot_attach, (struct mpops_port *, void ** /* slot */))        \
+	OP(int, slot_detach, (struct mpops_port *, void * /* slot */))         \
+	OP(int, fds_export, (struct mpops_port *, int * /* fds */, int /* max */)) \
+	OP(int, queue_setup, (struct mpops_port *, uint16_t /* qp */,          \
+			      void * /* slot */, uint32_t /* epoch */,         \
+			      struct mpops_port_queue * /* q */))
 
 MPOPS_OPS_CLASS_DECLARE(mpops_port_drv, MPOPS_PORT_DRV_OPS)
 

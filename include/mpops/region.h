@@ -55,6 +55,16 @@ enum mpops_role {
  * read /proc/self/pagemap). See mpops_region_iova().
  */
 #define MPOPS_REGION_F_PHYS	(1u << 1)
+/**
+ * Let processes of group @c gid attach too (with MPOPS_ATTACH_F_GROUP and
+ * the same gid). Without it only the primary's uid and root may, whatever
+ * the socket's mode. The control socket then belongs to that group with
+ * mode 0660 (unless socket_mode says otherwise), and a runtime directory
+ * the primary creates gets mode 0750 and that group. The primary must be
+ * root or a member of the group. A runtime directory both sides agree on
+ * is needed: the default one depends on the uid (see mpops_runtime_dir()).
+ */
+#define MPOPS_REGION_F_GROUP	(1u << 2)
 
 /** How device addresses of a region are formed (mpops_region_iova()). */
 enum mpops_iova_mode {
@@ -75,12 +85,21 @@ struct mpops_region_opts {
 	uint32_t flags;		/**< MPOPS_REGION_F_* */
 	int numa_node;		/**< with MPOPS_REGION_F_NUMA */
 	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
-	unsigned socket_mode;	/**< control socket mode; 0 = 0600 */
+	unsigned socket_mode;	/**< control socket file mode; 0 = 0600, or
+				     0660 with MPOPS_REGION_F_GROUP. Who may
+				     attach is decided by credentials, not by
+				     this mode: the primary's uid, root, or
+				     the group MPOPS_REGION_F_GROUP allows */
+	uint32_t gid;		/**< with MPOPS_REGION_F_GROUP */
 };
 
 /** mpops_attach_opts.flags */
 #define MPOPS_ATTACH_F_READONLY	(1u << 0) /**< map read-only; no process-table
 					       entry, no new ops IDs (dump tools) */
+/** Accept a primary of another uid if it is a member of group @c gid (the
+ *  group it lets attach, MPOPS_REGION_F_GROUP). Without it, a secondary
+ *  attaches only to a primary of its own uid or root. */
+#define MPOPS_ATTACH_F_GROUP	(1u << 1)
 
 /** Options for mpops_region_attach(); same sizing rule as above. */
 struct mpops_attach_opts {
@@ -88,6 +107,7 @@ struct mpops_attach_opts {
 	uint32_t flags;		/**< MPOPS_ATTACH_F_* */
 	const char *runtime_dir; /**< NULL = default, see mpops_runtime_dir() */
 	int timeout_ms;		/**< for the hand-shake; 0 = 5000 */
+	uint32_t gid;		/**< with MPOPS_ATTACH_F_GROUP */
 };
 
 /**
@@ -102,7 +122,9 @@ struct mpops_attach_opts {
  *   log names its pid); -EACCES runtime directory not writable;
  *   -ENOMEM/-ENOSPC memory (e.g. no free hugepages); -ENODEV hugetlbfs not
  *   mounted or NUMA node does not exist; -EPROTO an ops class signature
- *   clash with a registry this process already uses.
+ *   clash with a registry this process already uses; or the errno of an
+ *   ops registration that failed at load time, logged now (see
+ *   mpops_ops_bind()).
  */
 MPOPS_API int mpops_region_create(const char *name,
 				  const struct mpops_region_opts *opts,
@@ -120,7 +142,8 @@ MPOPS_API int mpops_region_create(const char *name,
  *   layout hash differ from the primary's, or an ops class signature
  *   differs (the log names class and implementation); -ENOSPC process table
  *   or ops name table full; -ETIMEDOUT the primary did not answer;
- *   -EBADMSG malformed hand-shake.
+ *   -EBADMSG malformed hand-shake; or the errno of an ops registration
+ *   that failed at load time, logged now (see mpops_ops_bind()).
  */
 MPOPS_API int mpops_region_attach(const char *name,
 				  const struct mpops_attach_opts *opts,
@@ -179,6 +202,42 @@ MPOPS_API int mpops_region_primary_pid(const struct mpops_region *r);
  * @return 0, -ENOTCONN the primary has exited (logged once), -EINVAL.
  */
 MPOPS_API int mpops_region_primary_check(struct mpops_region *r);
+
+/** Called once in a secondary when its primary is gone. */
+typedef void (*mpops_primary_exit_fn)(struct mpops_region *r, void *arg);
+
+/** Most callbacks mpops_region_on_primary_exit() keeps per region. */
+#define MPOPS_PRIMARY_EXIT_CB_MAX 8
+
+/**
+ * Secondary: call @p fn(@p r, @p arg) once when the primary is gone (it
+ * exited, was killed, or detached the region). A thread of the library,
+ * started by mpops_region_attach(), waits for the primary's end of the
+ * control connection to hang up, which the kernel does as the primary's
+ * process ends: the secondary learns of it at once, without calling
+ * anything. By the time @p fn runs, the line "its primary (pid N) has
+ * exited" is logged, mpops_region_primary_check() is -ENOTCONN, the fd of
+ * mpops_region_primary_exit_fd() is readable, and the region's ports report
+ * link down and their bursts return 0 in this process (a burst already
+ * running completes). The shared memory stays mapped until detach: close
+ * ports and detach as usual.
+ *
+ * @p fn runs on the library's thread and must not detach the region (set a
+ * flag, write to a pipe, and detach from another thread). If the primary
+ * is already gone, @p fn runs at once, in the calling thread. Any thread.
+ * @return 0, -EPERM in the primary, -ENOSPC MPOPS_PRIMARY_EXIT_CB_MAX
+ *   callbacks already, -EINVAL.
+ */
+MPOPS_API int mpops_region_on_primary_exit(struct mpops_region *r,
+					   mpops_primary_exit_fn fn, void *arg);
+
+/**
+ * Secondary: an fd that becomes readable (POLLIN) when the primary is gone
+ * (see mpops_region_on_primary_exit()), for a poll or epoll loop. It
+ * belongs to the region: do not read or close it.
+ * @return the fd, -EPERM in the primary, -EINVAL.
+ */
+MPOPS_API int mpops_region_primary_exit_fd(const struct mpops_region *r);
 
 /**
  * Resolve the runtime directory for @p override (NULL = default): the

@@ -96,7 +96,7 @@ struct vtnet_info {
 	uint64_t features;		/**< negotiated */
 	uint16_t max_qp, ring_size, hdr_size;
 	uint16_t ops_id;		/**< transport ops ID (class vtpci) */
-	char transport[32];		/**< "vtpci/user" */
+	char transport[2 * (MPOPS_OPS_NAME_MAX + 1)]; /**< "vtpci/user" */
 	const void *ops_local;		/**< the transport's ops table in *this* process */
 };
 

@@ -1,0 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "blink_impl.h"
+
+BLINK_IMPL(fast, 'F', 1)
