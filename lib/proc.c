@@ -151,6 +151,35 @@ int proc_table_init(struct mpops_region *r)
 	return 0;
 }
 
+/*
+ * Every change to the table is safe at each store: an entry is taken by
+ * its state (written last) and given back by its state (written first).
+ * Only the live count can be off after a holder died: counted again.
+ */
+static int procs_repair(void *arg)
+{
+	struct proc_table_shared *t = arg;
+	uint32_t live = 0;
+
+	for (int i = 0; i < MPOPS_PROC_MAX; i++)
+		live += t->e[i].state == PROC_LIVE;
+	t->live = live;
+	return 0;
+}
+
+static int procs_lock(struct mpops_region *r)
+{
+	return shlock_lock_repair(&r->procs->lock, "the region's process table", procs_repair,
+				  r->procs);
+}
+
+static void entry_clear(struct proc_table_shared *t, struct proc_entry_shared *e)
+{
+	__atomic_store_n(&e->state, PROC_FREE, __ATOMIC_RELEASE);
+	memset(e, 0, sizeof(*e));
+	t->live--;
+}
+
 static void entry_fill(struct proc_entry_shared *e, enum mpops_role role)
 {
 	int n;
@@ -161,7 +190,7 @@ static void entry_fill(struct proc_entry_shared *e, enum mpops_role role)
 	proc_read_exe(e->exe, sizeof(e->exe));
 	n = mpops_build_id(e->build_id, sizeof(e->build_id));
 	e->build_id_len = n > 0 ? (uint32_t)n : 0;
-	e->state = PROC_LIVE;
+	__atomic_store_n(&e->state, PROC_LIVE, __ATOMIC_RELEASE);
 }
 
 static void entry_info(const struct proc_entry_shared *e, struct mpops_proc_info *p)
@@ -178,9 +207,10 @@ static void entry_info(const struct proc_entry_shared *e, struct mpops_proc_info
 int proc_register(struct mpops_region *r, enum mpops_role role)
 {
 	struct proc_table_shared *t = r->procs;
-	int free_i = -1;
+	int free_i = -1, rc;
 
-	shlock_lock(&t->lock);
+	if ((rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
@@ -188,8 +218,7 @@ int proc_register(struct mpops_region *r, enum mpops_role role)
 		if (e->state == PROC_LIVE && !mpops_proc_alive(e->pid, e->start_time)) {
 			log_info("region '%s': reclaiming process-table entry of pid %d, which is gone",
 				 r->name, (int)e->pid);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 		}
 		if (e->state == PROC_FREE && free_i < 0)
 			free_i = i;
@@ -201,6 +230,7 @@ int proc_register(struct mpops_region *r, enum mpops_role role)
 		return -ENOSPC;
 	}
 	entry_fill(&t->e[free_i], role);
+	test_point("proc.filled");
 	t->live++;
 	shlock_unlock(&t->lock);
 	return 0;
@@ -213,7 +243,8 @@ static int entry_remove(struct mpops_region *r, int32_t pid, uint64_t start_time
 	struct proc_table_shared *t = r->procs;
 	int found = 0;
 
-	shlock_lock(&t->lock);
+	if (procs_lock(r) < 0)
+		return 0;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
@@ -221,8 +252,7 @@ static int entry_remove(struct mpops_region *r, int32_t pid, uint64_t start_time
 		    (start_time == 0 || e->start_time == start_time)) {
 			if (out)
 				entry_info(e, out);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 			found = 1;
 			break;
 		}
@@ -273,12 +303,13 @@ int mpops_proc_list(struct mpops_region *r, struct mpops_proc_info *out, unsigne
 {
 	struct proc_table_shared *t;
 	unsigned n = 0;
+	int rc;
 
 	if (!r || (!out && max))
 		return -EINVAL;
 	t = r->procs;
-	if (!r->readonly)
-		shlock_lock(&t->lock);
+	if (!r->readonly && (rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		if (t->e[i].state != PROC_LIVE)
 			continue;
@@ -302,14 +333,14 @@ int mpops_proc_reap(struct mpops_region *r)
 	if ((rc = region_writable(r, "mpops_proc_reap")) < 0)
 		return rc;
 	t = r->procs;
-	shlock_lock(&t->lock);
+	if ((rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
 		if (e->state == PROC_LIVE && !mpops_proc_alive(e->pid, e->start_time)) {
 			entry_info(e, &gone[n++]);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 		}
 	}
 	shlock_unlock(&t->lock);
