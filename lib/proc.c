@@ -14,49 +14,69 @@
 
 /* ==== identity ========================================================== */
 
-uint64_t mpops_proc_start_time(int32_t pid)
+/* Fields of /proc/PID/stat: state (3), num_threads (20), starttime (22). */
+struct stat_fields {
+	char state;
+	long threads;
+	unsigned long long start;
+};
+
+static int stat_read(int32_t pid, struct stat_fields *f)
 {
 	char path[64], buf[1024];
-	unsigned long long st = 0;
 	ssize_t n;
 	char *p;
 	int fd, field;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
+		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -EIO;
 	buf[n] = '\0';
 	/* The command name may hold spaces and ')': fields start after the last ')'. */
-	if (!(p = strrchr(buf, ')')))
-		return 0;
-	/* p+2 is field 3 (state); start time is field 22. */
+	if (!(p = strrchr(buf, ')')) || p[1] != ' ')
+		return -EIO;
 	p += 2;
+	f->state = *p;
 	for (field = 3; field < 22 && p; field++) {
+		if (field == 20)
+			f->threads = strtol(p, NULL, 10);
 		p = strchr(p, ' ');
 		if (p)
 			p++;
 	}
-	if (p)
-		st = strtoull(p, NULL, 10);
-	return st;
+	f->start = p ? strtoull(p, NULL, 10) : 0;
+	return 0;
+}
+
+uint64_t mpops_proc_start_time(int32_t pid)
+{
+	struct stat_fields f;
+
+	return stat_read(pid, &f) == 0 ? f.start : 0;
 }
 
 int mpops_proc_alive(int32_t pid, uint64_t start_time)
 {
-	uint64_t now;
+	struct stat_fields f;
 
 	if (pid <= 0)
 		return 0;
 	if (kill(pid, 0) < 0 && errno == ESRCH)
 		return 0;
-	now = mpops_proc_start_time(pid);
-	if (now == 0)
+	if (stat_read(pid, &f) < 0 || f.start == 0)
 		return 0;
-	return start_time == 0 || now == start_time;
+	if (start_time != 0 && f.start != start_time)
+		return 0;
+	/* A zombie never runs again, even before its parent reaps it (but a
+	 * thread-group leader that exited before its other threads shows Z
+	 * with threads still running). */
+	if ((f.state == 'Z' || f.state == 'X') && f.threads <= 1)
+		return 0;
+	return 1;
 }
 
 int proc_read_exe(char *buf, size_t len)

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "helpers.h"
+#include "pkt_priv.h"
 #include "pkt_stress.h"
 
 /* The layout every process relies on. */
@@ -230,7 +232,9 @@ Test(pkt, alloc_resets_fields)
 	cr_assert_eq(m->port, 0);
 	cr_assert_eq(m->queue, 0);
 	cr_assert_eq(m->udata, 0);
-	cr_assert_eq(m->flags, MPOPS_PKT_F_ALLOCATED);
+	/* Allocated, and held by this handle's process (the owner above the flag). */
+	cr_assert_eq(m->flags & 0xff, MPOPS_PKT_F_ALLOCATED);
+	cr_assert_neq(m->flags >> 8, 0);
 	cr_assert_eq(mpops_pkt_next(base, m), NULL);
 	cr_assert_eq(mpops_pkt_free(p, m), 0);
 	mpops_pktpool_close(p);
@@ -763,4 +767,129 @@ Test(pkt, processes_share_the_pool_and_free_each_others_buffers, .timeout = 120)
 	mpops_pktpool_close(p);
 	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
 	cr_assert_eq(logcap_count("pktpool"), 0);
+}
+
+/* ---- where the buffers are, and what a process that is gone held -------- */
+
+static struct mpops_pktpool_census census_of(mpops_off_t pool)
+{
+	struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+	cr_assert_eq(mpops_pktpool_census(r, pool, &c), 0);
+	return c;
+}
+
+Test(pkt, census_says_where_every_buffer_is)
+{
+	mpops_off_t off = pool_make("p", 256, 32);
+	struct mpops_pktpool *p = pool_open(off);
+	struct mpops_pktpool_census c;
+	struct mpops_pkt *m[50];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 50), 0);
+	cr_assert_eq(mpops_pkt_free_bulk(p, m, 10), 0);
+	m[40]->next = mpops_off(base, m[41]);
+	m[41]->next = mpops_off(base, m[42]);
+	cr_assert_eq(mpops_pkt_handoff(m + 45, 5), 0);
+	c = census_of(off);
+	cr_assert_eq(c.total, 256);
+	cr_assert_eq(c.held, 35);
+	cr_assert_eq(c.handed_off, 5);
+	cr_assert_eq(c.cached, mpops_pktpool_avail(p) - c.ring);
+	cr_assert_eq(c.free, c.ring + c.cached);
+	cr_assert_eq(c.free + c.held + c.handed_off, 256);
+	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.on_rings + c.gone + c.lost + c.reclaimed, 0);
+	cr_assert_eq(c.nprocs, 1);
+	cr_assert_eq(c.procs[0].pid, getpid());
+	cr_assert(c.procs[0].alive);
+	cr_assert_eq(c.procs[0].handles, 1);
+	cr_assert_eq(c.procs[0].held, 35);
+	cr_assert_eq(c.procs[0].cached, c.cached);
+	/* Taken back, freed: all free. */
+	cr_assert_eq(mpops_pkt_adopt(p, m + 45, 5), 0);
+	cr_assert_eq(census_of(off).held, 40);
+	m[40]->next = m[41]->next = 0;
+	cr_assert_eq(mpops_pkt_free_bulk(p, m + 10, 40), 0);
+	c = census_of(off);
+	cr_assert_eq(c.free, 256);
+	cr_assert_eq(mpops_pkt_handoff(m, 1), -EINVAL);
+	cr_assert_eq(logcap_count("mpops_pkt_handoff: buffer"), 1);
+	mpops_pktpool_close(p);
+}
+
+/*
+ * A dead process's record, made by hand in each state a SIGKILL can leave
+ * (see cache_push_room() and mpops_pkt_alloc_bulk()): each buffer comes
+ * back once, and nothing that is on a ring or someone else's.
+ */
+Test(pkt, reclaim_gives_back_each_buffer_once_whatever_the_dead_process_was_doing)
+{
+	mpops_off_t off = pool_make("p", 128, 16);
+	struct pktpool_shared *sh = mpops_ptr(base, off);
+	struct mpops_pktpool *p = pool_open(off);
+	struct pkt_handle_shared *hs = pool_handle(sh, 1);
+	static struct mpops_pkt *all[128];
+	static uint8_t seen[128];
+	struct mpops_pktpool_census c;
+	struct mpops_pkt *b[10];
+	uint32_t dead = flags_owned(2);	/* record 1's buffers */
+	int n, status;
+	pid_t gone = fork();
+
+	if (gone == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(gone, &status, 0), gone);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, b, 10), 0);
+	/* In its cache: one still marked (killed between the entry and the
+	 * flag of a free), one cleanly, and a stale copy of one of ours. */
+	b[0]->flags = dead;
+	b[1]->flags = 0;
+	hs->cache[0] = b[0]->index;
+	hs->cache[1] = b[1]->index;
+	hs->cache[2] = b[8]->index;
+	/* Held: one alone, one received in two buffers (the second one still
+	 * marked as the rx ring's); on a ring: one it sent in two buffers
+	 * (only the first one marked); handed off: one. */
+	b[2]->flags = dead;
+	b[3]->flags = dead;
+	b[3]->next = mpops_off(base, b[4]);
+	b[4]->flags = pktpool_ring(1, 0, 0);
+	b[5]->flags = pktpool_ring(1, 0, 1);
+	b[5]->next = mpops_off(base, b[6]);
+	b[6]->flags = dead;
+	b[7]->flags = flags_owned(0);
+	/* One of ours with a segment still marked as the dead one's. */
+	b[8]->next = mpops_off(base, b[9]);
+	b[9]->flags = dead;
+	hs->start_time = 12345;
+	hs->len = 3;
+	hs->state = HANDLE_OPEN;
+	atomic_store(&hs->pid, gone);
+
+	n = mpops_pktpool_reclaim(p);
+	cr_assert_eq(n, 5);
+	for (int i = 0; i < 5; i++)
+		cr_assert_not(allocated(b[i]), "buffer %d", i);
+	for (int i = 5; i < 10; i++)
+		cr_assert(allocated(b[i]), "buffer %d", i);
+	cr_assert_eq(atomic_load(&hs->pid), 0);
+	cr_assert_eq(logcap_count("5 buffers given back (2 from its caches, 3 it held)"), 1);
+	c = census_of(off);
+	cr_assert_eq(c.on_rings, 2);
+	cr_assert_eq(c.on_queue[0][1], 2);
+	cr_assert_eq(c.handed_off, 1);
+	cr_assert_eq(c.held, 2);
+	cr_assert_eq(c.procs[0].held, 2);
+	cr_assert_eq(c.free, 128 - 5);
+	cr_assert_eq(c.reclaimed, 5);
+	/* Each free buffer once. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, all, 123), 0);
+	for (int i = 0; i < 123; i++) {
+		cr_assert_not(seen[all[i]->index], "buffer %u twice", all[i]->index);
+		seen[all[i]->index] = 1;
+	}
+	cr_assert_eq(mpops_pktpool_avail(p), 0);
+	cr_assert_eq(mpops_pktpool_reclaim(p), 0);
+	mpops_pktpool_close(p);
 }
