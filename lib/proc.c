@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "pkt_priv.h"
 #include "region_priv.h"
 
 /* ==== identity ========================================================== */
@@ -316,6 +318,14 @@ void proc_gone(struct mpops_region *r, int32_t pid, uint64_t start_time)
 			 r->name, (int)pid, p.exe);
 		died = 1;
 	}
+	/* What it held in packet pools comes back, once it is really gone: a
+	 * dying process's socket closes in the middle of its exit, a moment
+	 * before it stops being a running process (500 ms at most, on this
+	 * thread); one that detached usually exits right after (50 ms; if it
+	 * lives on, what it still holds comes back at a later sweep). */
+	for (int i = 0; i < (died ? 500 : 50) && mpops_proc_alive(pid, start_time); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	pktpool_reclaim_gone(r);
 	run_exit_cbs(r, &p, died);
 }
 
@@ -364,6 +374,8 @@ int mpops_proc_reap(struct mpops_region *r)
 		}
 	}
 	shlock_unlock(&t->lock);
+	if (r->role == MPOPS_ROLE_PRIMARY)
+		pktpool_reclaim_gone(r);
 	for (int i = 0; i < n; i++) {
 		log_warn("region '%s': pid %d (%s) is gone: entry reclaimed",
 			 r->name, (int)gone[i].pid, gone[i].exe);

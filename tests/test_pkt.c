@@ -779,6 +779,25 @@ static struct mpops_pktpool_census census_of(mpops_off_t pool)
 	return c;
 }
 
+/* The primary gives back on its channel thread: wait until no process
+ * that is gone has a handle record any more (5 s at most). */
+static struct mpops_pktpool_census census_settled(mpops_off_t pool)
+{
+	struct mpops_pktpool_census c;
+
+	for (int i = 0; i < 500; i++) {
+		unsigned dead = 0;
+
+		c = census_of(pool);
+		for (unsigned k = 0; k < c.nprocs; k++)
+			dead += !c.procs[k].alive;
+		if (c.gone == 0 && dead == 0)
+			break;
+		usleep(10000);
+	}
+	return c;
+}
+
 Test(pkt, census_says_where_every_buffer_is)
 {
 	mpops_off_t off = pool_make("p", 256, 32);
@@ -816,6 +835,114 @@ Test(pkt, census_says_where_every_buffer_is)
 	cr_assert_eq(mpops_pkt_handoff(m, 1), -EINVAL);
 	cr_assert_eq(logcap_count("mpops_pkt_handoff: buffer"), 1);
 	mpops_pktpool_close(p);
+}
+
+static mpops_off_t mp_pool_make(uint32_t count, uint32_t cache)
+{
+	struct mpops_pktpool_opts o = { .sz = sizeof(o), .count = count, .cache_size = cache };
+	mpops_off_t pool, xoff;
+
+	cr_assert_eq(mpops_pktpool_create(r, PKT_MP_POOL, &o, &pool), 0);
+	cr_assert_eq(mpops_alloc(r, sizeof(struct pkt_xfer_shared), 0, "test.pktxfer", &xoff), 0);
+	cr_assert_eq(mpops_root_set(r, PKT_MP_XFER, xoff), 0);
+	return pool;
+}
+
+/* Adopt what the peer handed off through the transfer slots, check it
+ * kept its pattern, free it. */
+static void take_handed_off(struct mpops_pktpool *p, unsigned n)
+{
+	struct pkt_xfer_shared *x;
+	mpops_off_t xoff;
+
+	cr_assert_eq(mpops_root_get(r, PKT_MP_XFER, &xoff), 0);
+	x = mpops_ptr(base, xoff);
+	for (unsigned i = 0; i < n; i++) {
+		struct mpops_pkt *m = mpops_ptr(base, x->slot[i]);
+
+		cr_assert_not_null(m);
+		cr_assert(pkt_stress_check(base, m, PKT_XFER_SALT), "handed-off buffer %u", i);
+		cr_assert_eq(mpops_pkt_adopt(p, &m, 1), 0);
+		cr_assert_eq(mpops_pkt_free(p, m), 0);
+	}
+}
+
+Test(pkt, a_killed_process_s_cached_and_held_buffers_come_back_but_not_what_it_handed_off,
+     .timeout = 30)
+{
+	mpops_off_t pool = mp_pool_make(256, 32);
+	const char *args[] = { "pkthold", rundir_path(), "pkt", NULL };
+	struct mpops_pktpool_census c;
+	struct mpops_pktpool *p;
+	static struct peer pe;
+
+	peer_begin(&pe, "mp-secondary", args, "holding");
+	c = census_of(pool);
+	cr_assert_eq(c.held, 16);	/* 8 alone, two chains of 4 */
+	cr_assert_eq(c.handed_off, 8);
+	cr_assert_geq(c.cached, 16);
+	peer_end(&pe, SIGKILL);
+	c = census_settled(pool);
+	cr_assert_eq(c.gone, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.handed_off, 8);
+	cr_assert_eq(c.free, 256 - 8, "free %u", c.free);
+	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_geq(c.reclaimed, 16 + 16);
+	cr_assert_eq(logcap_count("is gone:"), 1);
+	p = pool_open(pool);
+	take_handed_off(p, 8);
+	cr_assert_eq(census_of(pool).free, 256);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, buffers_a_process_leaked_at_its_exit_come_back, .timeout = 30)
+{
+	mpops_off_t pool = mp_pool_make(256, 32);
+	const char *args[] = { "pktleave", rundir_path(), "pkt", NULL };
+	struct mpops_pktpool_census c;
+	struct mpops_pktpool *p;
+	static struct peer pe;
+	int st;
+
+	peer_begin(&pe, "mp-secondary", args, "leaving");
+	st = peer_end(&pe, 0);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	/* Given back when the primary noticed, or at this sweep at the latest. */
+	cr_assert_geq(mpops_proc_reap(r), 0);
+	c = census_of(pool);
+	cr_assert_eq(c.gone, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.free, 256 - 8, "free %u", c.free);
+	p = pool_open(pool);
+	take_handed_off(p, 8);
+	cr_assert_eq(census_of(pool).free, 256);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, a_process_killed_moving_buffers_between_its_cache_and_the_ring_loses_none,
+     .timeout = 60)
+{
+	static const char *points[] = { "pktring.refill.copied", "pktring.refill.published",
+					"pktring.flush.copied", "pktring.flush.published" };
+	mpops_off_t pool = mp_pool_make(256, 32);
+
+	for (unsigned k = 0; k < 4; k++) {
+		const char *args[] = { rundir_path(), "pkt", points[k], "pool", PKT_MP_POOL, "256",
+				       NULL };
+		struct mpops_pktpool_census c;
+		char out[4096];
+		int st = peer_run("crash-peer", args, out, sizeof(out));
+
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: %s", points[k], out);
+		c = census_settled(pool);
+		cr_assert_eq(c.free, 256, "%s: free %u", points[k], c.free);
+		cr_assert_eq(c.lost, 0);
+		cr_assert_eq(logcap_count("died moving"), (int)k + 1, "%s: %d", points[k], logcap_count("died moving"));
+	}
+	cr_assert_eq(logcap_count(": completed"), 2);
+	cr_assert_eq(logcap_count(": undone"), 2);
 }
 
 /*
