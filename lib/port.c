@@ -1069,6 +1069,21 @@ int mpops_port_stats_get(struct mpops_port *p, uint16_t qp, struct mpops_port_qu
 	return 0;
 }
 
+int mpops_port_claim_info(struct mpops_port *p, uint16_t qp, struct mpops_port_claim_info *ci)
+{
+	struct port_claim_shared *c;
+
+	if (!p || !ci || ci->sz < sizeof(*ci))
+		return -EINVAL;
+	if (qp >= p->sh->nb_qp)
+		return -ERANGE;
+	c = &p->sh->claims[qp];
+	ci->pid = atomic_load(&c->pid);
+	ci->start_time = c->start_time;
+	ci->in_burst = __atomic_load_n(&c->busy, __ATOMIC_ACQUIRE) != 0;
+	return 0;
+}
+
 int mpops_port_pool_census(struct mpops_port *p, struct mpops_pktpool_census *c)
 {
 	if (!p)

@@ -282,6 +282,23 @@ struct mpops_port_info {
 /** Fill @p info. Any process. @return 0 or -EINVAL. */
 MPOPS_API int mpops_port_info_get(struct mpops_port *port, struct mpops_port_info *info);
 
+/** A queue pair's claim, for tools. */
+struct mpops_port_claim_info {
+	size_t sz;		/**< sizeof(struct mpops_port_claim_info) */
+	int32_t pid;		/**< owner, 0 = free */
+	uint64_t start_time;	/**< the owner's (mpops_proc_start_time()) */
+	int in_burst;		/**< 1: the owner is inside a burst (one that died
+				     inside stays so until the claim is taken
+				     over or the port stops) */
+};
+
+/**
+ * Read queue pair @p qp's claim (any process, also a read-only attach).
+ * @return 0, -ERANGE no such queue pair, -EINVAL.
+ */
+MPOPS_API int mpops_port_claim_info(struct mpops_port *port, uint16_t qp,
+				    struct mpops_port_claim_info *ci);
+
 /**
  * Where the buffers of the port's pool are (mpops_pktpool_census()), with
  * on_queue[] and on_rings_anyq counting this port's rings. Any process,
