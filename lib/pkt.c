@@ -141,61 +141,43 @@ static void journal_begin(struct pkt_ring_shared *rg, uint32_t op, uint32_t hand
 }
 
 /*
- * Give the top @n entries of @p's cache to the ring (all or nothing).
- * @return 0, -ENOSPC the ring has no room (only corrupt state or
- * concurrent double frees do that), -ENOTRECOVERABLE.
+ * Move @n entries between @p's cache and the ring, all or nothing: J_FLUSH
+ * gives the top of the cache to the ring, J_REFILL takes from the ring onto
+ * the cache (the caller made room). Journaled (see struct pkt_ring_shared).
+ * @return 0, -ENOSPC (flush) the ring has no room (only corrupt state or
+ * concurrent double frees do that), -ENOBUFS (refill) too few in the ring,
+ * -ENOTRECOVERABLE.
  */
-static int ring_flush(struct mpops_pktpool *p, uint32_t n)
+static int ring_move(struct mpops_pktpool *p, uint32_t op, uint32_t n)
 {
 	struct pkt_ring_shared *rg = p->ring;
 	uint32_t head, tail, len;
-	int rc;
+	int rc, flush = op == J_FLUSH;
 
 	if ((rc = pool_lock(p->sh)) < 0)
 		return rc;
 	len = p->hs->len;
 	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
-	if (n > len || n > rg->capacity - (tail - head)) {
+	if (flush ? n > len || n > rg->capacity - (tail - head) :
+		    n > tail - head || n > p->cache_size - len) {
 		shlock_unlock(&rg->lock);
-		return -ENOSPC;
+		return flush ? -ENOSPC : -ENOBUFS;
 	}
-	journal_begin(rg, J_FLUSH, p->index, n, len, tail);
-	for (uint32_t i = 0; i < n; i++)
-		rg->slots[(tail + i) & rg->mask] = p->cache[len - n + i];
-	test_point("pktring.flush.copied");
-	atomic_store_explicit(&rg->tail, tail + n, memory_order_release);
-	test_point("pktring.flush.published");
-	store_u32(&p->hs->len, len - n);
-	store_u32(&rg->j_op, J_NONE);
-	shlock_unlock(&rg->lock);
-	return 0;
-}
-
-/* Take @n entries from the ring onto @p's cache (all or nothing; the
- * caller made room). @return 0, -ENOBUFS too few, -ENOTRECOVERABLE. */
-static int ring_refill(struct mpops_pktpool *p, uint32_t n)
-{
-	struct pkt_ring_shared *rg = p->ring;
-	uint32_t head, tail, len;
-	int rc;
-
-	if ((rc = pool_lock(p->sh)) < 0)
-		return rc;
-	len = p->hs->len;
-	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
-	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
-	if (n > tail - head || n > p->cache_size - len) {
-		shlock_unlock(&rg->lock);
-		return -ENOBUFS;
+	journal_begin(rg, op, p->index, n, len, flush ? tail : head);
+	for (uint32_t i = 0; i < n; i++) {
+		if (flush)
+			rg->slots[(tail + i) & rg->mask] = p->cache[len - n + i];
+		else
+			p->cache[len + i] = rg->slots[(head + i) & rg->mask];
 	}
-	journal_begin(rg, J_REFILL, p->index, n, len, head);
-	for (uint32_t i = 0; i < n; i++)
-		p->cache[len + i] = rg->slots[(head + i) & rg->mask];
-	test_point("pktring.refill.copied");
-	atomic_store_explicit(&rg->head, head + n, memory_order_release);
-	test_point("pktring.refill.published");
-	store_u32(&p->hs->len, len + n);
+	test_point(flush ? "pktring.flush.copied" : "pktring.refill.copied");
+	if (flush)
+		atomic_store_explicit(&rg->tail, tail + n, memory_order_release);
+	else
+		atomic_store_explicit(&rg->head, head + n, memory_order_release);
+	test_point(flush ? "pktring.flush.published" : "pktring.refill.published");
+	store_u32(&p->hs->len, flush ? len - n : len + n);
 	store_u32(&rg->j_op, J_NONE);
 	shlock_unlock(&rg->lock);
 	return 0;
@@ -575,7 +557,7 @@ static inline uint32_t cache_len(const struct mpops_pktpool *p)
 /* Give the top @n entries of the cache to the ring. */
 static void cache_flush(struct mpops_pktpool *p, uint32_t n)
 {
-	int rc = ring_flush(p, n);
+	int rc = ring_move(p, J_FLUSH, n);
 
 	if (rc == 0)
 		return;
@@ -678,9 +660,9 @@ static int cache_refill(struct mpops_pktpool *p, unsigned n)
 
 	/* Take a half-full cache's worth, so the next frees do not flush at
 	 * once; failing that, just what is needed. */
-	if ((rc = ring_refill(p, target - len)) != -ENOBUFS || target == n)
+	if ((rc = ring_move(p, J_REFILL, target - len)) != -ENOBUFS || target == n)
 		return rc;
-	return ring_refill(p, n - len);
+	return ring_move(p, J_REFILL, n - len);
 }
 
 /* Give @n just-taken buffers back to the cache (an allocation failed). */

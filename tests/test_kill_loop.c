@@ -73,33 +73,6 @@ static void secondary_start(struct peer *p, const char *qp, const char *duration
 	peer_begin(p, FWD, a, ready ? "forwarding" : NULL);
 }
 
-static struct mpops_pktpool_census census(void)
-{
-	struct mpops_pktpool_census c = { .sz = sizeof(c) };
-
-	cr_assert_eq(mpops_port_pool_census(port, &c), 0);
-	return c;
-}
-
-/* Wait until the primary gave back what every dead process held: no
- * record of a process that is gone (10 s at most). */
-static struct mpops_pktpool_census census_settled(void)
-{
-	struct mpops_pktpool_census c;
-
-	for (int i = 0; i < 1000; i++) {
-		unsigned dead = 0;
-
-		c = census();
-		for (unsigned k = 0; k < c.nprocs; k++)
-			dead += !c.procs[k].alive;
-		if (!dead && !c.gone)
-			break;
-		usleep(10000);
-	}
-	return c;
-}
-
 /* Buffers each virtqueue's descriptors hold, and their sum. */
 static unsigned in_use(unsigned use[4])
 {
@@ -176,7 +149,7 @@ Test(kill_loop, a_secondary_killed_200_times_loses_no_buffer_and_both_queue_pair
 	cr_assert_eq(mpops_port_open(ro, "port0", &port), 0);
 
 	/* Before: the primary alone, its rx rings filled at start. */
-	before = census_settled();
+	before = pool_census_settled(ro, 0, port);
 	sum0 = in_use(use0);
 	cr_assert_eq(before.free + before.on_rings, before.total);
 	cr_assert_eq(before.on_rings, sum0);
@@ -208,7 +181,7 @@ Test(kill_loop, a_secondary_killed_200_times_loses_no_buffer_and_both_queue_pair
 
 	/* After: every buffer is free or on a ring, each ring holds what its
 	 * descriptors say, nothing is lost. */
-	after = census_settled();
+	after = pool_census_settled(ro, 0, port);
 	sum = in_use(use);
 	cr_log_info("pool %u: free %u before, %u after; on rings %u before, %u after (vq 0-3: %u %u %u %u); given back %llu from %d processes; lost %llu",
 		    after.total, before.free, after.free, sum0, sum, use[0], use[1], use[2], use[3],

@@ -779,25 +779,6 @@ static struct mpops_pktpool_census census_of(mpops_off_t pool)
 	return c;
 }
 
-/* The primary gives back on its channel thread: wait until no process
- * that is gone has a handle record any more (5 s at most). */
-static struct mpops_pktpool_census census_settled(mpops_off_t pool)
-{
-	struct mpops_pktpool_census c;
-
-	for (int i = 0; i < 500; i++) {
-		unsigned dead = 0;
-
-		c = census_of(pool);
-		for (unsigned k = 0; k < c.nprocs; k++)
-			dead += !c.procs[k].alive;
-		if (c.gone == 0 && dead == 0)
-			break;
-		usleep(10000);
-	}
-	return c;
-}
-
 Test(pkt, census_says_where_every_buffer_is)
 {
 	mpops_off_t off = pool_make("p", 256, 32);
@@ -882,7 +863,7 @@ Test(pkt, a_killed_process_s_cached_and_held_buffers_come_back_but_not_what_it_h
 	cr_assert_eq(c.handed_off, 8);
 	cr_assert_geq(c.cached, 16);
 	peer_end(&pe, SIGKILL);
-	c = census_settled(pool);
+	c = pool_census_settled(r, pool, NULL);
 	cr_assert_eq(c.gone, 0);
 	cr_assert_eq(c.held, 0);
 	cr_assert_eq(c.handed_off, 8);
@@ -936,7 +917,7 @@ Test(pkt, a_process_killed_moving_buffers_between_its_cache_and_the_ring_loses_n
 		int st = peer_run("crash-peer", args, out, sizeof(out));
 
 		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: %s", points[k], out);
-		c = census_settled(pool);
+		c = pool_census_settled(r, pool, NULL);
 		cr_assert_eq(c.free, 256, "%s: free %u", points[k], c.free);
 		cr_assert_eq(c.lost, 0);
 		cr_assert_eq(logcap_count("died moving"), (int)k + 1, "%s: %d", points[k], logcap_count("died moving"));

@@ -329,25 +329,6 @@ static struct mpops_pktpool_census census(struct mpops_port *p)
 	return c;
 }
 
-/* The primary's exit callback runs on its channel thread: wait until no
- * process that is gone has a handle record any more (5 s at most). */
-static struct mpops_pktpool_census census_settled(struct mpops_port *p)
-{
-	struct mpops_pktpool_census c;
-
-	for (int i = 0; i < 500; i++) {
-		unsigned dead = 0;
-
-		c = census(p);
-		for (unsigned k = 0; k < c.nprocs; k++)
-			dead += !c.procs[k].alive;
-		if (c.gone == 0 && dead == 0)
-			break;
-		usleep(10000);
-	}
-	return c;
-}
-
 Test(port, a_dead_secondarys_cached_and_held_buffers_come_back_and_its_ring_keeps_its_own)
 {
 	struct mpops_port *p = port_up(2);
@@ -363,7 +344,7 @@ Test(port, a_dead_secondarys_cached_and_held_buffers_come_back_and_its_ring_keep
 	cr_assert_eq(c.nprocs, 2);
 	st = peer_end(&pe, SIGKILL);
 	cr_assert(WIFSIGNALED(st), "%s", pe.out);
-	c = census_settled(p);
+	c = pool_census_settled(r, 0, p);
 	/* Its cache and the 24 it held are back; the 100 on the ring stay there. */
 	cr_assert_eq(c.gone, 0);
 	cr_assert_eq(c.held, 0);
@@ -398,7 +379,7 @@ Test(port, what_a_burst_cut_short_by_a_death_left_comes_back_at_stop)
 	st = peer_end(&pe, 0);
 	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s", pe.out);
 	cr_assert(strstr(pe.out, "dying after 10"), "%s", pe.out);
-	c = census_settled(p);
+	c = pool_census_settled(r, 0, p);
 	cr_assert_eq(c.held, 0);
 	cr_assert_eq(c.on_queue[0][1], 32);
 	cr_assert_eq(c.free, c.total - 32);
