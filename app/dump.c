@@ -24,8 +24,12 @@ static void pool_text(const struct mpops_pktpool_census *c)
 	       c->total, c->free, c->ring, c->cached, c->held, c->on_rings);
 	if (c->on_rings_anyq)
 		printf(" (%u posted at start)", c->on_rings_anyq);
-	printf(", %u handed off, %u of processes gone, %u unaccounted; lost %llu; given back %llu from processes gone, %llu at stop\n",
-	       c->handed_off, c->gone, c->unaccounted, (unsigned long long)c->lost,
+	printf(", %u handed off, %u of processes gone, %u unaccounted", c->handed_off, c->gone,
+	       c->unaccounted);
+	if (c->twice)
+		printf(", %u twice in the free set (a concurrent double free)", c->twice);
+	printf("; lost %llu; given back %llu from processes gone, %llu at stop\n",
+	       (unsigned long long)c->lost,
 	       (unsigned long long)c->reclaimed, (unsigned long long)c->recovered);
 	if (!c->nprocs)
 		return;
@@ -40,9 +44,9 @@ static void pool_json(const struct mpops_pktpool_census *c)
 {
 	printf("\"pool\": {\"total\": %u, \"free\": %u, \"ring\": %u, \"cached\": %u, \"held\": %u, "
 	       "\"on_rings\": %u, \"on_rings_at_start\": %u, \"handed_off\": %u, \"gone\": %u, "
-	       "\"unaccounted\": %u, \"lost\": %llu, \"reclaimed\": %llu, \"recovered\": %llu, \"processes\": [",
+	       "\"unaccounted\": %u, \"twice\": %u, \"lost\": %llu, \"reclaimed\": %llu, \"recovered\": %llu, \"processes\": [",
 	       c->total, c->free, c->ring, c->cached, c->held, c->on_rings, c->on_rings_anyq,
-	       c->handed_off, c->gone, c->unaccounted, (unsigned long long)c->lost,
+	       c->handed_off, c->gone, c->unaccounted, c->twice, (unsigned long long)c->lost,
 	       (unsigned long long)c->reclaimed, (unsigned long long)c->recovered);
 	for (unsigned k = 0; k < c->nprocs; k++)
 		printf("%s{\"pid\": %d, \"alive\": %s, \"handles\": %u, \"cached\": %u, \"held\": %u}",

@@ -187,6 +187,8 @@ int pktpool_census(struct mpops_region *r, mpops_off_t pool, uint32_t port,
 		if (idx < s.count && s.mark[idx] == MARK_NONE) {
 			s.mark[idx] = MARK_FREE;
 			c->ring++;
+		} else if (idx < s.count) {
+			c->twice++;
 		}
 	}
 	for (uint32_t h = 0; h < sh->max_handles; h++) {
@@ -209,6 +211,8 @@ int pktpool_census(struct mpops_region *r, mpops_off_t pool, uint32_t port,
 				c->cached++;
 				if (k >= 0)
 					c->procs[k].cached++;
+			} else if (idx < s.count) {
+				c->twice++;
 			}
 		}
 	}

@@ -191,6 +191,7 @@ Test(kill_loop, a_secondary_killed_200_times_loses_no_buffer_and_both_queue_pair
 	cr_assert_eq(after.gone, 0);
 	cr_assert_eq(after.handed_off, 0);
 	cr_assert_eq(after.unaccounted, 0);
+	cr_assert_eq(after.twice, 0);
 	cr_assert_eq(after.on_rings, sum, "on rings %u, descriptors hold %u", after.on_rings, sum);
 	cr_assert_eq(after.on_rings_anyq, 0);
 	for (int v = 0; v < 4; v++)

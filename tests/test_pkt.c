@@ -485,6 +485,14 @@ Test(pkt, concurrent_double_free_frees_at_least_once_and_extra_copies_are_droppe
 	cr_log_info("%d rounds: both frees succeeded in %d", ROUNDS, extra);
 	cr_assert_geq(extra, 0);
 	cr_assert_eq(logcap_count("is not allocated (double free)"), 2 * ROUNDS - ok);
+	/* The census sees each extra copy. */
+	{
+		struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+		cr_assert_eq(mpops_pktpool_census(r, off, &c), 0);
+		cr_assert_eq(c.twice, (unsigned)extra);
+		cr_assert_eq(c.free, COUNT);
+	}
 
 	/* Take every buffer: each comes once, copies met on the way dropped. */
 	cr_assert_eq(mpops_pkt_alloc_bulk(p, all, COUNT), 0);
@@ -869,6 +877,7 @@ Test(pkt, a_killed_process_s_cached_and_held_buffers_come_back_but_not_what_it_h
 	cr_assert_eq(c.handed_off, 8);
 	cr_assert_eq(c.free, 256 - 8, "free %u", c.free);
 	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.twice, 0);
 	cr_assert_eq(c.lost, 0);
 	cr_assert_geq(c.reclaimed, 16 + 16);
 	cr_assert_eq(logcap_count("is gone:"), 1);
@@ -919,6 +928,7 @@ Test(pkt, a_process_killed_moving_buffers_between_its_cache_and_the_ring_loses_n
 		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: %s", points[k], out);
 		c = pool_census_settled(r, pool, NULL);
 		cr_assert_eq(c.free, 256, "%s: free %u", points[k], c.free);
+		cr_assert_eq(c.twice, 0, "%s: %u buffers twice in the free set", points[k], c.twice);
 		cr_assert_eq(c.lost, 0);
 		cr_assert_eq(logcap_count("died moving"), (int)k + 1, "%s: %d", points[k], logcap_count("died moving"));
 	}

@@ -228,6 +228,9 @@ struct mpops_pktpool_census {
 	uint32_t gone;		/**< held by processes that are gone: the primary
 				     gives them back when it notices */
 	uint32_t unaccounted;	/**< total minus all of the above */
+	uint32_t twice;		/**< entries of the free ring and caches that name a
+				     buffer found there already (copies a concurrent
+				     double free left; dropped when allocated) */
 	uint64_t reclaimed;	/**< given back from processes that were gone */
 	uint64_t recovered;	/**< left on rings by bursts whose process died
 				     inside, given back when the port stopped */
