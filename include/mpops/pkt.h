@@ -136,7 +136,9 @@ MPOPS_API void mpops_pktpool_close(struct mpops_pktpool *p);
  * buffer taken in its place.
  * @return 0, or -ENOBUFS fewer than @p n buffers in the ring and this
  *   handle's cache (nothing allocated; logged once per handle, as this is
- *   a fast-path condition), -EINVAL NULL handle or pkts.
+ *   a fast-path condition), -EINVAL NULL handle or pkts,
+ *   -ENOTRECOVERABLE a process died inside the pool's lock and its state
+ *   could not be repaired (logged).
  */
 MPOPS_API int mpops_pkt_alloc_bulk(struct mpops_pktpool *p,
 				   struct mpops_pkt **pkts, unsigned n);
@@ -163,7 +165,9 @@ MPOPS_API struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p);
  * checks nothing on its fast path.)
  * @return 0, -EINVAL a segment that is not an allocated buffer of this
  *   pool (double free, foreign pointer, a @c next cycle: logged, nothing
- *   of the chain freed), or a NULL handle.
+ *   of the chain freed), or a NULL handle. (A full cache whose entries the
+ *   ring cannot take, corrupt state only, loses them: logged and counted,
+ *   see mpops_pktpool_census().)
  */
 MPOPS_API int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt);
 
