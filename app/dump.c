@@ -3,9 +3,11 @@
  * mpops-dump: attach read-only to a region and print a port's shared state
  * (the origin's "secondary that dumps the primary's structures"): the port
  * layer's part for any driver (driver ops ID, state, link, epoch, claims,
- * per-queue counters) and, for a vtnet port, the negotiated features, each
- * virtqueue's indices and the transport's ops ID with its class and
- * implementation.
+ * per-queue counters), where the buffers of the port's pool are (free in
+ * the ring and in each process's caches, held by each process, on each
+ * queue's rings, handed off, held by processes that are gone, lost) and,
+ * for a vtnet port, the negotiated features, each virtqueue's indices and
+ * the transport's ops ID with its class and implementation.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +16,44 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+
+/* The pool: one line of totals, one per process that has handles. */
+static void pool_text(const struct mpops_pktpool_census *c)
+{
+	printf("  pool: %u buffers: %u free (%u in the ring, %u in caches), %u held, %u on rings",
+	       c->total, c->free, c->ring, c->cached, c->held, c->on_rings);
+	if (c->on_rings_anyq)
+		printf(" (%u posted at start)", c->on_rings_anyq);
+	printf(", %u handed off, %u of processes gone, %u unaccounted", c->handed_off, c->gone,
+	       c->unaccounted);
+	if (c->twice)
+		printf(", %u twice in the free set (a concurrent double free)", c->twice);
+	printf("; lost %llu; given back %llu from processes gone, %llu at stop\n",
+	       (unsigned long long)c->lost,
+	       (unsigned long long)c->reclaimed, (unsigned long long)c->recovered);
+	if (!c->nprocs)
+		return;
+	printf("  %-8s %5s %7s %7s %7s\n", "pid", "alive", "handles", "cached", "held");
+	for (unsigned k = 0; k < c->nprocs; k++)
+		printf("  %-8d %5s %7u %7u %7u\n", (int)c->procs[k].pid,
+		       c->procs[k].alive ? "yes" : "no", c->procs[k].handles, c->procs[k].cached,
+		       c->procs[k].held);
+}
+
+static void pool_json(const struct mpops_pktpool_census *c)
+{
+	printf("\"pool\": {\"total\": %u, \"free\": %u, \"ring\": %u, \"cached\": %u, \"held\": %u, "
+	       "\"on_rings\": %u, \"on_rings_at_start\": %u, \"handed_off\": %u, \"gone\": %u, "
+	       "\"unaccounted\": %u, \"twice\": %u, \"lost\": %llu, \"reclaimed\": %llu, \"recovered\": %llu, \"processes\": [",
+	       c->total, c->free, c->ring, c->cached, c->held, c->on_rings, c->on_rings_anyq,
+	       c->handed_off, c->gone, c->unaccounted, c->twice, (unsigned long long)c->lost,
+	       (unsigned long long)c->reclaimed, (unsigned long long)c->recovered);
+	for (unsigned k = 0; k < c->nprocs; k++)
+		printf("%s{\"pid\": %d, \"alive\": %s, \"handles\": %u, \"cached\": %u, \"held\": %u}",
+		       k ? ", " : "", (int)c->procs[k].pid, c->procs[k].alive ? "true" : "false",
+		       c->procs[k].handles, c->procs[k].cached, c->procs[k].held);
+	printf("]}, ");
+}
 
 static void usage(FILE *f)
 {
@@ -33,9 +73,10 @@ int main(int argc, char **argv)
 	struct mpops_region *r;
 	struct mpops_port *p;
 	struct vtnet_info in = { 0 };
+	static struct mpops_pktpool_census pc = { .sz = sizeof(pc) };
 	struct mpops_port_info pi;
 	struct mpops_port_link l;
-	int is_vtnet;
+	int is_vtnet, has_pool;
 	const char *port = "port0";
 	char feat[512], dev[512];
 	int json = 0, c, rc, nvq;
@@ -66,6 +107,8 @@ int main(int argc, char **argv)
 	}
 	mpops_port_info_get(p, &pi);
 	mpops_port_link_get(p, &l);
+	/* A snapshot: exact when nothing moves (see unaccounted). */
+	has_pool = mpops_port_pool_census(p, &pc) == 0;
 	is_vtnet = vtnet_info_get(p, &in) == 0;
 	vtnet_features_str(in.features, feat, sizeof(feat));
 	vtnet_features_str(in.device_features, dev, sizeof(dev));
@@ -83,6 +126,8 @@ int main(int argc, char **argv)
 			       "\"transport\": {\"ops_id\": %u, \"name\": \"%s\"}, ",
 			       (unsigned long long)in.features, feat, (unsigned long long)in.device_features,
 			       in.max_qp, in.ring_size, in.hdr_size, in.ops_id, in.transport);
+		if (has_pool)
+			pool_json(&pc);
 		printf("\"queues\": [");
 	} else {
 		printf("port %s: driver %s (ops ID %u), %s, link %s (%u changes, %u device connections), mac %02x:%02x:%02x:%02x:%02x:%02x, epoch %u\n",
@@ -98,30 +143,36 @@ int main(int argc, char **argv)
 		} else {
 			printf("  %u queue pairs, primary pid %d\n", pi.nb_qp, (int)pi.primary_pid);
 		}
-		printf("  %-4s %-3s %5s %6s %6s %6s %5s %12s %14s %6s %6s %8s\n", "vq", "dir", "owner",
-		       "avail", "used", "last", "free", "packets", "bytes", "errors", "drops", "kicks");
+		if (has_pool)
+			pool_text(&pc);
+		printf("  %-4s %-3s %5s %6s %6s %6s %5s %5s %12s %14s %6s %6s %8s\n", "vq", "dir",
+		       "owner", "avail", "used", "last", "free", "bufs", "packets", "bytes", "errors",
+		       "drops", "kicks");
 	}
 	for (int v = 0; v < nvq; v++) {
 		struct mpops_port_queue_stats st[2];
 		struct vtnet_vq_info vi;
 		const struct mpops_port_queue_stats *s;
+		unsigned bufs;
 
 		memset(&vi, 0, sizeof(vi));
 		if (is_vtnet && vtnet_vq_info_get(p, (uint16_t)v, &vi) < 0)
 			continue;
 		mpops_port_stats_get(p, (uint16_t)(v / 2), &st[0], &st[1]);
 		s = &st[v % 2];
+		/* Buffers on this queue's ring, by the marks the bursts set. */
+		bufs = has_pool ? pc.on_queue[(v / 2) % MPOPS_PKTPOOL_CENSUS_QP][v % 2] : 0;
 		if (json)
-			printf("%s{\"vq\": %d, \"dir\": \"%s\", \"owner_pid\": %d, \"size\": %u, \"avail_idx\": %u, \"used_idx\": %u, \"last_used\": %u, \"num_free\": %u, \"avail_flags\": %u, \"used_flags\": %u, \"avail_event\": %u, \"packets\": %llu, \"bytes\": %llu, \"errors\": %llu, \"drops\": %llu, \"kicks\": %llu}",
+			printf("%s{\"vq\": %d, \"dir\": \"%s\", \"owner_pid\": %d, \"size\": %u, \"avail_idx\": %u, \"used_idx\": %u, \"last_used\": %u, \"num_free\": %u, \"avail_flags\": %u, \"used_flags\": %u, \"avail_event\": %u, \"buffers\": %u, \"packets\": %llu, \"bytes\": %llu, \"errors\": %llu, \"drops\": %llu, \"kicks\": %llu}",
 			       v ? ", " : "", v, v % 2 ? "tx" : "rx", (int)pi.owner_pid[v / 2], vi.size,
 			       vi.avail_idx, vi.used_idx, vi.last_used, vi.num_free, vi.avail_flags,
-			       vi.used_flags, vi.avail_event, (unsigned long long)s->packets,
+			       vi.used_flags, vi.avail_event, bufs, (unsigned long long)s->packets,
 			       (unsigned long long)s->bytes, (unsigned long long)s->errors,
 			       (unsigned long long)s->drops, (unsigned long long)s->kicks);
 		else
-			printf("  %-4d %-3s %5d %6u %6u %6u %5u %12llu %14llu %6llu %6llu %8llu\n", v,
+			printf("  %-4d %-3s %5d %6u %6u %6u %5u %5u %12llu %14llu %6llu %6llu %8llu\n", v,
 			       v % 2 ? "tx" : "rx", (int)pi.owner_pid[v / 2], vi.avail_idx, vi.used_idx,
-			       vi.last_used, vi.num_free, (unsigned long long)s->packets,
+			       vi.last_used, vi.num_free, bufs, (unsigned long long)s->packets,
 			       (unsigned long long)s->bytes, (unsigned long long)s->errors,
 			       (unsigned long long)s->drops, (unsigned long long)s->kicks);
 	}

@@ -120,7 +120,8 @@ int mpops_obj_create(struct mpops_region *r, mpops_ops_id_t cls_id,
 		return -EINVAL;
 	}
 	t = r->objs;
-	shlock_lock(&t->lock);
+	if ((rc = shlock_lock_repair(&t->lock, "the region's object table", NULL, NULL)) < 0)
+		return rc;
 	for (unsigned i = 0; i < MPOPS_OBJ_MAX; i++) {
 		struct obj_entry_shared *e = &t->e[i];
 		uint32_t gen;
@@ -173,7 +174,8 @@ int mpops_obj_destroy(struct mpops_region *r, mpops_obj_id_t id)
 	if (r->slots[OBJ_INDEX(id)].id == id)
 		slot_drop(r, OBJ_INDEX(id));
 	pthread_mutex_unlock(&r->slots_mu);
-	shlock_lock(&r->objs->lock);
+	if ((rc = shlock_lock_repair(&r->objs->lock, "the region's object table", NULL, NULL)) < 0)
+		return rc;
 	if (atomic_load(&e->gen) == OBJ_GEN(id))
 		atomic_store_explicit(&e->state, OBJ_FREE, memory_order_release);
 	shlock_unlock(&r->objs->lock);

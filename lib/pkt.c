@@ -1,22 +1,30 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Packet buffer pool in shared memory: a ring of free buffer indices shared
- * by every process, and a lock-free cache per handle (per thread) so the
- * fast path reaches the shared ring, under a robust lock, only once per
- * bulk refill or flush.
+ * by every process, and a cache per handle (per thread) so the fast path
+ * reaches the shared ring, under a robust lock, only once per bulk refill
+ * or flush.
  *
- * Whether a buffer is allocated is recorded in its metadata
- * (MPOPS_PKT_F_ALLOCATED), set at alloc and checked and cleared at free
- * with a plain load and store: no locked instruction per packet, so a
- * double free is caught unless the two frees race (see "alloc" below). The
- * cache and the handle are process-local; the shared part holds integers
- * and offsets only.
+ * Whether a buffer is allocated, and who holds it, is recorded in its
+ * metadata (mpops_pkt.flags: MPOPS_PKT_F_ALLOCATED and the owner, see
+ * pkt_priv.h), set at alloc and checked and cleared at free with a plain
+ * load and store: no locked instruction per packet, so a double free is
+ * caught unless the two frees race (see "alloc" below).
+ *
+ * Each handle's cache is in shared memory (its record), so that the
+ * primary can give a dead process's buffers back (pkt_census.c). For that
+ * the stores of the fast path are ordered so that a process killed between
+ * any two of them leaves each buffer findable: an allocation marks the
+ * buffers taken before it shortens the cache, a free puts the buffer in
+ * the cache before it clears the mark. The handle itself is process-local;
+ * the shared part holds integers and offsets only.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pkt_priv.h"
 #include "region_priv.h"
@@ -47,56 +55,132 @@ uint64_t pkt_layout_hash(void)
 	h = H_FIELD(h, struct pktpool_shared, count);
 	h = H_FIELD(h, struct pktpool_shared, ring_off);
 	h = H_FIELD(h, struct pktpool_shared, name);
+	h = H_FIELD(h, struct pktpool_shared, handles_off);
+	h = H_FIELD(h, struct pktpool_shared, reclaimed);
 	h = H_STRUCT(h, struct pkt_ring_shared);
 	h = H_FIELD(h, struct pkt_ring_shared, head);
 	h = H_FIELD(h, struct pkt_ring_shared, size);
+	h = H_FIELD(h, struct pkt_ring_shared, j_op);
+	h = H_STRUCT(h, struct pkt_handle_shared);
+	h = H_FIELD(h, struct pkt_handle_shared, len);
+	h = fnv1a_u64(h, OWNER_RING | OWNER_PORT_SHIFT << 8 | OWNER_UNUSABLE);
 	return fnv1a_u64(h, MPOPS_PKT_F_ALLOCATED);
 }
 
 /* ==== ring ============================================================== */
 
-/* Give back @n indices (all or nothing). @return n, or 0 when full. */
-static unsigned ring_enqueue(struct pkt_ring_shared *rg, const uint32_t *idx, unsigned n)
+static inline void store_u32(uint32_t *p, uint32_t v)
 {
-	uint32_t head, tail;
-
-	if (n == 0)
-		return 0;
-	shlock_lock(&rg->lock);
-	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
-	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
-	if (n > rg->capacity - (tail - head)) {
-		shlock_unlock(&rg->lock);
-		return 0;
-	}
-	for (unsigned i = 0; i < n; i++)
-		rg->slots[(tail + i) & rg->mask] = idx[i];
-	/* Published last: a holder that dies before this gave nothing back. */
-	atomic_store_explicit(&rg->tail, tail + n, memory_order_release);
-	shlock_unlock(&rg->lock);
-	return n;
+	/* Ordered after every store before it: what a process killed right
+	 * after it leaves behind is consistent (see the file's comment). */
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-/* Take @n indices (all or nothing). @return n, or 0 when too few. */
-static unsigned ring_dequeue(struct pkt_ring_shared *rg, uint32_t *idx, unsigned n)
+/*
+ * The lock's holder died. Its exchange, if one was under way, either
+ * published the ring's index or not: set its cache length to match. A
+ * ring whose indices make no sense cannot be repaired.
+ */
+static int ring_repair(void *arg)
 {
-	uint32_t head, tail;
+	struct pktpool_shared *sh = arg;
+	struct pkt_ring_shared *rg = pool_ring(sh);
+	uint32_t head = atomic_load(&rg->head), tail = atomic_load(&rg->tail), pos, len;
+	struct pkt_handle_shared *hs;
+	int done;
 
-	if (n == 0)
+	if (tail - head > rg->capacity) {
+		log_err("pktpool '%.*s': its free ring holds %u entries, more than its %u slots",
+			MPOPS_NAME_MAX, sh->name, tail - head, rg->capacity);
+		return -EIO;
+	}
+	if (rg->j_op == J_NONE)
 		return 0;
-	shlock_lock(&rg->lock);
+	if (rg->j_handle >= sh->max_handles || rg->j_n > sh->cache_size ||
+	    rg->j_len > sh->cache_size || (rg->j_op != J_FLUSH && rg->j_op != J_REFILL))
+		return -EIO;
+	hs = pool_handle(sh, rg->j_handle);
+	pos = rg->j_op == J_FLUSH ? tail : head;
+	if (pos == rg->j_pos + rg->j_n)
+		done = 1;
+	else if (pos == rg->j_pos)
+		done = 0;
+	else
+		return -EIO;
+	if (rg->j_op == J_FLUSH) {
+		if (rg->j_n > rg->j_len)
+			return -EIO;
+		len = done ? rg->j_len - rg->j_n : rg->j_len;
+	} else {
+		if (rg->j_len + rg->j_n > sh->cache_size)
+			return -EIO;
+		len = done ? rg->j_len + rg->j_n : rg->j_len;
+	}
+	store_u32(&hs->len, len);
+	log_warn("pktpool '%.*s': pid %d died moving %u buffers %s its cache: %s",
+		 MPOPS_NAME_MAX, sh->name, (int)atomic_load(&hs->pid), rg->j_n,
+		 rg->j_op == J_FLUSH ? "out of" : "into", done ? "completed" : "undone");
+	store_u32(&rg->j_op, J_NONE);
+	return 0;
+}
+
+int pool_lock(struct pktpool_shared *sh)
+{
+	return shlock_lock_repair(&pool_ring(sh)->lock, "a packet pool's free ring", ring_repair,
+				  sh);
+}
+
+static void journal_begin(struct pkt_ring_shared *rg, uint32_t op, uint32_t handle, uint32_t n,
+			  uint32_t len, uint32_t pos)
+{
+	rg->j_handle = handle;
+	rg->j_n = n;
+	rg->j_len = len;
+	rg->j_pos = pos;
+	store_u32(&rg->j_op, op);
+}
+
+/*
+ * Move @n entries between @p's cache and the ring, all or nothing: J_FLUSH
+ * gives the top of the cache to the ring, J_REFILL takes from the ring onto
+ * the cache (the caller made room). Journaled (see struct pkt_ring_shared).
+ * @return 0, -ENOSPC (flush) the ring has no room (only corrupt state or
+ * concurrent double frees do that), -ENOBUFS (refill) too few in the ring,
+ * -ENOTRECOVERABLE.
+ */
+static int ring_move(struct mpops_pktpool *p, uint32_t op, uint32_t n)
+{
+	struct pkt_ring_shared *rg = p->ring;
+	uint32_t head, tail, len;
+	int rc, flush = op == J_FLUSH;
+
+	if ((rc = pool_lock(p->sh)) < 0)
+		return rc;
+	len = p->hs->len;
 	head = atomic_load_explicit(&rg->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&rg->tail, memory_order_relaxed);
-	if (n > tail - head) {
+	if (flush ? n > len || n > rg->capacity - (tail - head) :
+		    n > tail - head || n > p->cache_size - len) {
 		shlock_unlock(&rg->lock);
-		return 0;
+		return flush ? -ENOSPC : -ENOBUFS;
 	}
-	for (unsigned i = 0; i < n; i++)
-		idx[i] = rg->slots[(head + i) & rg->mask];
-	/* Taken last: a holder that dies before this took nothing. */
-	atomic_store_explicit(&rg->head, head + n, memory_order_release);
+	journal_begin(rg, op, p->index, n, len, flush ? tail : head);
+	for (uint32_t i = 0; i < n; i++) {
+		if (flush)
+			rg->slots[(tail + i) & rg->mask] = p->cache[len - n + i];
+		else
+			p->cache[len + i] = rg->slots[(head + i) & rg->mask];
+	}
+	test_point(flush ? "pktring.flush.copied" : "pktring.refill.copied");
+	if (flush)
+		atomic_store_explicit(&rg->tail, tail + n, memory_order_release);
+	else
+		atomic_store_explicit(&rg->head, head + n, memory_order_release);
+	test_point(flush ? "pktring.flush.published" : "pktring.refill.published");
+	store_u32(&p->hs->len, flush ? len - n : len + n);
+	store_u32(&rg->j_op, J_NONE);
 	shlock_unlock(&rg->lock);
-	return n;
+	return 0;
 }
 
 /* Entries in the ring; a snapshot, exact only when nobody is moving. */
@@ -124,16 +208,21 @@ static uint32_t pow2_at_least(uint32_t v)
 struct pool_layout {
 	uint32_t ring_size;
 	uint32_t buf_stride;
-	uint64_t ring_rel, meta_rel, data_rel, total;
+	uint32_t handle_stride;
+	uint64_t ring_rel, handles_rel, meta_rel, data_rel, total;
 };
 
-static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_size)
+static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_size,
+			   uint32_t cache_size, uint32_t max_handles)
 {
 	l->ring_size = pow2_at_least(count + 1);
 	l->buf_stride = (uint32_t)ALIGN_UP(buf_size, 64);
+	l->handle_stride = (uint32_t)ALIGN_UP(sizeof(struct pkt_handle_shared) +
+					      (uint64_t)cache_size * sizeof(uint32_t), 64);
 	l->ring_rel = sizeof(struct pktpool_shared);
-	l->meta_rel = ALIGN_UP(l->ring_rel + sizeof(struct pkt_ring_shared) +
-			       (uint64_t)l->ring_size * sizeof(uint32_t), 64);
+	l->handles_rel = ALIGN_UP(l->ring_rel + sizeof(struct pkt_ring_shared) +
+				  (uint64_t)l->ring_size * sizeof(uint32_t), 64);
+	l->meta_rel = l->handles_rel + (uint64_t)max_handles * l->handle_stride;
 	l->data_rel = l->meta_rel + (uint64_t)count * META_SIZE;
 	l->total = l->data_rel + (uint64_t)count * l->buf_stride;
 }
@@ -159,6 +248,8 @@ static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
 		o->headroom = DEF_HEADROOM;
 	if (!o->cache_size)
 		o->cache_size = o->count < DEF_CACHE ? o->count : DEF_CACHE;
+	if (!o->max_handles)
+		o->max_handles = PKTPOOL_HANDLES_DEF;
 	if (o->count > PKTPOOL_COUNT_MAX) {
 		log_err("pktpool '%s': count %u is more than %u buffers: use several pools",
 			name, o->count, PKTPOOL_COUNT_MAX);
@@ -172,6 +263,11 @@ static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
 	if (o->cache_size > o->count || o->cache_size > MPOPS_PKTPOOL_CACHE_MAX) {
 		log_err("pktpool '%s': cache_size %u is more than count %u or %u: make it smaller",
 			name, o->cache_size, o->count, MPOPS_PKTPOOL_CACHE_MAX);
+		return -EINVAL;
+	}
+	if (o->max_handles > PKTPOOL_HANDLES_MAX) {
+		log_err("pktpool '%s': max_handles %u is more than %u: open fewer handles",
+			name, o->max_handles, PKTPOOL_HANDLES_MAX);
 		return -EINVAL;
 	}
 	return 0;
@@ -197,6 +293,9 @@ static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 	sh->buf_stride = l->buf_stride;
 	sh->self_off = off;
 	sh->ring_off = off + l->ring_rel;
+	sh->handles_off = off + l->handles_rel;
+	sh->max_handles = o->max_handles;
+	sh->handle_stride = l->handle_stride;
 	sh->meta_off = off + l->meta_rel;
 	sh->data_off = off + l->data_rel;
 	sh->total_size = l->total;
@@ -219,7 +318,7 @@ static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 	rg->capacity = l->ring_size - 1;
 	for (uint32_t i = 0; i < o->count; i++) {
 		if (mpops_region_iova(r, meta[i].buf_off, meta[i].buf_len, &meta[i].buf_iova) < 0) {
-			meta[i].flags = MPOPS_PKT_F_ALLOCATED;
+			meta[i].flags = flags_owned(OWNER_UNUSABLE);
 			continue;
 		}
 		rg->slots[usable++] = i;
@@ -227,6 +326,7 @@ static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 	if (usable < o->count)
 		log_info("pktpool '%s': %u of %u buffers span two hugepages that are not physically adjacent: left out",
 			 name, o->count - usable, o->count);
+	sh->usable = usable;
 	shlock_init(&rg->lock);
 	atomic_store_explicit(&rg->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&rg->tail, usable, memory_order_relaxed);
@@ -263,7 +363,7 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 			name, r->name);
 		return -EEXIST;
 	}
-	layout_compute(&l, o.count, o.buf_size);
+	layout_compute(&l, o.count, o.buf_size, o.cache_size, o.max_handles);
 	if (l.total > r->size) {
 		log_err("pktpool '%s': %u buffers of %u bytes need %llu bytes, more than region '%s' has (%zu): create the region larger or the pool smaller",
 			name, o.count, o.buf_size, (unsigned long long)l.total, r->name, r->size);
@@ -283,8 +383,8 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 }
 
 /* The header came from shared memory: check it before trusting offsets. */
-static const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
-				   const struct pktpool_shared *sh)
+const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
+			    const struct pktpool_shared *sh)
 {
 	struct pool_layout l;
 	const struct pkt_ring_shared *rg;
@@ -298,9 +398,12 @@ static const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
 	if (sh->cache_size == 0 || sh->cache_size > sh->count ||
 	    sh->cache_size > MPOPS_PKTPOOL_CACHE_MAX)
 		return "cache_size out of range";
-	layout_compute(&l, sh->count, sh->buf_size);
+	if (sh->max_handles == 0 || sh->max_handles > PKTPOOL_HANDLES_MAX)
+		return "max_handles out of range";
+	layout_compute(&l, sh->count, sh->buf_size, sh->cache_size, sh->max_handles);
 	if (sh->buf_stride != l.buf_stride || sh->total_size != l.total ||
-	    sh->ring_off != pool + l.ring_rel || sh->meta_off != pool + l.meta_rel ||
+	    sh->handle_stride != l.handle_stride || sh->ring_off != pool + l.ring_rel ||
+	    sh->handles_off != pool + l.handles_rel || sh->meta_off != pool + l.meta_rel ||
 	    sh->data_off != pool + l.data_rel)
 		return "part offsets do not match its sizes";
 	if (l.total > r->size - pool)
@@ -312,13 +415,77 @@ static const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
 	return NULL;
 }
 
+struct pktpool_shared *pool_header(struct mpops_region *r, mpops_off_t pool, int *rc)
+{
+	struct pktpool_shared *sh;
+	const char *bad;
+
+	*rc = -EINVAL;
+	if (pool < r->hdr->hdr_size || pool % 64 || pool > r->size - sizeof(*sh)) {
+		log_err("region '%s': offset %#llx is not a packet pool (outside the region's objects): pass what mpops_pktpool_create() or mpops_root_get() gave",
+			r->name, (unsigned long long)pool);
+		return NULL;
+	}
+	sh = (struct pktpool_shared *)((char *)r->base + pool);
+	if (sh->magic != PKTPOOL_MAGIC) {
+		log_err("region '%s': offset %#llx is not a packet pool (magic %#llx): pass what mpops_pktpool_create() or mpops_root_get() gave",
+			r->name, (unsigned long long)pool, (unsigned long long)sh->magic);
+		return NULL;
+	}
+	atomic_thread_fence(memory_order_acquire);
+	if (sh->version != PKTPOOL_VERSION || sh->layout_hash != pkt_layout_hash()) {
+		log_err("pktpool '%.*s': made with pool version %u, layout %#llx; this process has version %u, layout %#llx: rebuild both from the same mpops version",
+			MPOPS_NAME_MAX, sh->name, sh->version, (unsigned long long)sh->layout_hash,
+			PKTPOOL_VERSION, (unsigned long long)pkt_layout_hash());
+		*rc = -EPROTO;
+		return NULL;
+	}
+	if ((bad = pool_header_bad(r, pool, sh))) {
+		log_err("pktpool '%.*s' at %#llx has a corrupt header (%s): recreate the region",
+			MPOPS_NAME_MAX, sh->name, (unsigned long long)pool, bad);
+		return NULL;
+	}
+	*rc = 0;
+	return sh;
+}
+
+/*
+ * A handle record for this process: one of its own closed ones (its
+ * buffers keep their owner), else a free one. @return the index, or -1.
+ */
+static int handle_take(struct pktpool_shared *sh, int32_t me, uint64_t start)
+{
+	for (uint32_t i = 0; i < sh->max_handles; i++) {
+		struct pkt_handle_shared *hs = pool_handle(sh, i);
+		uint32_t closed = HANDLE_CLOSED;
+
+		if (atomic_load(&hs->pid) == me && hs->start_time == start &&
+		    __atomic_compare_exchange_n(&hs->state, &closed, HANDLE_OPEN, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return (int)i;
+	}
+	for (uint32_t i = 0; i < sh->max_handles; i++) {
+		struct pkt_handle_shared *hs = pool_handle(sh, i);
+		int32_t none = 0;
+
+		if (atomic_compare_exchange_strong(&hs->pid, &none, me)) {
+			hs->start_time = start;
+			store_u32(&hs->len, 0);
+			store_u32(&hs->state, HANDLE_OPEN);
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
 int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 		       struct mpops_pktpool **out)
 {
 	struct pktpool_shared *sh;
 	struct mpops_pktpool *p;
-	const char *bad;
-	int rc;
+	int32_t me = getpid();
+	uint64_t start;
+	int rc, i;
 
 	if (!r || !out) {
 		log_err("mpops_pktpool_open: region and out must not be NULL");
@@ -327,40 +494,31 @@ int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 	*out = NULL;
 	if ((rc = region_writable(r, "mpops_pktpool_open")) < 0)
 		return rc;
-	if (pool < r->hdr->hdr_size || pool % 64 || pool > r->size - sizeof(*sh)) {
-		log_err("region '%s': offset %#llx is not a packet pool (outside the region's objects): pass what mpops_pktpool_create() or mpops_root_get() gave",
-			r->name, (unsigned long long)pool);
-		return -EINVAL;
-	}
-	sh = (struct pktpool_shared *)((char *)r->base + pool);
-	if (sh->magic != PKTPOOL_MAGIC) {
-		log_err("region '%s': offset %#llx is not a packet pool (magic %#llx): pass what mpops_pktpool_create() or mpops_root_get() gave",
-			r->name, (unsigned long long)pool, (unsigned long long)sh->magic);
-		return -EINVAL;
-	}
-	atomic_thread_fence(memory_order_acquire);
-	if (sh->version != PKTPOOL_VERSION || sh->layout_hash != pkt_layout_hash()) {
-		log_err("pktpool '%.*s': made with pool version %u, layout %#llx; this process has version %u, layout %#llx: rebuild both from the same mpops version",
-			MPOPS_NAME_MAX, sh->name, sh->version, (unsigned long long)sh->layout_hash,
-			PKTPOOL_VERSION, (unsigned long long)pkt_layout_hash());
-		return -EPROTO;
-	}
-	if ((bad = pool_header_bad(r, pool, sh))) {
-		log_err("pktpool '%.*s' at %#llx has a corrupt header (%s): recreate the region",
-			MPOPS_NAME_MAX, sh->name, (unsigned long long)pool, bad);
-		return -EINVAL;
-	}
-	p = calloc(1, sizeof(*p) + (size_t)sh->cache_size * sizeof(p->cache[0]));
-	if (!p) {
-		log_err("pktpool '%.*s': out of memory for a handle with a cache of %u",
-			MPOPS_NAME_MAX, sh->name, sh->cache_size);
+	if (!(sh = pool_header(r, pool, &rc)))
+		return rc;
+	if (!(p = calloc(1, sizeof(*p)))) {
+		log_err("pktpool '%.*s': out of memory for a handle", MPOPS_NAME_MAX, sh->name);
 		return -ENOMEM;
+	}
+	start = mpops_proc_start_time(me);
+	i = handle_take(sh, me, start);
+	if (i < 0 && r->role == MPOPS_ROLE_PRIMARY && pool_reclaim(sh) > 0)
+		i = handle_take(sh, me, start);
+	if (i < 0) {
+		log_err("pktpool '%.*s': all %u handle records are taken (open handles, and those of processes gone that the primary has not noticed yet): close handles or create the pool with a larger max_handles",
+			MPOPS_NAME_MAX, sh->name, sh->max_handles);
+		free(p);
+		return -ENOSPC;
 	}
 	p->r = r;
 	p->base = r->base;
 	p->sh = sh;
-	p->ring = (struct pkt_ring_shared *)(p->base + sh->ring_off);
-	p->meta = (struct mpops_pkt *)(p->base + sh->meta_off);
+	p->ring = pool_ring(sh);
+	p->meta = pool_meta(sh);
+	p->hs = pool_handle(sh, (uint32_t)i);
+	p->cache = p->hs->cache;
+	p->index = (uint32_t)i;
+	p->own = p->cur = flags_owned((uint32_t)i + 1);
 	p->pool_off = pool;
 	p->count = sh->count;
 	p->headroom = sh->headroom;
@@ -371,46 +529,15 @@ int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 
 /* ==== cache ============================================================= */
 
-/* Give @n indices from the bottom (the coldest) of the cache to the ring. */
-static void cache_flush(struct mpops_pktpool *p, uint32_t n)
-{
-	if (!ring_enqueue(p->ring, p->cache, n)) {
-		/* The ring holds every buffer, each in one place only: this
-		 * takes overwritten shared state, or concurrent double frees
-		 * that left more copies than the ring has spare slots. */
-		log_err("pktpool '%.*s': the ring refused %u free buffers (corrupt pool state): they are lost; recreate the region",
-			MPOPS_NAME_MAX, p->sh->name, n);
-	}
-	memmove(p->cache, p->cache + n, (p->len - n) * sizeof(p->cache[0]));
-	p->len -= n;
-}
-
-static inline void cache_put(struct mpops_pktpool *p, uint32_t idx)
-{
-	if (p->len == p->cache_size)
-		cache_flush(p, p->cache_size - p->cache_size / 2);
-	p->cache[p->len++] = idx;
-}
-
-void mpops_pktpool_close(struct mpops_pktpool *p)
-{
-	if (!p)
-		return;
-	if (p->len)
-		cache_flush(p, p->len);
-	free(p);
-}
-
-/* ==== alloc ============================================================= */
-
 /*
- * The ALLOCATED flag is read and written by the handle that owns the buffer
- * at that moment, with plain (relaxed atomic) loads and stores: no locked
- * instruction per packet. The flag still travels with the buffer between
- * processes, ordered by the ring's lock, so a double free is caught when
- * the frees are not concurrent. Two frees that race may both see the flag
- * set; the buffer then sits twice in the free set, and pkt_take() catches
- * the second copy if it is taken while the first is allocated.
+ * The ALLOCATED flag, and the owner beside it, are read and written by the
+ * handle that holds the buffer at that moment, with plain (relaxed or
+ * release atomic) loads and stores: no locked instruction per packet. The
+ * flag still travels with the buffer between processes, ordered by the
+ * ring's lock, so a double free is caught when the frees are not
+ * concurrent. Two frees that race may both see the flag set; the buffer
+ * then sits twice in the free set, and pkt_take() catches the second copy
+ * if it is taken while the first is allocated.
  */
 static inline uint32_t flags_get(const struct mpops_pkt *m)
 {
@@ -422,24 +549,87 @@ static inline void flags_set(struct mpops_pkt *m, uint32_t v)
 	__atomic_store_n(&m->flags, v, __ATOMIC_RELAXED);
 }
 
-/* Reset the buffer at @idx for its new owner; NULL if it is allocated
- * already (a copy left by a concurrent double free, see above). */
-static inline struct mpops_pkt *pkt_take(struct mpops_pktpool *p, uint32_t idx)
+static inline uint32_t cache_len(const struct mpops_pktpool *p)
 {
-	struct mpops_pkt *m = &p->meta[idx];
+	return __atomic_load_n(&p->hs->len, __ATOMIC_RELAXED);
+}
 
+/* Give the top @n entries of the cache to the ring. */
+static void cache_flush(struct mpops_pktpool *p, uint32_t n)
+{
+	int rc = ring_move(p, J_FLUSH, n);
+
+	if (rc == 0)
+		return;
+	/* The ring has a slot for every buffer: a full one takes overwritten
+	 * shared state, or concurrent double frees that left more copies than
+	 * it has spare slots; a lock that is not recoverable leaves nowhere to
+	 * put them either. */
+	log_err("pktpool '%.*s': %u free buffers cannot go back to its ring (%s): they are lost (counted); recreate the region",
+		MPOPS_NAME_MAX, p->sh->name, n,
+		rc == -ENOSPC ? "the ring is full: corrupt pool state" : strerror(-rc));
+	__atomic_fetch_add(&p->sh->lost, n, __ATOMIC_RELAXED);
+	store_u32(&p->hs->len, cache_len(p) - n);
+}
+
+/*
+ * Free @m into a cache with room for it: its index onto the cache, then
+ * the flag cleared. Killed in between, the process leaves a cached buffer
+ * still marked allocated, which the primary gives back once (see
+ * pkt_census.c), never one that is nowhere.
+ */
+static inline void cache_push_room(struct mpops_pktpool *p, struct mpops_pkt *m)
+{
+	uint32_t len = cache_len(p);
+
+	p->cache[len] = m->index;
+	__atomic_store_n(&p->hs->len, len + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->flags, 0, __ATOMIC_RELEASE);
+}
+
+static inline void cache_push(struct mpops_pktpool *p, struct mpops_pkt *m)
+{
+	if (cache_len(p) == p->cache_size)
+		cache_flush(p, p->cache_size - p->cache_size / 2);
+	cache_push_room(p, m);
+}
+
+void mpops_pktpool_close(struct mpops_pktpool *p)
+{
+	if (!p)
+		return;
+	if (cache_len(p))
+		cache_flush(p, cache_len(p));
+	/* The record stays this process's: the buffers it still holds name it. */
+	store_u32(&p->hs->state, HANDLE_CLOSED);
+	free(p);
+}
+
+/* ==== alloc ============================================================= */
+
+/* Reset buffer @m for its new holder (flags @cur); 0 if it is allocated
+ * already (a copy left by a concurrent double free, see above). */
+static inline int pkt_reset(struct mpops_pkt *m, uint16_t headroom, uint32_t cur)
+{
 	if (flags_get(m) & MPOPS_PKT_F_ALLOCATED)
-		return NULL;
+		return 0;
 	m->next = 0;
 	m->pkt_len = 0;
-	m->data_off = p->headroom;
+	m->data_off = headroom;
 	m->data_len = 0;
 	m->nb_segs = 1;
 	m->port = 0;
 	m->queue = 0;
 	m->udata = 0;
-	flags_set(m, MPOPS_PKT_F_ALLOCATED);
-	return m;
+	flags_set(m, cur);
+	return 1;
+}
+
+static inline struct mpops_pkt *pkt_take(struct mpops_pktpool *p, uint32_t idx)
+{
+	struct mpops_pkt *m = &p->meta[idx];
+
+	return pkt_reset(m, p->headroom, p->cur) ? m : NULL;
 }
 
 static void dup_log(struct mpops_pktpool *p, uint32_t idx)
@@ -448,42 +638,38 @@ static void dup_log(struct mpops_pktpool *p, uint32_t idx)
 		MPOPS_NAME_MAX, p->sh->name, idx);
 }
 
-static int alloc_fail(struct mpops_pktpool *p, unsigned n)
+static int alloc_fail(struct mpops_pktpool *p, unsigned n, int rc)
 {
+	if (rc != -ENOBUFS)
+		return rc;	/* the lock said why */
 	if (!p->empty_logged) {
 		p->empty_logged = 1;
 		log_err("pktpool '%.*s': no %u free buffers (ring %u, this handle's cache %u): create the pool with a larger count or free buffers sooner (logged once per handle)",
-			MPOPS_NAME_MAX, p->sh->name, n, ring_count(p->ring), p->len);
+			MPOPS_NAME_MAX, p->sh->name, n, ring_count(p->ring), cache_len(p));
 	}
 	return -ENOBUFS;
 }
 
-/* Bring the cache up to at least @n (<= cache_size) entries. */
+/* Bring the cache up to at least @n (<= cache_size) entries.
+ * @return 0, -ENOBUFS, -ENOTRECOVERABLE. */
 static int cache_refill(struct mpops_pktpool *p, unsigned n)
 {
 	unsigned half = p->cache_size - p->cache_size / 2;
-	unsigned target = n > half ? n : half;
+	unsigned target = n > half ? n : half, len = cache_len(p);
+	int rc;
 
 	/* Take a half-full cache's worth, so the next frees do not flush at
 	 * once; failing that, just what is needed. */
-	if (ring_dequeue(p->ring, p->cache + p->len, target - p->len)) {
-		p->len = target;
-		return 0;
-	}
-	if (target > n && ring_dequeue(p->ring, p->cache + p->len, n - p->len)) {
-		p->len = n;
-		return 0;
-	}
-	return -ENOBUFS;
+	if ((rc = ring_move(p, J_REFILL, target - len)) != -ENOBUFS || target == n)
+		return rc;
+	return ring_move(p, J_REFILL, n - len);
 }
 
 /* Give @n just-taken buffers back to the cache (an allocation failed). */
 static void alloc_undo(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++) {
-		flags_set(pkts[i], 0);
-		cache_put(p, pkts[i]->index);
-	}
+	for (unsigned i = 0; i < n; i++)
+		cache_push(p, pkts[i]);
 }
 
 /*
@@ -495,14 +681,21 @@ static int alloc_slow(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned
 		      unsigned n)
 {
 	while (got < n) {
-		uint32_t idx;
+		uint32_t idx, len = cache_len(p);
+		int rc;
 
-		if (p->len == 0 && cache_refill(p, 1) < 0) {
-			alloc_undo(p, pkts, got);
-			return alloc_fail(p, n);
+		if (len == 0) {
+			if ((rc = cache_refill(p, 1)) < 0) {
+				alloc_undo(p, pkts, got);
+				return alloc_fail(p, n, rc);
+			}
+			len = cache_len(p);
 		}
-		idx = p->cache[--p->len];
-		if ((pkts[got] = pkt_take(p, idx)))
+		idx = p->cache[len - 1];
+		/* Marked taken before the cache is shorter (see cache_push_room). */
+		pkts[got] = pkt_take(p, idx);
+		store_u32(&p->hs->len, len - 1);
+		if (pkts[got])
 			got++;
 		else
 			dup_log(p, idx);
@@ -512,28 +705,45 @@ static int alloc_slow(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned
 
 int mpops_pkt_alloc_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
+	uint32_t len;
+	int rc;
+
 	if (!p || (!pkts && n)) {
 		log_err("mpops_pkt_alloc_bulk: pool handle and pkts must not be NULL");
 		return -EINVAL;
 	}
-	if (n > p->len) {
+	len = cache_len(p);
+	if (n > len) {
 		/* All or nothing: check there are n before taking any. */
 		if (n > p->cache_size) {
-			if (n - p->len > ring_count(p->ring))
-				return alloc_fail(p, n);
+			if (n - len > ring_count(p->ring))
+				return alloc_fail(p, n, -ENOBUFS);
 			return alloc_slow(p, pkts, 0, n);
 		}
-		if (cache_refill(p, n) < 0)
-			return alloc_fail(p, n);
+		if ((rc = cache_refill(p, n)) < 0)
+			return alloc_fail(p, n, rc);
+		len = cache_len(p);
 	}
-	for (unsigned i = 0; i < n; i++) {
-		uint32_t idx = p->cache[--p->len];
+	{
+		/* In locals: the stores below could alias the handle's fields. */
+		struct mpops_pkt *meta = p->meta;
+		const uint32_t *cache = p->cache + len - 1, cur = p->cur;
+		const uint16_t headroom = p->headroom;
 
-		if (!(pkts[i] = pkt_take(p, idx))) {
-			dup_log(p, idx);
-			return alloc_slow(p, pkts, i, n);
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t idx = *(cache - i);
+
+			pkts[i] = &meta[idx];
+			if (!pkt_reset(pkts[i], headroom, cur)) {
+				/* The taken ones and the copy off the cache. */
+				store_u32(&p->hs->len, len - 1 - i);
+				dup_log(p, idx);
+				return alloc_slow(p, pkts, i, n);
+			}
 		}
 	}
+	/* Marked taken before the cache is shorter (see cache_push_room). */
+	store_u32(&p->hs->len, len - n);
 	return 0;
 }
 
@@ -546,17 +756,23 @@ struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p)
 
 /* ==== free ============================================================== */
 
-/* Index of @m if it is a metadata slot of this pool that says so, else -1. */
-static inline int64_t seg_index(const struct mpops_pktpool *p, const struct mpops_pkt *m)
+/* Index of @m if it is a metadata slot of the pool whose metadata array
+ * is at @meta (@count buffers, header at @pool) and says so, else -1. */
+static inline int64_t seg_index_in(const struct mpops_pkt *meta, uint32_t count, mpops_off_t pool,
+				   const struct mpops_pkt *m)
 {
-	uintptr_t a = (uintptr_t)m, lo = (uintptr_t)p->meta;
-	uint64_t rel = (uint64_t)(a - lo);
+	uint64_t rel = (uint64_t)((uintptr_t)m - (uintptr_t)meta);
 
-	if (a < lo || rel >= (uint64_t)p->count * META_SIZE || rel % META_SIZE)
+	if (rel >= (uint64_t)count * META_SIZE || rel % META_SIZE)
 		return -1;
-	if (m->index != rel / META_SIZE || m->pool != p->pool_off)
+	if (m->index != rel / META_SIZE || m->pool != pool)
 		return -1;
 	return (int64_t)(rel / META_SIZE);
+}
+
+static inline int64_t seg_index(const struct mpops_pktpool *p, const struct mpops_pkt *m)
+{
+	return seg_index_in(p->meta, p->count, p->pool_off, m);
 }
 
 /* The segment after @m: 0 and *nx (NULL at the end), or -EINVAL. */
@@ -616,7 +832,11 @@ static int64_t chain_check(const struct mpops_pktpool *p, const struct mpops_pkt
 	}
 }
 
-/* A chain of more than one segment: check it all, then free each. */
+/*
+ * A chain of more than one segment: check it all, make every segment this
+ * process's (a process killed while freeing it leaves the rest of the
+ * chain its own, given back when it is gone), then free each.
+ */
 static int chain_free(struct mpops_pktpool *p, struct mpops_pkt *pkt)
 {
 	struct mpops_pkt *m = pkt, *nx = NULL;
@@ -625,10 +845,14 @@ static int chain_free(struct mpops_pktpool *p, struct mpops_pkt *pkt)
 	if (nseg < 0)
 		return -EINVAL;
 	for (int64_t i = 0; i < nseg; i++, m = nx) {
+		seg_next(p, m, &nx);
+		flags_set(m, p->own);
+	}
+	m = pkt;
+	for (int64_t i = 0; i < nseg; i++, m = nx) {
 		/* Read next before the segment can reach the ring and be reused. */
 		seg_next(p, m, &nx);
-		flags_set(m, 0);
-		cache_put(p, m->index);
+		cache_push(p, m);
 	}
 	return 0;
 }
@@ -644,8 +868,7 @@ static inline int pkt_free_one(struct mpops_pktpool *p, struct mpops_pkt *m)
 		return chain_free(p, m);
 	if (seg_index(p, m) < 0 || !(flags_get(m) & MPOPS_PKT_F_ALLOCATED))
 		return seg_bad(p, m, 0);
-	flags_set(m, 0);
-	p->cache[p->len++] = m->index;
+	cache_push_room(p, m);
 	return 0;
 }
 
@@ -657,13 +880,17 @@ int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt)
 	}
 	if (!pkt)
 		return 0;
-	if (p->len == p->cache_size)
+	if (cache_len(p) == p->cache_size)
 		cache_flush(p, p->cache_size - p->cache_size / 2);
 	return pkt_free_one(p, pkt);
 }
 
 int mpops_pkt_free_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
 {
+	/* In locals: the stores below could alias the handle's fields. */
+	const struct mpops_pkt *meta;
+	uint32_t *cache, *lenp, count;
+	mpops_off_t pool;
 	unsigned half;
 	int first = 0;
 
@@ -671,26 +898,42 @@ int mpops_pkt_free_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsign
 		log_err("mpops_pkt_free_bulk: pool handle and pkts must not be NULL");
 		return -EINVAL;
 	}
+	meta = p->meta;
+	cache = p->cache;
+	lenp = &p->hs->len;
+	count = p->count;
+	pool = p->pool_off;
 	half = p->cache_size - p->cache_size / 2;
 	while (n) {
 		unsigned k = n < half ? n : half, i;
+		uint32_t len;
 
 		/* Room for k one-segment packets, made once: half the cache
 		 * to the ring if they do not fit. */
-		if (p->len + k > p->cache_size)
+		if (cache_len(p) + k > p->cache_size)
 			cache_flush(p, half);
+		len = cache_len(p);
 		for (i = 0; i < k; i++) {
 			struct mpops_pkt *m = pkts[i];
-			int rc;
+			int rc = 0;
 
 			if (!m)
 				continue;
 			if (!m->next) {
-				rc = pkt_free_one(p, m);
+				if (seg_index_in(meta, count, pool, m) < 0 ||
+				    !(flags_get(m) & MPOPS_PKT_F_ALLOCATED)) {
+					rc = seg_bad(p, m, 0);
+				} else {
+					/* As cache_push_room(): the entry, then the flag. */
+					cache[len] = m->index;
+					__atomic_store_n(lenp, ++len, __ATOMIC_RELAXED);
+					__atomic_store_n(&m->flags, 0, __ATOMIC_RELEASE);
+				}
 			} else {
 				/* A chain takes more room than it was given. */
 				rc = chain_free(p, m);
-				if (p->len + (k - i - 1) > p->cache_size)
+				len = cache_len(p);
+				if (len + (k - i - 1) > p->cache_size)
 					k = i + 1;
 			}
 			if (rc < 0 && first == 0)
@@ -702,11 +945,53 @@ int mpops_pkt_free_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsign
 	return first;
 }
 
+/* ==== hand-off between processes ======================================== */
+
+/* Give every allocated buffer of @pkts the owner flags @flags. */
+static int owner_set(struct mpops_pkt **pkts, unsigned n, uint32_t flags, const char *what)
+{
+	int first = 0;
+
+	if (!pkts && n) {
+		log_err("%s: pkts must not be NULL", what);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct mpops_pkt *m = pkts[i];
+		uint32_t f;
+
+		if (!m)
+			continue;
+		f = flags_get(m);
+		if (!(f & MPOPS_PKT_F_ALLOCATED) || owner_of(f) == OWNER_UNUSABLE) {
+			log_err("%s: buffer %u is not allocated: nothing done for it", what, m->index);
+			first = first ? first : -EINVAL;
+			continue;
+		}
+		flags_set(m, flags);
+	}
+	return first;
+}
+
+int mpops_pkt_handoff(struct mpops_pkt **pkts, unsigned n)
+{
+	return owner_set(pkts, n, flags_owned(0), "mpops_pkt_handoff");
+}
+
+int mpops_pkt_adopt(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n)
+{
+	if (!p) {
+		log_err("mpops_pkt_adopt: pool handle must not be NULL");
+		return -EINVAL;
+	}
+	return owner_set(pkts, n, p->own, "mpops_pkt_adopt");
+}
+
 /* ==== queries =========================================================== */
 
 unsigned mpops_pktpool_avail(const struct mpops_pktpool *p)
 {
-	return p ? ring_count(p->ring) + p->len : 0;
+	return p ? ring_count(p->ring) + cache_len(p) : 0;
 }
 
 unsigned mpops_pktpool_count(const struct mpops_pktpool *p)

@@ -13,18 +13,67 @@
 #include "priv.h"
 
 #define PKTPOOL_MAGIC 0x4c4f4f50544b504dULL /* "MPKTPOOL" little-endian */
-#define PKTPOOL_VERSION 1
+#define PKTPOOL_VERSION 2
 #define PKTPOOL_COUNT_MAX (1u << 24)
+#define PKTPOOL_HANDLES_DEF 64u
+#define PKTPOOL_HANDLES_MAX 1024u
+
+/*
+ * Who holds an allocated buffer: mpops_pkt.flags above its ALLOCATED bit.
+ * The owner field (bits 8..31) is
+ *  - 0: nobody (handed off with mpops_pkt_handoff(), not adopted yet);
+ *  - 1..max_handles: a process, by one of its handle records (index + 1);
+ *  - OWNER_RING | port | queue pair | direction: a port's device ring (set
+ *    by the port layer around each burst, see port.c; the port by a number
+ *    of its own, 1..2047);
+ *  - OWNER_UNUSABLE: never handed out (spans two hugepages, see create).
+ * Written with the plain stores that set and clear ALLOCATED: no extra
+ * instruction on the pool's fast path.
+ */
+#define OWNER_SHIFT 8
+#define OWNER_RING (1u << 23)
+#define OWNER_RING_TX (1u << 4)
+#define OWNER_RING_ANYQ (1u << 5)	/* posted outside a burst (port start) */
+#define OWNER_PORT_SHIFT 6
+#define OWNER_PORT_MAX 0x7ffu
+#define OWNER_UNUSABLE 0x7fffffu
+
+static inline uint32_t owner_of(uint32_t flags)
+{
+	return flags >> OWNER_SHIFT;
+}
+
+static inline uint32_t flags_owned(uint32_t owner)
+{
+	return MPOPS_PKT_F_ALLOCATED | owner << OWNER_SHIFT;
+}
+
+/* Flags of a buffer on queue pair @qp's rx (@tx 0) or tx ring of port @port. */
+static inline uint32_t flags_ring(uint32_t port, uint16_t qp, int tx)
+{
+	return flags_owned(OWNER_RING | (port & OWNER_PORT_MAX) << OWNER_PORT_SHIFT |
+			   (qp & 15u) | (tx ? OWNER_RING_TX : 0));
+}
+
+static inline uint32_t owner_port(uint32_t owner)
+{
+	return (owner >> OWNER_PORT_SHIFT) & OWNER_PORT_MAX;
+}
+
+/* Journal of the free ring: which exchange is under way. */
+enum { J_NONE = 0, J_FLUSH = 1, J_REFILL = 2 };
 
 /*
  * Bounded ring of free buffer indices shared by every process. Taking and
  * giving back happen in bulk (a handle's cache refill or flush) under a
- * robust shared lock: a process killed in the middle leaves the ring
- * consistent, because the slots are copied first and head or tail moves
- * with one store at the end; the next locker takes the lock over. (A
- * lock-free two-phase ring, as DPDK's rte_ring, would wait forever for the
- * dead process's claim to be published.) Indices run freely and wrap at
- * 2^32; a slot is index & mask.
+ * robust shared lock. An exchange changes two things, the ring's head or
+ * tail and the handle's cache length (both in shared memory), so it writes
+ * a journal first (what, whose cache, the length and the ring index
+ * before): when a process dies inside, the next locker sees from the ring
+ * index whether the exchange was published and sets the cache length to
+ * match. (A lock-free two-phase ring, as DPDK's rte_ring, would wait
+ * forever for the dead process's claim to be published.) Indices run
+ * freely and wrap at 2^32; a slot is index & mask.
  */
 struct pkt_ring_shared {
 	struct shlock lock;
@@ -33,17 +82,44 @@ struct pkt_ring_shared {
 	uint32_t size;		/* slots, a power of two */
 	uint32_t mask;		/* size - 1 */
 	uint32_t capacity;	/* most entries held: size - 1 >= count */
-	uint32_t pad[11];
+	uint32_t j_op;		/* J_*: the exchange under way, 0 none */
+	uint32_t j_handle;	/* ... with this handle record's cache */
+	uint32_t j_n;		/* ... of this many entries */
+	uint32_t j_len;		/* its cache length before */
+	uint32_t j_pos;		/* head (refill) or tail (flush) before */
+	uint32_t pad[6];
 	uint32_t slots[];
 };
 _Static_assert(sizeof(struct pkt_ring_shared) == 128, "pkt ring layout");
 _Static_assert(offsetof(struct pkt_ring_shared, head) == 64, "pkt ring layout");
 
+/* Handle record states; the pid field says whether it is taken. */
+enum { HANDLE_FREE = 0, HANDLE_OPEN = 1, HANDLE_CLOSED = 2 };
+
+/*
+ * One handle's cache, in shared memory so that the primary can give a dead
+ * process's cached buffers back. Owned by the process whose pid it holds:
+ * only that process writes len and cache[] while it lives. The record's
+ * index + 1 is also the owner of every buffer the process allocates (see
+ * above): a closed handle's record stays with its process (reused by its
+ * next open) until the primary notices the process is gone and gives back
+ * what it still held.
+ */
+struct pkt_handle_shared {
+	_Atomic int32_t pid;	/* 0 = free; taken with a compare-and-swap */
+	uint32_t state;		/* HANDLE_* */
+	uint64_t start_time;	/* of pid, to tell a reused pid */
+	uint32_t len;		/* entries in cache[] */
+	uint32_t pad[11];
+	uint32_t cache[];	/* cache_size buffer indices, a stack */
+};
+_Static_assert(sizeof(struct pkt_handle_shared) == 64, "pkt handle layout");
+
 /*
  * One allocation holds the whole pool, in this order, each part aligned to
- * 64: this header, the ring and its slots, the metadata array (count x
- * struct mpops_pkt) and the buffers (count x buf_stride). Every offset is
- * from the region base.
+ * 64: this header, the ring and its slots, the handle records, the
+ * metadata array (count x struct mpops_pkt) and the buffers (count x
+ * buf_stride). Every offset is from the region base.
  */
 struct pktpool_shared {
 	uint64_t magic;		/* PKTPOOL_MAGIC, written last */
@@ -61,11 +137,22 @@ struct pktpool_shared {
 	mpops_off_t data_off;
 	uint64_t total_size;	/* of the whole allocation */
 	char name[MPOPS_NAME_MAX + 1];
-	uint64_t pad[2];
+	mpops_off_t handles_off;
+	uint32_t max_handles;
+	uint32_t handle_stride;	/* bytes per record, cache included */
+	uint32_t usable;	/* buffers a device can reach (the rest never leave) */
+	uint32_t pad0;
+	/* Counters, written under the ring's lock. */
+	uint64_t reclaimed;	/* given back from processes that are gone */
+	uint64_t recovered;	/* left on a port's rings by dead bursts, given back at stop */
+	uint64_t lost;		/* given up for good (see mpops_pktpool_census) */
+	uint64_t reclaims;	/* processes whose buffers were given back */
+	uint64_t pad[11];
 };
-_Static_assert(sizeof(struct pktpool_shared) == 128, "pktpool layout");
+_Static_assert(sizeof(struct pktpool_shared) == 256, "pktpool layout");
 _Static_assert(offsetof(struct pktpool_shared, self_off) == 40, "pktpool layout");
 _Static_assert(offsetof(struct pktpool_shared, name) == 80, "pktpool layout");
+_Static_assert(offsetof(struct pktpool_shared, reclaimed) == 136, "pktpool layout");
 
 _Static_assert(sizeof(struct mpops_pkt) == 64, "mpops_pkt layout");
 _Static_assert(offsetof(struct mpops_pkt, pkt_len) == 24, "mpops_pkt layout");
@@ -80,16 +167,96 @@ struct mpops_pktpool {
 	struct pktpool_shared *sh;
 	struct pkt_ring_shared *ring;
 	struct mpops_pkt *meta;		/* metadata array in this process */
+	struct pkt_handle_shared *hs;	/* this handle's record (shared) */
+	uint32_t *cache;		/* hs->cache */
 	mpops_off_t pool_off;
 	uint32_t count;
 	uint32_t cache_size;
 	uint16_t headroom;
-	uint32_t len;			/* cached indices */
+	uint32_t index;			/* of hs */
+	uint32_t own;			/* flags of a buffer this process holds */
+	uint32_t cur;			/* flags a new buffer gets: own, or a
+					   ring's while the port layer runs a
+					   burst through this handle (port.c) */
 	int empty_logged;		/* -ENOBUFS logged once per handle */
-	uint32_t cache[];		/* cache_size buffer indices, a stack */
 };
 
 /* Hash of the sizes and offsets above, stored in every pool. */
 uint64_t pkt_layout_hash(void);
+
+/* The parts of a pool, at this process's addresses. */
+static inline struct pkt_ring_shared *pool_ring(struct pktpool_shared *sh)
+{
+	return (struct pkt_ring_shared *)((char *)sh - sh->self_off + sh->ring_off);
+}
+
+static inline struct mpops_pkt *pool_meta(struct pktpool_shared *sh)
+{
+	return (struct mpops_pkt *)((char *)sh - sh->self_off + sh->meta_off);
+}
+
+static inline struct pkt_handle_shared *pool_handle(struct pktpool_shared *sh, uint32_t i)
+{
+	return (struct pkt_handle_shared *)((char *)sh - sh->self_off + sh->handles_off +
+					    (uint64_t)i * sh->handle_stride);
+}
+
+/* pkt_census.c: give back what gone processes held in the pool at @sh
+ * (primary). @return buffers given back, or -ENOTRECOVERABLE. */
+int pool_reclaim(struct pktpool_shared *sh);
+
+/* pkt.c: lock the free ring (repairing a dead holder's exchange). */
+int pool_lock(struct pktpool_shared *sh);
+/* pkt.c: the header checks of open: NULL if sound, else what is wrong. */
+const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
+			    const struct pktpool_shared *sh);
+/* pkt.c: check magic, version and header of the pool at @pool (logged).
+ * @return its header, or NULL and *rc. */
+struct pktpool_shared *pool_header(struct mpops_region *r, mpops_off_t pool, int *rc);
+
+/* The port layer: what a burst through @p tags, and what @p's process holds. */
+static inline uint32_t *pktpool_cur_ref(struct mpops_pktpool *p)
+{
+	return &p->cur;
+}
+
+static inline uint32_t pktpool_own(const struct mpops_pktpool *p)
+{
+	return p->own;
+}
+
+/* Flags of a buffer on a ring of port @port whose queue is not known
+ * (what a port's start posts). */
+static inline uint32_t pktpool_ring_anyq(uint32_t port)
+{
+	return flags_owned(OWNER_RING | (port & OWNER_PORT_MAX) << OWNER_PORT_SHIFT |
+			   OWNER_RING_ANYQ);
+}
+
+/* Flags of a buffer on queue pair @qp's rx or tx ring of port @port. */
+static inline uint32_t pktpool_ring(uint32_t port, uint16_t qp, int tx)
+{
+	return flags_ring(port, qp, tx);
+}
+
+/*
+ * Primary, after the driver of port number @port took every ring back
+ * (port stop): give back the buffers still marked as on that port's rings
+ * and held by nobody (a burst whose process died inside left them).
+ * @return how many, or -ENOTRECOVERABLE.
+ */
+int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *name);
+
+/* mpops_pktpool_census() counting on_queue[] for port number @port only
+ * (0: every port's rings together). */
+int pktpool_census(struct mpops_region *r, mpops_off_t pool, uint32_t port,
+		   struct mpops_pktpool_census *c);
+
+/*
+ * Primary: give back what processes that are gone held in every pool of
+ * the region (their caches, what they allocated and did not hand to a
+ * ring). Called when the primary notices a death or an exit (proc.c).
+ */
+void pktpool_reclaim_gone(struct mpops_region *r);
 
 #endif

@@ -31,7 +31,10 @@
 
 #include <mpops/port_driver.h>
 
+#include "pkt_priv.h"
 #include "region_priv.h"
+
+_Static_assert(MPOPS_PKTPOOL_CENSUS_QP == MPOPS_PORT_MAX_QP, "census by queue pair");
 
 MPOPS_OPS_CLASS_DEFINE(mpops_port_drv, MPOPS_PORT_DRV_OPS)
 
@@ -108,6 +111,7 @@ struct mpops_port {
 	uint8_t claimed[MPOPS_PORT_MAX_QP];
 	/* busy and epoch words of an unclaimed entry: an epoch no entry has */
 	uint32_t idle_busy[MPOPS_PORT_MAX_QP][2];
+	uint32_t idle_flags;		/* pool_flags of an unclaimed entry */
 	_Atomic uint32_t logged;
 	struct mpops_port *next;	/* the region's open ports in this process */
 };
@@ -286,10 +290,12 @@ static void epoch_move(struct mpops_port *p)
 }
 
 /* Wait until no process is inside a burst of the port. A process that
- * died inside one never leaves it: its busy word is cleared. */
-static void bursts_wait(struct mpops_port *p)
+ * died inside one never leaves it: its busy word is cleared. @return 0, or
+ * -ETIMEDOUT a live process stayed inside one (logged). */
+static int bursts_wait(struct mpops_port *p)
 {
 	struct timespec ts = { 0, 100000 };
+	int rc = 0;
 
 	barrier_all();
 	for (uint16_t q = 0; q < p->sh->nb_qp; q++) {
@@ -305,11 +311,19 @@ static void bursts_wait(struct mpops_port *p)
 			if (i == 20000) {	/* 2 s: a burst takes microseconds */
 				log_err("port %s: pid %d stayed inside a burst on queue pair %u for 2 s: going on without it",
 					p->sh->name, (int)owner, q);
+				rc = -ETIMEDOUT;
 				break;
 			}
 			nanosleep(&ts, NULL);
 		}
 	}
+	return rc;
+}
+
+/* The port's number in the marks on its buffers (pkt_priv.h). */
+static uint32_t ring_id(const struct mpops_port *p)
+{
+	return (p->sh->obj_id & 0xffffu) + 1;
 }
 
 /* ==== the primary's side of the channel ================================= */
@@ -463,6 +477,7 @@ static void idle_reset(struct mpops_port *p, uint16_t qp)
 	p->idle_busy[qp][1] = UINT32_MAX;
 	p->fp.q[qp].epoch = 0;
 	p->fp.q[qp].busy = p->idle_busy[qp];
+	p->fp.q[qp].pool_flags = &p->idle_flags;
 }
 
 static struct mpops_port *handle_new(struct mpops_region *r, mpops_off_t off)
@@ -782,7 +797,11 @@ int mpops_port_start(struct mpops_port *p)
 		return rc;
 	if (atomic_load(&p->sh->state) == PORT_STARTED)
 		return 0;
-	if ((rc = p->drv->start(p)) < 0)
+	/* What the driver posts now is its rings' (no queue pair recorded). */
+	*pktpool_cur_ref(p->pool) = pktpool_ring_anyq(ring_id(p));
+	rc = p->drv->start(p);
+	*pktpool_cur_ref(p->pool) = pktpool_own(p->pool);
+	if (rc < 0)
 		return rc;
 	/* Caches go stale before any burst can run again. */
 	epoch_move(p);
@@ -803,8 +822,13 @@ int mpops_port_stop(struct mpops_port *p)
 		return 0;
 	atomic_store(&p->sh->state, PORT_STOPPED);
 	epoch_move(p);
-	bursts_wait(p);
+	rc = bursts_wait(p);
 	p->drv->stop(p);
+	/* The rings are empty now: what is still marked as on them was left
+	 * by a burst whose process died inside. Not while a live one may
+	 * still be inside a burst, with its buffers marked so. */
+	if (rc == 0)
+		pktpool_recover_rings(p->pool, ring_id(p), p->sh->name);
 	return 0;
 }
 
@@ -907,6 +931,10 @@ int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 	p->claimed[qp] = 1;
 	p->fp.q[qp].busy = &c->busy;
 	p->fp.q[qp].epoch = 0;
+	p->fp.q[qp].own = pktpool_own(p->pool);
+	p->fp.q[qp].pool_flags = pktpool_cur_ref(p->pool);
+	p->fp.q[qp].ring_rx = pktpool_ring(ring_id(p), qp, 0);
+	p->fp.q[qp].ring_tx = pktpool_ring(ring_id(p), qp, 1);
 	if ((rc = fpq_build(p, qp)) < 0 && rc != -ENOTCONN) {
 		mpops_port_release(p, qp);
 		return rc;
@@ -969,7 +997,7 @@ int mpops__port_burst_slow(struct mpops_port *p, uint16_t qp, struct mpops_pkt *
 			return 0;
 		}
 	}
-	nb = (tx ? q->tx : q->rx)(q->queue, pkts, n);
+	nb = mpops__port_call(q, pkts, n, tx);
 	__atomic_store_n(q->busy, 0, __ATOMIC_RELEASE);
 	return nb;
 }
@@ -1054,6 +1082,28 @@ int mpops_port_stats_get(struct mpops_port *p, uint16_t qp, struct mpops_port_qu
 	if (tx)
 		*tx = p->sh->stats[qp][1];
 	return 0;
+}
+
+int mpops_port_claim_info(struct mpops_port *p, uint16_t qp, struct mpops_port_claim_info *ci)
+{
+	struct port_claim_shared *c;
+
+	if (!p || !ci || ci->sz < sizeof(*ci))
+		return -EINVAL;
+	if (qp >= p->sh->nb_qp)
+		return -ERANGE;
+	c = &p->sh->claims[qp];
+	ci->pid = atomic_load(&c->pid);
+	ci->start_time = c->start_time;
+	ci->in_burst = __atomic_load_n(&c->busy, __ATOMIC_ACQUIRE) != 0;
+	return 0;
+}
+
+int mpops_port_pool_census(struct mpops_port *p, struct mpops_pktpool_census *c)
+{
+	if (!p)
+		return -EINVAL;
+	return pktpool_census(p->r, p->sh->pool_off, ring_id(p), c);
 }
 
 int mpops_port_info_get(struct mpops_port *p, struct mpops_port_info *in)

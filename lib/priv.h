@@ -20,8 +20,11 @@
 
 /*
  * A lock that lives in shared memory: a robust, process-shared mutex, so a
- * process that dies holding it does not wedge the others (the next locker
- * gets EOWNERDEAD and takes it over). Padded to a cache line so the shared
+ * process that dies holding it does not wedge the others. The next locker
+ * gets EOWNERDEAD: the state the lock protects may be half changed, so it
+ * is repaired (shlock_lock_repair()) before the lock is marked consistent;
+ * a repair that fails leaves the lock not recoverable, and every later
+ * locker gets -ENOTRECOVERABLE. Padded to a cache line so the shared
  * layouts do not depend on the size of pthread_mutex_t.
  */
 struct shlock {
@@ -32,11 +35,36 @@ struct shlock {
 };
 _Static_assert(sizeof(struct shlock) == 64, "shlock layout");
 
+/* Put the state a lock protects right after its holder died inside
+ * (called with the lock held). @return 0, or -errno: it cannot be. */
+typedef int (*shlock_repair_fn)(void *arg);
+
 int shlock_init(struct shlock *l);
-/* Lock; returns 0, or 1 when the previous holder died (state may need a
- * repair by the caller; the lock is held either way). */
+/*
+ * Lock @l, which protects @what (for the log lines). When the previous
+ * holder died inside, @repair(@arg) runs first (NULL: the state is
+ * consistent at every store, nothing to repair) and one line is logged.
+ * @return 0 (held), or -ENOTRECOVERABLE (not held; logged): the repair
+ * failed now or earlier.
+ */
+int shlock_lock_repair(struct shlock *l, const char *what, shlock_repair_fn repair, void *arg);
+/* shlock_lock_repair() of state that needs no repair. */
 int shlock_lock(struct shlock *l);
 void shlock_unlock(struct shlock *l);
+
+/*
+ * Test points: named places inside critical sections where a test makes
+ * the process die (tests/crash_point.c installs the hook). A process-local
+ * pointer, NULL in every product process: a load and a branch, on slow
+ * paths only.
+ */
+extern void (*mpops__test_point_hook)(const char *point);
+
+static inline void test_point(const char *point)
+{
+	if (__builtin_expect(mpops__test_point_hook != NULL, 0))
+		mpops__test_point_hook(point);
+}
 
 /* 64-bit FNV-1a. */
 static inline uint64_t fnv1a(uint64_t h, const void *p, size_t n)

@@ -8,55 +8,77 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "pkt_priv.h"
 #include "region_priv.h"
 
 /* ==== identity ========================================================== */
 
-uint64_t mpops_proc_start_time(int32_t pid)
+/* Fields of /proc/PID/stat: state (3), num_threads (20), starttime (22). */
+struct stat_fields {
+	char state;
+	long threads;
+	unsigned long long start;
+};
+
+static int stat_read(int32_t pid, struct stat_fields *f)
 {
 	char path[64], buf[1024];
-	unsigned long long st = 0;
 	ssize_t n;
 	char *p;
 	int fd, field;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
+		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -EIO;
 	buf[n] = '\0';
 	/* The command name may hold spaces and ')': fields start after the last ')'. */
-	if (!(p = strrchr(buf, ')')))
-		return 0;
-	/* p+2 is field 3 (state); start time is field 22. */
+	if (!(p = strrchr(buf, ')')) || p[1] != ' ')
+		return -EIO;
 	p += 2;
+	f->state = *p;
 	for (field = 3; field < 22 && p; field++) {
+		if (field == 20)
+			f->threads = strtol(p, NULL, 10);
 		p = strchr(p, ' ');
 		if (p)
 			p++;
 	}
-	if (p)
-		st = strtoull(p, NULL, 10);
-	return st;
+	f->start = p ? strtoull(p, NULL, 10) : 0;
+	return 0;
+}
+
+uint64_t mpops_proc_start_time(int32_t pid)
+{
+	struct stat_fields f;
+
+	return stat_read(pid, &f) == 0 ? f.start : 0;
 }
 
 int mpops_proc_alive(int32_t pid, uint64_t start_time)
 {
-	uint64_t now;
+	struct stat_fields f;
 
 	if (pid <= 0)
 		return 0;
 	if (kill(pid, 0) < 0 && errno == ESRCH)
 		return 0;
-	now = mpops_proc_start_time(pid);
-	if (now == 0)
+	if (stat_read(pid, &f) < 0 || f.start == 0)
 		return 0;
-	return start_time == 0 || now == start_time;
+	if (start_time != 0 && f.start != start_time)
+		return 0;
+	/* A zombie never runs again, even before its parent reaps it (but a
+	 * thread-group leader that exited before its other threads shows Z
+	 * with threads still running). */
+	if ((f.state == 'Z' || f.state == 'X') && f.threads <= 1)
+		return 0;
+	return 1;
 }
 
 int proc_read_exe(char *buf, size_t len)
@@ -151,6 +173,35 @@ int proc_table_init(struct mpops_region *r)
 	return 0;
 }
 
+/*
+ * Every change to the table is safe at each store: an entry is taken by
+ * its state (written last) and given back by its state (written first).
+ * Only the live count can be off after a holder died: counted again.
+ */
+static int procs_repair(void *arg)
+{
+	struct proc_table_shared *t = arg;
+	uint32_t live = 0;
+
+	for (int i = 0; i < MPOPS_PROC_MAX; i++)
+		live += t->e[i].state == PROC_LIVE;
+	t->live = live;
+	return 0;
+}
+
+static int procs_lock(struct mpops_region *r)
+{
+	return shlock_lock_repair(&r->procs->lock, "the region's process table", procs_repair,
+				  r->procs);
+}
+
+static void entry_clear(struct proc_table_shared *t, struct proc_entry_shared *e)
+{
+	__atomic_store_n(&e->state, PROC_FREE, __ATOMIC_RELEASE);
+	memset(e, 0, sizeof(*e));
+	t->live--;
+}
+
 static void entry_fill(struct proc_entry_shared *e, enum mpops_role role)
 {
 	int n;
@@ -161,7 +212,7 @@ static void entry_fill(struct proc_entry_shared *e, enum mpops_role role)
 	proc_read_exe(e->exe, sizeof(e->exe));
 	n = mpops_build_id(e->build_id, sizeof(e->build_id));
 	e->build_id_len = n > 0 ? (uint32_t)n : 0;
-	e->state = PROC_LIVE;
+	__atomic_store_n(&e->state, PROC_LIVE, __ATOMIC_RELEASE);
 }
 
 static void entry_info(const struct proc_entry_shared *e, struct mpops_proc_info *p)
@@ -178,9 +229,10 @@ static void entry_info(const struct proc_entry_shared *e, struct mpops_proc_info
 int proc_register(struct mpops_region *r, enum mpops_role role)
 {
 	struct proc_table_shared *t = r->procs;
-	int free_i = -1;
+	int free_i = -1, rc;
 
-	shlock_lock(&t->lock);
+	if ((rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
@@ -188,8 +240,7 @@ int proc_register(struct mpops_region *r, enum mpops_role role)
 		if (e->state == PROC_LIVE && !mpops_proc_alive(e->pid, e->start_time)) {
 			log_info("region '%s': reclaiming process-table entry of pid %d, which is gone",
 				 r->name, (int)e->pid);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 		}
 		if (e->state == PROC_FREE && free_i < 0)
 			free_i = i;
@@ -201,6 +252,7 @@ int proc_register(struct mpops_region *r, enum mpops_role role)
 		return -ENOSPC;
 	}
 	entry_fill(&t->e[free_i], role);
+	test_point("proc.filled");
 	t->live++;
 	shlock_unlock(&t->lock);
 	return 0;
@@ -213,7 +265,8 @@ static int entry_remove(struct mpops_region *r, int32_t pid, uint64_t start_time
 	struct proc_table_shared *t = r->procs;
 	int found = 0;
 
-	shlock_lock(&t->lock);
+	if (procs_lock(r) < 0)
+		return 0;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
@@ -221,8 +274,7 @@ static int entry_remove(struct mpops_region *r, int32_t pid, uint64_t start_time
 		    (start_time == 0 || e->start_time == start_time)) {
 			if (out)
 				entry_info(e, out);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 			found = 1;
 			break;
 		}
@@ -266,6 +318,14 @@ void proc_gone(struct mpops_region *r, int32_t pid, uint64_t start_time)
 			 r->name, (int)pid, p.exe);
 		died = 1;
 	}
+	/* What it held in packet pools comes back, once it is really gone: a
+	 * dying process's socket closes in the middle of its exit, a moment
+	 * before it stops being a running process (500 ms at most, on this
+	 * thread); one that detached usually exits right after (50 ms; if it
+	 * lives on, what it still holds comes back at a later sweep). */
+	for (int i = 0; i < (died ? 500 : 50) && mpops_proc_alive(pid, start_time); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	pktpool_reclaim_gone(r);
 	run_exit_cbs(r, &p, died);
 }
 
@@ -273,12 +333,13 @@ int mpops_proc_list(struct mpops_region *r, struct mpops_proc_info *out, unsigne
 {
 	struct proc_table_shared *t;
 	unsigned n = 0;
+	int rc;
 
 	if (!r || (!out && max))
 		return -EINVAL;
 	t = r->procs;
-	if (!r->readonly)
-		shlock_lock(&t->lock);
+	if (!r->readonly && (rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		if (t->e[i].state != PROC_LIVE)
 			continue;
@@ -302,17 +363,19 @@ int mpops_proc_reap(struct mpops_region *r)
 	if ((rc = region_writable(r, "mpops_proc_reap")) < 0)
 		return rc;
 	t = r->procs;
-	shlock_lock(&t->lock);
+	if ((rc = procs_lock(r)) < 0)
+		return rc;
 	for (int i = 0; i < MPOPS_PROC_MAX; i++) {
 		struct proc_entry_shared *e = &t->e[i];
 
 		if (e->state == PROC_LIVE && !mpops_proc_alive(e->pid, e->start_time)) {
 			entry_info(e, &gone[n++]);
-			memset(e, 0, sizeof(*e));
-			t->live--;
+			entry_clear(t, e);
 		}
 	}
 	shlock_unlock(&t->lock);
+	if (r->role == MPOPS_ROLE_PRIMARY)
+		pktpool_reclaim_gone(r);
 	for (int i = 0; i < n; i++) {
 		log_warn("region '%s': pid %d (%s) is gone: entry reclaimed",
 			 r->name, (int)gone[i].pid, gone[i].exe);

@@ -688,7 +688,8 @@ int mpops_root_set(struct mpops_region *r, const char *name, mpops_off_t off)
 	if ((rc = region_writable(r, "mpops_root_set")) < 0)
 		return rc;
 	h = r->hdr;
-	shlock_lock(&h->roots_lock);
+	if ((rc = shlock_lock_repair(&h->roots_lock, "the region's named roots", NULL, NULL)) < 0)
+		return rc;
 	if (root_find(h, name) >= 0) {
 		rc = -EEXIST;
 		log_err("region '%s': root '%s' is already published", r->name, name);
@@ -698,7 +699,8 @@ int mpops_root_set(struct mpops_region *r, const char *name, mpops_off_t off)
 	for (i = 0; i < MPOPS_ROOTS_MAX; i++) {
 		if (h->roots[i].off == 0) {
 			strlcpy(h->roots[i].name, name, sizeof(h->roots[i].name));
-			h->roots[i].off = off;
+			test_point("roots.named");
+			__atomic_store_n(&h->roots[i].off, off, __ATOMIC_RELEASE);
 			rc = 0;
 			break;
 		}
@@ -718,8 +720,8 @@ int mpops_root_get(struct mpops_region *r, const char *name, mpops_off_t *off)
 		return -EINVAL;
 	/* Read-only attaches cannot take the lock; a root is written before
 	 * its offset is published, so a racing reader sees old or new. */
-	if (!r->readonly)
-		shlock_lock(&r->hdr->roots_lock);
+	if (!r->readonly && (i = shlock_lock_repair(&r->hdr->roots_lock, "the region's named roots", NULL, NULL)) < 0)
+		return i;
 	i = root_find(r->hdr, name);
 	if (i >= 0)
 		*off = r->hdr->roots[i].off;
@@ -736,10 +738,15 @@ int mpops_root_del(struct mpops_region *r, const char *name)
 		return -EINVAL;
 	if ((rc = region_writable(r, "mpops_root_del")) < 0)
 		return rc;
-	shlock_lock(&r->hdr->roots_lock);
+	if ((rc = shlock_lock_repair(&r->hdr->roots_lock, "the region's named roots", NULL, NULL)) < 0)
+		return rc;
 	i = root_find(r->hdr, name);
-	if (i >= 0)
+	if (i >= 0) {
+		/* The offset first: a root is free once it is 0, so a process
+		 * dying here leaves a free root, not half a name. */
+		__atomic_store_n(&r->hdr->roots[i].off, 0, __ATOMIC_RELEASE);
 		memset(&r->hdr->roots[i], 0, sizeof(r->hdr->roots[i]));
+	}
 	shlock_unlock(&r->hdr->roots_lock);
 	return i >= 0 ? 0 : -ENOENT;
 }

@@ -28,6 +28,34 @@ struct root_shared {
 };
 _Static_assert(sizeof(struct root_shared) == 64, "root layout");
 
+/* Entries of the allocator's undo log: blocks one call may touch. */
+#define ALLOC_UNDO_MAX 16
+/* Bytes saved per block: its header and its free-list links. */
+#define ALLOC_UNDO_BYTES 80
+
+/*
+ * What one allocator call is changing, saved before it changes it: a
+ * process that dies inside leaves this log, and the next locker puts every
+ * saved byte back (alloc.c). An entry counts once n covers it; n is
+ * written after the entry's bytes.
+ */
+struct alloc_undo_shared {
+	uint32_t active;	/* a call is changing the heap */
+	uint32_t n;		/* entries saved */
+	mpops_off_t free_head;	/* the allocator's fields before the call */
+	uint64_t bytes_used;
+	uint32_t objects;
+	uint32_t free_blocks;
+	uint64_t repairs;	/* calls undone after their process died */
+	uint64_t pad[3];
+	struct {
+		mpops_off_t off;
+		uint64_t pad;
+		uint8_t bytes[ALLOC_UNDO_BYTES];
+	} e[ALLOC_UNDO_MAX];
+};
+_Static_assert(sizeof(struct alloc_undo_shared) == 64 + 96 * ALLOC_UNDO_MAX, "undo layout");
+
 /* Allocator state: a first-fit free list of offset-linked blocks. */
 struct alloc_shared {
 	struct shlock lock;
@@ -38,8 +66,10 @@ struct alloc_shared {
 	uint32_t objects;
 	uint32_t free_blocks;
 	uint64_t pad[3];
+	struct alloc_undo_shared undo;
 };
-_Static_assert(sizeof(struct alloc_shared) == 128, "alloc layout");
+_Static_assert(sizeof(struct alloc_shared) % 64 == 0, "alloc layout");
+_Static_assert(offsetof(struct alloc_shared, undo) == 128, "alloc layout");
 
 struct region_hdr_shared {
 	uint64_t magic;

@@ -245,3 +245,22 @@ unsigned long long json_num(const char *obj, const char *key)
 	cr_assert_not_null(p, "no \"%s\" in:\n%s", key, obj);
 	return strtoull(p + strlen(pat), NULL, 10);
 }
+
+struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_off_t pool,
+						struct mpops_port *port)
+{
+	struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+	for (int i = 0; i < 1000; i++) {
+		unsigned dead = 0;
+
+		cr_assert_eq(port ? mpops_port_pool_census(port, &c) : mpops_pktpool_census(r, pool, &c),
+			     0);
+		for (unsigned k = 0; k < c.nprocs; k++)
+			dead += !c.procs[k].alive;
+		if (!dead && !c.gone)
+			break;
+		usleep(10000);
+	}
+	return c;
+}

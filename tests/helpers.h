@@ -48,6 +48,15 @@ void peer_begin(struct peer *p, const char *prog, const char *const *args, const
  * (20 s at most, then SIGKILL) and its status. @return its wait status. */
 int peer_end(struct peer *p, int sig);
 
+/*
+ * Where the buffers of pool @pool of @r are (through @port when not NULL,
+ * which counts its rings by queue pair), once no process that is gone has a
+ * handle record left: the primary gives back what they held on its channel
+ * thread (10 s at most). Fails the test if the census fails.
+ */
+struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_off_t pool,
+						struct mpops_port *port);
+
 /* The number after "key": in the JSON text @obj; fails the test if none. */
 unsigned long long json_num(const char *obj, const char *key);
 

@@ -376,6 +376,51 @@ static int cmd_pktstress(struct mpops_region *r, int rounds)
 	return st.bad != 0 || st.xfer < 100;
 }
 
+/*
+ * Hold buffers of the test's pool, then wait to be killed: 40 allocated
+ * and 16 of them freed into this handle's cache, 8 held as they are, 8
+ * as two chains of four, and 8 handed off to the test through the
+ * transfer slots (filled with the hand-off pattern). With "leave": exit
+ * without freeing or closing anything instead.
+ */
+static int cmd_pkthold(struct mpops_region *r, int leave)
+{
+	struct pkt_xfer_shared *x = root(r, PKT_MP_XFER);
+	void *base = mpops_region_base(r);
+	struct mpops_pkt *m[40];
+	struct mpops_pktpool *p;
+	mpops_off_t off;
+	int rc;
+
+	if ((rc = mpops_root_get(r, PKT_MP_POOL, &off)) < 0 ||
+	    (rc = mpops_pktpool_open(r, off, &p)) < 0 ||
+	    (rc = mpops_pkt_alloc_bulk(p, m, 40)) < 0) {
+		printf("pkthold=%d\n", rc);
+		return 1;
+	}
+	mpops_pkt_free_bulk(p, m, 16);
+	for (int c = 0; c < 2; c++)
+		for (int k = 0; k < 3; k++)
+			m[24 + 4 * c + k]->next = mpops_off(base, m[25 + 4 * c + k]);
+	for (int i = 0; i < 8; i++)
+		pkt_stress_fill(base, m[32 + i], PKT_XFER_SALT);
+	if ((rc = mpops_pkt_handoff(m + 32, 8)) < 0)
+		return 1;
+	for (int i = 0; i < 8; i++)
+		x->slot[i] = mpops_off(base, m[32 + i]);
+	if (leave) {
+		/* Detached, the pool handle never closed: an exit that leaks. */
+		mpops_region_detach(r);
+		printf("leaving\n");
+		fflush(stdout);
+		_exit(0);
+	}
+	printf("holding\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 /* Free the test pool's buffer at region offset @off through a handle of
  * this process; print what free returned. */
 static int cmd_pktfree(struct mpops_region *r, mpops_off_t off)
@@ -480,6 +525,8 @@ int main(int argc, char **argv)
 		bad = cmd_pktdie(r);
 	} else if (strcmp(cmd, "pktfree") == 0) {
 		bad = argc > 4 ? cmd_pktfree(r, strtoull(argv[4], NULL, 0)) : 2;
+	} else if (strcmp(cmd, "pkthold") == 0 || strcmp(cmd, "pktleave") == 0) {
+		bad = cmd_pkthold(r, strcmp(cmd, "pktleave") == 0);
 	} else if (strcmp(cmd, "pktstress") == 0) {
 		bad = cmd_pktstress(r, argc > 4 ? atoi(argv[4]) : 2000);
 	} else if (strcmp(cmd, "audit") == 0) {

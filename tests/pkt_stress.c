@@ -97,7 +97,7 @@ void pkt_stress_take(struct mpops_pktpool *p, struct pkt_xfer_shared *x,
 			continue;
 		if (!pkt_stress_check(base, m, PKT_XFER_SALT))
 			st->bad++;
-		if (mpops_pkt_free(p, m) != 0)
+		if (mpops_pkt_adopt(p, &m, 1) != 0 || mpops_pkt_free(p, m) != 0)
 			st->bad++;
 		st->xfer++;
 	}
@@ -119,6 +119,9 @@ void pkt_stress_give(struct mpops_pktpool *p, struct pkt_xfer_shared *x,
 			return;
 		}
 		pkt_stress_fill(base, m, PKT_XFER_SALT);
+		/* Another process's from now on: not given back if we die. */
+		if (mpops_pkt_handoff(&m, 1) != 0)
+			st->bad++;
 		/* Only this process fills slots: the slot is still empty. */
 		if (!__atomic_compare_exchange_n(&x->slot[s], &want, mpops_off(base, m), 0,
 						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {

@@ -2,7 +2,8 @@
 /*
  * Packet pool stress shared by test_pkt and mp-secondary: every process
  * allocates, fills, chains, checks and frees buffers of one pool, and
- * frees buffers the test process hands over through a small shared array.
+ * frees buffers the test process hands over through a small shared array
+ * (mpops_pkt_handoff() there, mpops_pkt_adopt() here).
  */
 #ifndef MPOPS_TEST_PKT_STRESS_H
 #define MPOPS_TEST_PKT_STRESS_H

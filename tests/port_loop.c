@@ -46,6 +46,8 @@ static int loop_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	return nb;
 }
 
+void (*loop_tx_hook)(unsigned placed);
+
 static int loop_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
 	struct loop_queue *q = ctx;
@@ -59,6 +61,8 @@ static int loop_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		q->tx->packets++;
 		q->tx->bytes += pkts[nb]->pkt_len;
 		nb++;
+		if (loop_tx_hook)
+			loop_tx_hook(nb);
 	}
 	if (nb && write(q->kickfd, &one, sizeof(one)) == sizeof(one))
 		q->tx->kicks++;

@@ -44,6 +44,10 @@ struct loop_shared *loop_shared(struct mpops_port *port);
 /* Creator: kicks written by every process so far (reads the eventfd). */
 uint64_t loop_kicks(struct mpops_port *port);
 
+/* Called by loop_tx after it placed a packet (@placed so far in this
+ * burst), when set: a test makes the process die there. */
+extern void (*loop_tx_hook)(unsigned placed);
+
 /* Send @n packets of 64 bytes stamped with @seq.. and take back what
  * arrives, up to @n; returns the number received. */
 int loop_traffic(struct mpops_port *port, uint16_t qp, unsigned n);

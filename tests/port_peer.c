@@ -8,6 +8,11 @@
  *     serve   claim QP and keep it; each SIGUSR1 runs one round of "loop"
  *             ("round=K received=N"); SIGTERM ends it
  *     spin    claim QP, print "spinning", then burst without end
+ *     hold    claim QP, transmit COUNT packets (they stay on the loop's
+ *             ring), allocate 40 more and free 16 of them (into its
+ *             cache), print "holding", and wait to be killed
+ *     dietx   claim QP, transmit a burst of 32 and die by SIGKILL inside
+ *             it, after the driver placed COUNT of them
  *     ro      attach read-only and try to claim QP
  *     start   try to start the port (not ours to start)
  *     primary be the primary instead: create the region and a started loop
@@ -29,6 +34,38 @@
 #include "port_loop.h"
 
 static volatile sig_atomic_t stop, go;
+static unsigned die_after;
+
+static void die_in_tx(unsigned placed)
+{
+	if (placed == die_after) {
+		printf("dying after %u\n", placed);
+		fflush(stdout);
+		raise(SIGKILL);
+	}
+}
+
+/* Allocate @n packets of 64 bytes and transmit them in bursts of 32. */
+static int send_some(struct mpops_port *p, uint16_t qp, unsigned n)
+{
+	struct mpops_pkt *pk[32];
+	unsigned sent = 0;
+
+	while (sent < n) {
+		unsigned k = n - sent < 32 ? n - sent : 32;
+		int t;
+
+		if (mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, k) < 0)
+			return -1;
+		for (unsigned i = 0; i < k; i++)
+			pk[i]->data_len = pk[i]->pkt_len = 64;
+		t = mpops_tx_burst(p, qp, pk, (uint16_t)k);
+		if (t != (int)k)
+			return -1;
+		sent += k;
+	}
+	return 0;
+}
 static void on_term(int sig) { (void)sig; stop = 1; }
 static void on_usr1(int sig) { (void)sig; go = 1; }
 
@@ -168,6 +205,22 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(cmd, "watch") == 0) {
 		ok = watch(r, p, qp);
+	} else if (strcmp(cmd, "hold") == 0) {
+		struct mpops_pkt *pk[40];
+
+		if (send_some(p, qp, count) < 0 ||
+		    mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 40) < 0)
+			return 1;
+		mpops_pkt_free_bulk(mpops_port_pool(p), pk + 24, 16);
+		printf("holding\n");
+		for (;;)
+			pause();
+	} else if (strcmp(cmd, "dietx") == 0) {
+		die_after = count;
+		loop_tx_hook = die_in_tx;
+		send_some(p, qp, 32);
+		printf("did not die\n");
+		return 1;
 	} else if (strcmp(cmd, "spin") == 0) {
 		struct mpops_pkt *pk[32];
 

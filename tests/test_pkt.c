@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "helpers.h"
+#include "pkt_priv.h"
 #include "pkt_stress.h"
 
 /* The layout every process relies on. */
@@ -230,7 +232,9 @@ Test(pkt, alloc_resets_fields)
 	cr_assert_eq(m->port, 0);
 	cr_assert_eq(m->queue, 0);
 	cr_assert_eq(m->udata, 0);
-	cr_assert_eq(m->flags, MPOPS_PKT_F_ALLOCATED);
+	/* Allocated, and held by this handle's process (the owner above the flag). */
+	cr_assert_eq(m->flags & 0xff, MPOPS_PKT_F_ALLOCATED);
+	cr_assert_neq(m->flags >> 8, 0);
 	cr_assert_eq(mpops_pkt_next(base, m), NULL);
 	cr_assert_eq(mpops_pkt_free(p, m), 0);
 	mpops_pktpool_close(p);
@@ -481,6 +485,14 @@ Test(pkt, concurrent_double_free_frees_at_least_once_and_extra_copies_are_droppe
 	cr_log_info("%d rounds: both frees succeeded in %d", ROUNDS, extra);
 	cr_assert_geq(extra, 0);
 	cr_assert_eq(logcap_count("is not allocated (double free)"), 2 * ROUNDS - ok);
+	/* The census sees each extra copy. */
+	{
+		struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+		cr_assert_eq(mpops_pktpool_census(r, off, &c), 0);
+		cr_assert_eq(c.twice, (unsigned)extra);
+		cr_assert_eq(c.free, COUNT);
+	}
 
 	/* Take every buffer: each comes once, copies met on the way dropped. */
 	cr_assert_eq(mpops_pkt_alloc_bulk(p, all, COUNT), 0);
@@ -652,7 +664,7 @@ Test(pkt, a_process_dying_inside_the_ring_does_not_wedge_the_pool, .timeout = 30
 		cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 64), 0);
 		cr_assert_eq(mpops_pkt_free_bulk(p, m, 64), 0);
 	}
-	cr_assert_eq(logcap_count("a process died holding a shared lock"), 1);
+	cr_assert_eq(logcap_count("a process died holding the lock of"), 1);
 	cr_assert_eq(mpops_pktpool_avail(p), 256);
 	mpops_pktpool_close(p);
 }
@@ -763,4 +775,239 @@ Test(pkt, processes_share_the_pool_and_free_each_others_buffers, .timeout = 120)
 	mpops_pktpool_close(p);
 	cr_assert_eq(mpops_audit(r, NULL, NULL, 0), 0);
 	cr_assert_eq(logcap_count("pktpool"), 0);
+}
+
+/* ---- where the buffers are, and what a process that is gone held -------- */
+
+static struct mpops_pktpool_census census_of(mpops_off_t pool)
+{
+	struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+	cr_assert_eq(mpops_pktpool_census(r, pool, &c), 0);
+	return c;
+}
+
+Test(pkt, census_says_where_every_buffer_is)
+{
+	mpops_off_t off = pool_make("p", 256, 32);
+	struct mpops_pktpool *p = pool_open(off);
+	struct mpops_pktpool_census c;
+	struct mpops_pkt *m[50];
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, m, 50), 0);
+	cr_assert_eq(mpops_pkt_free_bulk(p, m, 10), 0);
+	m[40]->next = mpops_off(base, m[41]);
+	m[41]->next = mpops_off(base, m[42]);
+	cr_assert_eq(mpops_pkt_handoff(m + 45, 5), 0);
+	c = census_of(off);
+	cr_assert_eq(c.total, 256);
+	cr_assert_eq(c.held, 35);
+	cr_assert_eq(c.handed_off, 5);
+	cr_assert_eq(c.cached, mpops_pktpool_avail(p) - c.ring);
+	cr_assert_eq(c.free, c.ring + c.cached);
+	cr_assert_eq(c.free + c.held + c.handed_off, 256);
+	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.on_rings + c.gone + c.lost + c.reclaimed, 0);
+	cr_assert_eq(c.nprocs, 1);
+	cr_assert_eq(c.procs[0].pid, getpid());
+	cr_assert(c.procs[0].alive);
+	cr_assert_eq(c.procs[0].handles, 1);
+	cr_assert_eq(c.procs[0].held, 35);
+	cr_assert_eq(c.procs[0].cached, c.cached);
+	/* Taken back, freed: all free. */
+	cr_assert_eq(mpops_pkt_adopt(p, m + 45, 5), 0);
+	cr_assert_eq(census_of(off).held, 40);
+	m[40]->next = m[41]->next = 0;
+	cr_assert_eq(mpops_pkt_free_bulk(p, m + 10, 40), 0);
+	c = census_of(off);
+	cr_assert_eq(c.free, 256);
+	cr_assert_eq(mpops_pkt_handoff(m, 1), -EINVAL);
+	cr_assert_eq(logcap_count("mpops_pkt_handoff: buffer"), 1);
+	mpops_pktpool_close(p);
+}
+
+static mpops_off_t mp_pool_make(uint32_t count, uint32_t cache)
+{
+	struct mpops_pktpool_opts o = { .sz = sizeof(o), .count = count, .cache_size = cache };
+	mpops_off_t pool, xoff;
+
+	cr_assert_eq(mpops_pktpool_create(r, PKT_MP_POOL, &o, &pool), 0);
+	cr_assert_eq(mpops_alloc(r, sizeof(struct pkt_xfer_shared), 0, "test.pktxfer", &xoff), 0);
+	cr_assert_eq(mpops_root_set(r, PKT_MP_XFER, xoff), 0);
+	return pool;
+}
+
+/* Adopt what the peer handed off through the transfer slots, check it
+ * kept its pattern, free it. */
+static void take_handed_off(struct mpops_pktpool *p, unsigned n)
+{
+	struct pkt_xfer_shared *x;
+	mpops_off_t xoff;
+
+	cr_assert_eq(mpops_root_get(r, PKT_MP_XFER, &xoff), 0);
+	x = mpops_ptr(base, xoff);
+	for (unsigned i = 0; i < n; i++) {
+		struct mpops_pkt *m = mpops_ptr(base, x->slot[i]);
+
+		cr_assert_not_null(m);
+		cr_assert(pkt_stress_check(base, m, PKT_XFER_SALT), "handed-off buffer %u", i);
+		cr_assert_eq(mpops_pkt_adopt(p, &m, 1), 0);
+		cr_assert_eq(mpops_pkt_free(p, m), 0);
+	}
+}
+
+Test(pkt, a_killed_process_s_cached_and_held_buffers_come_back_but_not_what_it_handed_off,
+     .timeout = 30)
+{
+	mpops_off_t pool = mp_pool_make(256, 32);
+	const char *args[] = { "pkthold", rundir_path(), "pkt", NULL };
+	struct mpops_pktpool_census c;
+	struct mpops_pktpool *p;
+	static struct peer pe;
+
+	peer_begin(&pe, "mp-secondary", args, "holding");
+	c = census_of(pool);
+	cr_assert_eq(c.held, 16);	/* 8 alone, two chains of 4 */
+	cr_assert_eq(c.handed_off, 8);
+	cr_assert_geq(c.cached, 16);
+	peer_end(&pe, SIGKILL);
+	c = pool_census_settled(r, pool, NULL);
+	cr_assert_eq(c.gone, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.handed_off, 8);
+	cr_assert_eq(c.free, 256 - 8, "free %u", c.free);
+	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.twice, 0);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_geq(c.reclaimed, 16 + 16);
+	cr_assert_eq(logcap_count("is gone:"), 1);
+	p = pool_open(pool);
+	take_handed_off(p, 8);
+	cr_assert_eq(census_of(pool).free, 256);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, buffers_a_process_leaked_at_its_exit_come_back, .timeout = 30)
+{
+	mpops_off_t pool = mp_pool_make(256, 32);
+	const char *args[] = { "pktleave", rundir_path(), "pkt", NULL };
+	struct mpops_pktpool_census c;
+	struct mpops_pktpool *p;
+	static struct peer pe;
+	int st;
+
+	peer_begin(&pe, "mp-secondary", args, "leaving");
+	st = peer_end(&pe, 0);
+	cr_assert(EXITED_OK(st), "%s", pe.out);
+	/* Given back when the primary noticed, or at this sweep at the latest. */
+	cr_assert_geq(mpops_proc_reap(r), 0);
+	c = census_of(pool);
+	cr_assert_eq(c.gone, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.free, 256 - 8, "free %u", c.free);
+	p = pool_open(pool);
+	take_handed_off(p, 8);
+	cr_assert_eq(census_of(pool).free, 256);
+	mpops_pktpool_close(p);
+}
+
+Test(pkt, a_process_killed_moving_buffers_between_its_cache_and_the_ring_loses_none,
+     .timeout = 60)
+{
+	static const char *points[] = { "pktring.refill.copied", "pktring.refill.published",
+					"pktring.flush.copied", "pktring.flush.published" };
+	mpops_off_t pool = mp_pool_make(256, 32);
+
+	for (unsigned k = 0; k < 4; k++) {
+		const char *args[] = { rundir_path(), "pkt", points[k], "pool", PKT_MP_POOL, "256",
+				       NULL };
+		struct mpops_pktpool_census c;
+		char out[4096];
+		int st = peer_run("crash-peer", args, out, sizeof(out));
+
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: %s", points[k], out);
+		c = pool_census_settled(r, pool, NULL);
+		cr_assert_eq(c.free, 256, "%s: free %u", points[k], c.free);
+		cr_assert_eq(c.twice, 0, "%s: %u buffers twice in the free set", points[k], c.twice);
+		cr_assert_eq(c.lost, 0);
+		cr_assert_eq(logcap_count("died moving"), (int)k + 1, "%s: %d", points[k], logcap_count("died moving"));
+	}
+	cr_assert_eq(logcap_count(": completed"), 2);
+	cr_assert_eq(logcap_count(": undone"), 2);
+}
+
+/*
+ * A dead process's record, made by hand in each state a SIGKILL can leave
+ * (see cache_push_room() and mpops_pkt_alloc_bulk()): each buffer comes
+ * back once, and nothing that is on a ring or someone else's.
+ */
+Test(pkt, reclaim_gives_back_each_buffer_once_whatever_the_dead_process_was_doing)
+{
+	mpops_off_t off = pool_make("p", 128, 16);
+	struct pktpool_shared *sh = mpops_ptr(base, off);
+	struct mpops_pktpool *p = pool_open(off);
+	struct pkt_handle_shared *hs = pool_handle(sh, 1);
+	static struct mpops_pkt *all[128];
+	static uint8_t seen[128];
+	struct mpops_pktpool_census c;
+	struct mpops_pkt *b[10];
+	uint32_t dead = flags_owned(2);	/* record 1's buffers */
+	int n, status;
+	pid_t gone = fork();
+
+	if (gone == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(gone, &status, 0), gone);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, b, 10), 0);
+	/* In its cache: one still marked (killed between the entry and the
+	 * flag of a free), one cleanly, and a stale copy of one of ours. */
+	b[0]->flags = dead;
+	b[1]->flags = 0;
+	hs->cache[0] = b[0]->index;
+	hs->cache[1] = b[1]->index;
+	hs->cache[2] = b[8]->index;
+	/* Held: one alone, one received in two buffers (the second one still
+	 * marked as the rx ring's); on a ring: one it sent in two buffers
+	 * (only the first one marked); handed off: one. */
+	b[2]->flags = dead;
+	b[3]->flags = dead;
+	b[3]->next = mpops_off(base, b[4]);
+	b[4]->flags = pktpool_ring(1, 0, 0);
+	b[5]->flags = pktpool_ring(1, 0, 1);
+	b[5]->next = mpops_off(base, b[6]);
+	b[6]->flags = dead;
+	b[7]->flags = flags_owned(0);
+	/* One of ours with a segment still marked as the dead one's. */
+	b[8]->next = mpops_off(base, b[9]);
+	b[9]->flags = dead;
+	hs->start_time = 12345;
+	hs->len = 3;
+	hs->state = HANDLE_OPEN;
+	atomic_store(&hs->pid, gone);
+
+	n = mpops_pktpool_reclaim(p);
+	cr_assert_eq(n, 5);
+	for (int i = 0; i < 5; i++)
+		cr_assert_not(allocated(b[i]), "buffer %d", i);
+	for (int i = 5; i < 10; i++)
+		cr_assert(allocated(b[i]), "buffer %d", i);
+	cr_assert_eq(atomic_load(&hs->pid), 0);
+	cr_assert_eq(logcap_count("5 buffers given back (2 from its caches, 3 it held)"), 1);
+	c = census_of(off);
+	cr_assert_eq(c.on_rings, 2);
+	cr_assert_eq(c.on_queue[0][1], 2);
+	cr_assert_eq(c.handed_off, 1);
+	cr_assert_eq(c.held, 2);
+	cr_assert_eq(c.procs[0].held, 2);
+	cr_assert_eq(c.free, 128 - 5);
+	cr_assert_eq(c.reclaimed, 5);
+	/* Each free buffer once. */
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, all, 123), 0);
+	for (int i = 0; i < 123; i++) {
+		cr_assert_not(seen[all[i]->index], "buffer %u twice", all[i]->index);
+		seen[all[i]->index] = 1;
+	}
+	cr_assert_eq(mpops_pktpool_avail(p), 0);
+	cr_assert_eq(mpops_pktpool_reclaim(p), 0);
+	mpops_pktpool_close(p);
 }

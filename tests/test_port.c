@@ -361,3 +361,82 @@ Test(port, only_the_creator_starts_and_a_read_only_attach_cannot_claim)
 	cr_assert(strstr(pe.out, "a read-only attach cannot claim queues"), "%s", pe.out);
 	mpops_port_close(p);
 }
+
+/* ==== packet buffers of processes that died ============================= */
+
+static struct mpops_pktpool_census census(struct mpops_port *p)
+{
+	struct mpops_pktpool_census c = { .sz = sizeof(c) };
+
+	cr_assert_eq(mpops_port_pool_census(p, &c), 0);
+	return c;
+}
+
+Test(port, a_dead_secondarys_cached_and_held_buffers_come_back_and_its_ring_keeps_its_own)
+{
+	struct mpops_port *p = port_up(2);
+	struct mpops_pktpool_census before = census(p), c;
+	static struct peer pe;
+	int st;
+
+	cr_assert_eq(before.free, before.total);
+	peer_go(&pe, "hold", "1", "100", "holding");
+	c = census(p);
+	cr_assert_eq(c.on_queue[1][1], 100, "on the tx ring of queue pair 1: %u", c.on_queue[1][1]);
+	cr_assert_eq(c.held, 24);
+	cr_assert_eq(c.nprocs, 2);
+	st = peer_end(&pe, SIGKILL);
+	cr_assert(WIFSIGNALED(st), "%s", pe.out);
+	c = pool_census_settled(r, 0, p);
+	/* Its cache and the 24 it held are back; the 100 on the ring stay there. */
+	cr_assert_eq(c.gone, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.on_rings, 100);
+	cr_assert_eq(c.on_queue[1][1], 100);
+	cr_assert_eq(c.free, c.total - 100, "free %u of %u", c.free, c.total);
+	cr_assert_eq(c.unaccounted, 0);
+	cr_assert_eq(c.twice, 0);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_geq(c.reclaimed, 24 + 16);
+	cr_assert_eq(logcap_count("is gone:"), 1);
+	/* The next owner of the queue pair takes the ring's packets as they
+	 * come (and frees them): everything is back. */
+	cr_assert_eq(mpops_port_claim(p, 1), 0);
+	cr_assert_eq(loop_traffic(p, 1, 10), 10);
+	c = census(p);
+	cr_assert_eq(c.on_rings, 0);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.free, c.total);
+	mpops_port_close(p);
+}
+
+Test(port, what_a_burst_cut_short_by_a_death_left_comes_back_at_stop)
+{
+	struct mpops_port *p = port_up(1);
+	struct mpops_pktpool_census c;
+	static struct peer pe;
+	int st;
+
+	/* The driver placed 10 of the 32 on its ring, then the process died:
+	 * the other 22 are marked as the ring's and are on no ring. */
+	peer_go(&pe, "dietx", "0", "10", NULL);
+	st = peer_end(&pe, 0);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s", pe.out);
+	cr_assert(strstr(pe.out, "dying after 10"), "%s", pe.out);
+	c = pool_census_settled(r, 0, p);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.on_queue[0][1], 32);
+	cr_assert_eq(c.free, c.total - 32);
+	/* Stop: the driver frees its ring's 10, the port layer gives back the 22. */
+	cr_assert_eq(mpops_port_stop(p), 0);
+	c = census(p);
+	cr_assert_eq(c.free, c.total, "free %u of %u", c.free, c.total);
+	cr_assert_eq(c.recovered, 22);
+	cr_assert_eq(c.twice, 0);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_eq(logcap_count("22 packet buffers were left between a burst and the device"), 1);
+	cr_assert_eq(mpops_port_start(p), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+}

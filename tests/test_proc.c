@@ -145,6 +145,29 @@ Test(proc, killed_secondary_is_reclaimed_and_primary_keeps_working)
 	cr_assert_eq(last_died, 0);	/* that one detached */
 }
 
+Test(proc, a_process_killed_inside_the_table_leaves_it_usable)
+{
+	const char *args[] = { rundir_path(), "proc", "proc.filled", "attach", NULL };
+	const char *ok[] = { "attach", rundir_path(), "proc", NULL };
+	struct mpops_proc_info p[4];
+	int st;
+
+	/* It dies registering itself, holding the table's lock, its entry
+	 * written and the live count not yet moved. */
+	st = peer_run("crash-peer", args, out, sizeof(out));
+	cr_assert(WIFSIGNALED(st), "%s", out);
+	cr_assert(strstr(out, "dying at proc.filled"), "%s", out);
+	cr_assert_eq(wait_exits(1), 0, "no exit callback");
+	cr_assert_eq(last_died, 1);
+	cr_assert_eq(mpops_proc_list(r, p, 4), 1);
+	cr_assert_eq(r->procs->live, 1);
+	cr_assert_eq(logcap_count("died holding the lock of the region's process table: repaired"), 1);
+	st = peer_run("mp-secondary", ok, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert_eq(wait_exits(2), 0);
+	cr_assert_eq(r->procs->live, 1);
+}
+
 Test(proc, clean_exit_is_not_a_death)
 {
 	const char *args[] = { "hold", rundir_path(), "proc", NULL };

@@ -254,6 +254,27 @@ Test(region, roots_publish_and_find)
 	mpops_region_detach(r);
 }
 
+Test(region, a_process_killed_publishing_a_root_leaves_a_free_root)
+{
+	struct mpops_region *r = primary_make("rootdie");
+	const char *args[] = { rundir_path(), "rootdie", "roots.named", "root", "half", NULL };
+	mpops_off_t off, got;
+	int st;
+
+	cr_assert_not_null(r);
+	st = peer_run("crash-peer", args, out, sizeof(out));
+	cr_assert(WIFSIGNALED(st), "%s", out);
+	cr_assert(strstr(out, "dying at roots.named"), "%s", out);
+	/* The name was written, the offset not: the root is free. */
+	cr_assert_eq(mpops_root_get(r, "half", &got), -ENOENT);
+	cr_assert_eq(mpops_alloc(r, 64, 0, "x", &off), 0);
+	cr_assert_eq(mpops_root_set(r, "half", off), 0);
+	cr_assert_eq(mpops_root_get(r, "half", &got), 0);
+	cr_assert_eq(got, off);
+	cr_assert_eq(logcap_count("a process died holding the lock of the region's named roots: nothing half done, taken over"), 1);
+	mpops_region_detach(r);
+}
+
 Test(region, runtime_dir_resolution)
 {
 	char buf[128];

@@ -32,6 +32,7 @@
 #include <linux/virtio_ring.h>
 
 #include "eal_rundir.h"
+#include "sendfds.h"
 #include "vhost_user.h"
 
 #define TESTPMD "/usr/bin/dpdk-testpmd"
@@ -361,38 +362,22 @@ static uint8_t *buf_of(struct fe *fe, unsigned q, unsigned i)
 }
 
 /* The most fds the kernel passes with one message (SCM_MAX_FD). */
-#define FE_MAX_FDS 253
+#define FE_MAX_FDS SENDFDS_MAX
 
 /* Send a request with exactly these header @flags (version bits included). */
 static void fe_send_raw(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,
 			uint32_t size, const int *fds, unsigned nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * FE_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
 	struct vhost_user_hdr hdr = { .request = req, .flags = flags, .size = size };
 	struct iovec iov[2] = {
 		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
 		{ .iov_base = (void *)payload, .iov_len = payload ? size : 0 },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 
 	cr_assert_leq(nfds, FE_MAX_FDS);
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	cr_assert_eq(sendmsg(fe->sock, &mh, MSG_NOSIGNAL), (ssize_t)(sizeof(hdr) + iov[1].iov_len),
-		     "sendmsg request %u: %s", req, strerror(errno));
+	cr_assert_eq(sendmsg_fds(fe->sock, iov, 2, fds, nfds, MSG_NOSIGNAL),
+		     (ssize_t)(sizeof(hdr) + iov[1].iov_len), "sendmsg request %u: %s", req,
+		     strerror(errno));
 }
 
 static void fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,

@@ -267,6 +267,14 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 	/* Queue pair 1 carried the secondary's 500 packets each way. */
 	cr_assert(strstr(out, "{\"vq\": 3, \"dir\": \"tx\""), "%s", out);
 	cr_assert(strstr(out, "\"packets\": 500, \"bytes\": 32000"), "%s", out);
+	/* The pool: every buffer free or on a ring (the secondary left; its
+	 * queue pair's tx ring keeps what it sent until the next burst). */
+	cr_assert(strstr(out, "\"pool\": {\"total\": "), "%s", out);
+	cr_assert_eq(json_num(strstr(out, "\"pool\""), "total"),
+		     json_num(strstr(out, "\"pool\""), "free") +
+		     json_num(strstr(out, "\"pool\""), "on_rings"), "%s", out);
+	cr_assert_eq(json_num(strstr(out, "\"pool\""), "lost"), 0, "%s", out);
+	cr_assert(strstr(out, "\"buffers\": "), "%s", out);
 	/* The text form too. */
 	d[0] = "--runtime-dir";
 	d[1] = rundir_path();
@@ -277,6 +285,9 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 	cr_assert(EXITED_OK(st), "%s", out);
 	cr_assert(strstr(out, "transport: ops ID"), "%s", out);
 	cr_assert(strstr(out, "= vtpci/user"), "%s", out);
+	cr_assert(strstr(out, "  pool: "), "%s", out);
+	cr_assert(strstr(out, " free ("), "%s", out);
+	cr_assert(strstr(out, " bufs "), "%s", out);
 }
 
 /* ==== claims held across events ========================================= */

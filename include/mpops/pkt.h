@@ -6,12 +6,22 @@
  * A pool is created inside a region by any writable process: fixed-size
  * buffers, each with a metadata struct (struct mpops_pkt) and headroom.
  * Free buffers sit in a shared ring of buffer indices; every process (in
- * practice every thread that does rx/tx) opens its own handle with a local
+ * practice every thread that does rx/tx) opens its own handle with a
  * cache, so the fast path is lock-free and touches the shared ring only
  * once per bulk refill or flush. That exchange runs under a robust shared
  * lock, so a process killed at any point (SIGKILL) cannot wedge the pool
- * for the others; the buffers in a dead process's cache are lost to the
- * pool.
+ * for the others.
+ *
+ * Nothing a dead process held is lost: each handle's cache lives in
+ * shared memory, and every allocated buffer records who holds it (in
+ * mpops_pkt.flags): the process that allocated it, or a port's ring while
+ * it is posted there (the port layer marks the buffers each burst hands
+ * over or takes back). When the primary notices that a process is gone
+ * (its exit callback) it gives back to the pool the buffers of its caches
+ * and every buffer the process held that is on no ring. A process that
+ * hands buffers to another one through its own queues says so
+ * (mpops_pkt_handoff(), mpops_pkt_adopt()), or they go back to the pool
+ * when it dies. mpops_pktpool_census() says where every buffer is.
  *
  * Everything in a buffer's metadata is an offset or plain data, so a
  * buffer allocated in one process may be freed in another. The fast path
@@ -48,13 +58,15 @@ struct mpops_pkt {
 	uint16_t port;		/**< free for drivers: input port */
 	uint16_t queue;		/**< free for drivers: input queue */
 	uint32_t index;		/**< buffer index in its pool (set at create) */
-	uint32_t flags;		/**< MPOPS_PKT_F_* (internal use: allocated or free) */
+	uint32_t flags;		/**< internal: MPOPS_PKT_F_ALLOCATED, and who holds
+				     the buffer in the bits above it */
 	uint64_t udata;		/**< free for applications */
 	uint64_t buf_iova;	/**< device address of the buffer (set at create:
 				     mpops_region_iova() of buf_off) */
 };
 
-/** mpops_pkt.flags: set while the buffer is allocated (internal). */
+/** mpops_pkt.flags: set while the buffer is allocated (internal; test
+ * it with &, the bits above say who holds the buffer). */
 #define MPOPS_PKT_F_ALLOCATED	(1u << 0)
 
 /** Opaque per-process (per-thread) handle of a pool, with its cache. */
@@ -68,10 +80,15 @@ struct mpops_pktpool_opts {
 	uint16_t headroom;	/**< 0 = 128 */
 	uint32_t cache_size;	/**< per-handle cache, at most count; 0 = 256
 				     or count when smaller */
+	uint32_t max_handles;	/**< handles open at once, in every process
+				     together (and those of processes gone,
+				     until the primary notices); 0 = 64 */
 };
 
 /** Largest per-handle cache, in buffers. */
 #define MPOPS_PKTPOOL_CACHE_MAX 4096
+/** Most handles a pool can have (mpops_pktpool_opts.max_handles). */
+#define MPOPS_PKTPOOL_HANDLES_MAX 1024
 
 /**
  * Create a pool in @p r, named @p name (published as a root under that
@@ -79,8 +96,9 @@ struct mpops_pktpool_opts {
  * for the defaults. Any writable attach, any thread.
  * @return 0 and the pool's offset in *out, or -EINVAL bad name or sizes
  *   (headroom >= buf_size, count > 2^24, cache_size > count or >
- *   MPOPS_PKTPOOL_CACHE_MAX), -ENOMEM region too small, -EEXIST name
- *   taken, -ENOSPC no free root, -EROFS read-only attach.
+ *   MPOPS_PKTPOOL_CACHE_MAX, max_handles > MPOPS_PKTPOOL_HANDLES_MAX),
+ *   -ENOMEM region too small, -EEXIST name taken, -ENOSPC no free root,
+ *   -EROFS read-only attach.
  */
 MPOPS_API int mpops_pktpool_create(struct mpops_region *r, const char *name,
 				   const struct mpops_pktpool_opts *opts,
@@ -89,10 +107,13 @@ MPOPS_API int mpops_pktpool_create(struct mpops_region *r, const char *name,
 /**
  * Open a handle to the pool at @p pool (found e.g. with mpops_root_get()).
  * One handle per thread that allocates or frees: a handle is not
- * thread-safe, the pool is (any number of handles in any processes).
+ * thread-safe, the pool is (any number of handles in any processes, up
+ * to the pool's max_handles).
  * @return 0 and *out, -EINVAL not a pool (bad offset or magic, corrupt
  *   header), -EPROTO pool made by another mpops version, -EROFS read-only
- *   attach, -ENOMEM.
+ *   attach, -ENOSPC every handle record taken (logged), -ENOMEM,
+ *   -ENOTRECOVERABLE a process died inside the pool's lock and its state
+ *   could not be repaired (logged).
  */
 MPOPS_API int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 				 struct mpops_pktpool **out);
@@ -100,7 +121,8 @@ MPOPS_API int mpops_pktpool_open(struct mpops_region *r, mpops_off_t pool,
 /**
  * Return the handle's cached buffers to the pool and free the handle.
  * Buffers still allocated through it stay valid and may be freed through
- * any other handle of the pool. NULL is a no-op.
+ * any other handle of the pool; they stay this process's (see
+ * mpops_pkt_handoff()). NULL is a no-op.
  */
 MPOPS_API void mpops_pktpool_close(struct mpops_pktpool *p);
 
@@ -114,7 +136,9 @@ MPOPS_API void mpops_pktpool_close(struct mpops_pktpool *p);
  * buffer taken in its place.
  * @return 0, or -ENOBUFS fewer than @p n buffers in the ring and this
  *   handle's cache (nothing allocated; logged once per handle, as this is
- *   a fast-path condition), -EINVAL NULL handle or pkts.
+ *   a fast-path condition), -EINVAL NULL handle or pkts,
+ *   -ENOTRECOVERABLE a process died inside the pool's lock and its state
+ *   could not be repaired (logged).
  */
 MPOPS_API int mpops_pkt_alloc_bulk(struct mpops_pktpool *p,
 				   struct mpops_pkt **pkts, unsigned n);
@@ -141,7 +165,9 @@ MPOPS_API struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p);
  * checks nothing on its fast path.)
  * @return 0, -EINVAL a segment that is not an allocated buffer of this
  *   pool (double free, foreign pointer, a @c next cycle: logged, nothing
- *   of the chain freed), or a NULL handle.
+ *   of the chain freed), or a NULL handle. (A full cache whose entries the
+ *   ring cannot take, corrupt state only, loses them: logged and counted,
+ *   see mpops_pktpool_census().)
  */
 MPOPS_API int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt);
 
@@ -155,6 +181,24 @@ MPOPS_API int mpops_pkt_free(struct mpops_pktpool *p, struct mpops_pkt *pkt);
 MPOPS_API int mpops_pkt_free_bulk(struct mpops_pktpool *p,
 				  struct mpops_pkt **pkts, unsigned n);
 
+/**
+ * Hand @p n buffers (chains: their first segments) to another process
+ * through the application's own queue: from now on no process holds them,
+ * so the death of this one does not give them back to the pool. The one
+ * that takes them calls mpops_pkt_adopt(). (A port's rings need neither:
+ * the port layer does it.) Any thread; one store per buffer.
+ * @return 0, -EINVAL a NULL array or a buffer that is not allocated.
+ */
+MPOPS_API int mpops_pkt_handoff(struct mpops_pkt **pkts, unsigned n);
+
+/**
+ * Take @p n handed-off buffers as this process's (the process of handle
+ * @p p): they go back to the pool if it dies holding them.
+ * @return 0, -EINVAL a NULL handle or array or a buffer that is not
+ *   allocated.
+ */
+MPOPS_API int mpops_pkt_adopt(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n);
+
 /** Buffers available: in the shared ring plus this handle's cache. */
 MPOPS_API unsigned mpops_pktpool_avail(const struct mpops_pktpool *p);
 
@@ -163,6 +207,68 @@ MPOPS_API unsigned mpops_pktpool_count(const struct mpops_pktpool *p);
 
 /** Region base as seen by this handle's process (for the inline helpers). */
 MPOPS_API void *mpops_pktpool_base(const struct mpops_pktpool *p);
+
+/** Queue pairs mpops_pktpool_census() tells apart (MPOPS_PORT_MAX_QP). */
+#define MPOPS_PKTPOOL_CENSUS_QP 16
+/** Processes it lists (MPOPS_PROC_MAX). */
+#define MPOPS_PKTPOOL_CENSUS_PROCS 64
+
+/**
+ * Where every buffer of a pool is. A snapshot taken without locks: exact
+ * when nothing moves, off by what is in motion otherwise (unaccounted).
+ */
+struct mpops_pktpool_census {
+	size_t sz;		/**< sizeof(struct mpops_pktpool_census) */
+	uint32_t total;		/**< buffers that can be used */
+	uint32_t free;		/**< in the shared ring or a cache */
+	uint32_t ring;		/**< ... of which in the shared ring */
+	uint32_t cached;	/**< ... of which in the handles' caches */
+	uint32_t held;		/**< allocated, held by a process (to free or send) */
+	uint32_t on_rings;	/**< allocated, posted on a port's rings */
+	/** ... by queue pair, [qp][0] rx, [qp][1] tx */
+	uint32_t on_queue[MPOPS_PKTPOOL_CENSUS_QP][2];
+	uint32_t on_rings_anyq;	/**< ... posted by the port's start (queue not recorded) */
+	uint32_t handed_off;	/**< allocated, handed off, not adopted yet */
+	uint32_t gone;		/**< held by processes that are gone: the primary
+				     gives them back when it notices */
+	uint32_t unaccounted;	/**< total minus all of the above */
+	uint32_t twice;		/**< entries of the free ring and caches that name a
+				     buffer found there already (copies a concurrent
+				     double free left; dropped when allocated) */
+	uint64_t reclaimed;	/**< given back from processes that were gone */
+	uint64_t recovered;	/**< left on rings by bursts whose process died
+				     inside, given back when the port stopped */
+	uint64_t lost;		/**< given up for good: the pool's state was found
+				     corrupt (each case logged) */
+	uint32_t nprocs;	/**< processes with handle records (procs[]) */
+	struct mpops_pktpool_census_proc {
+		int32_t pid;
+		int alive;		/**< 0: gone, not given back yet */
+		uint64_t start_time;
+		uint32_t handles;	/**< open */
+		uint32_t cached;	/**< in its handles' caches */
+		uint32_t held;		/**< allocated, held by it */
+	} procs[MPOPS_PKTPOOL_CENSUS_PROCS];
+};
+
+/**
+ * Count where the buffers of the pool at @p pool are (any attach, also
+ * read-only: it only reads).
+ * @return 0, -EINVAL not a pool (logged as at open) or bad arguments,
+ *   -EPROTO another mpops version.
+ */
+MPOPS_API int mpops_pktpool_census(struct mpops_region *r, mpops_off_t pool,
+				   struct mpops_pktpool_census *c);
+
+/**
+ * Give back now what processes that are gone held in the pool of handle
+ * @p p: their caches, and the buffers they allocated and had not handed to
+ * a port's ring or off (primary only; the library does this by itself
+ * when the primary notices a process left or died).
+ * @return buffers given back, -EPERM not the primary, -EINVAL,
+ *   -ENOTRECOVERABLE (as at open).
+ */
+MPOPS_API int mpops_pktpool_reclaim(struct mpops_pktpool *p);
 
 /** Data of segment @p m, in a region mapped at @p base. */
 static inline void *mpops_pkt_data(void *base, const struct mpops_pkt *m)

@@ -26,6 +26,13 @@
  *
  * Threads: one handle may be used by several threads, each on its own
  * queue pairs; one queue pair is used by one thread at a time.
+ *
+ * Buffers: a burst marks who holds each buffer it moves (pkt.h): what tx
+ * takes and what rx posts for the device are the queue's ring's, what rx
+ * returns and tx leaves are this process's. So when a process dies, the
+ * primary gives back to the pool what it held and leaves what is on the
+ * rings; a port stop gives back what a burst interrupted by a death left
+ * between the two.
  */
 #ifndef MPOPS_PORT_H
 #define MPOPS_PORT_H
@@ -65,6 +72,10 @@ struct mpops__port_fpq {
 				   inside a burst, busy[1] mirrors the port's
 				   epoch (the primary writes it there) */
 	uint32_t epoch;		/* port epoch this entry was built at; 0 = none */
+	uint32_t own;		/* mpops_pkt.flags of a buffer this process holds */
+	uint32_t *pool_flags;	/* what the port's pool handle gives new buffers */
+	uint32_t ring_rx;	/* flags of a buffer on this queue pair's rx ring */
+	uint32_t ring_tx;	/* ... on its tx ring */
 };
 
 /* The head of every struct mpops_port: the fast-path table. */
@@ -77,6 +88,40 @@ struct mpops__port_fp {
  * started, epoch moved, queue pair out of range). */
 MPOPS_API int mpops__port_burst_slow(struct mpops_port *port, uint16_t qp,
 				     struct mpops_pkt **pkts, uint16_t n, int tx);
+
+/*
+ * Internal: call the driver, marking who holds the buffers (one plain
+ * store per buffer, on a line the driver reads anyway). What tx is given
+ * is the ring's before the call: a process killed inside leaves it to the
+ * ring, never to itself and the ring at once. What rx posts (the driver
+ * allocates through the port's pool handle) is the ring's; what tx left
+ * and rx returned is this process's after the call.
+ */
+static inline int mpops__port_call(const struct mpops__port_fpq *q, struct mpops_pkt **pkts,
+				   uint16_t n, int tx)
+{
+	uint16_t nb;
+	int rc;
+
+	if (tx) {
+		for (uint16_t i = 0; i < n; i++)
+			__atomic_store_n(&pkts[i]->flags, q->ring_tx, __ATOMIC_RELAXED);
+		*q->pool_flags = q->ring_tx;
+		rc = q->tx(q->queue, pkts, n);
+		*q->pool_flags = q->own;
+		nb = rc > 0 ? (uint16_t)rc : 0;		/* never negative, never > n */
+		for (uint16_t i = nb; i < n; i++)
+			__atomic_store_n(&pkts[i]->flags, q->own, __ATOMIC_RELAXED);
+	} else {
+		*q->pool_flags = q->ring_rx;
+		rc = q->rx(q->queue, pkts, n);
+		*q->pool_flags = q->own;
+		nb = rc > 0 ? (uint16_t)rc : 0;
+		for (uint16_t i = 0; i < nb; i++)
+			__atomic_store_n(&pkts[i]->flags, q->own, __ATOMIC_RELAXED);
+	}
+	return nb;
+}
 
 /*
  * Internal: mark the queue pair busy, check the epoch, call. The busy flag
@@ -101,7 +146,7 @@ static inline int mpops__port_burst(struct mpops_port *port, uint16_t qp,
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (__builtin_expect(q->epoch != __atomic_load_n(busy + 1, __ATOMIC_RELAXED), 0))
 		return mpops__port_burst_slow(port, qp, pkts, n, tx);
-	nb = (tx ? q->tx : q->rx)(q->queue, pkts, n);
+	nb = mpops__port_call(q, pkts, n, tx);
 	__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
 	return nb;
 }
@@ -237,6 +282,31 @@ struct mpops_port_info {
 
 /** Fill @p info. Any process. @return 0 or -EINVAL. */
 MPOPS_API int mpops_port_info_get(struct mpops_port *port, struct mpops_port_info *info);
+
+/** A queue pair's claim, for tools. */
+struct mpops_port_claim_info {
+	size_t sz;		/**< sizeof(struct mpops_port_claim_info) */
+	int32_t pid;		/**< owner, 0 = free */
+	uint64_t start_time;	/**< the owner's (mpops_proc_start_time()) */
+	int in_burst;		/**< 1: the owner is inside a burst (one that died
+				     inside stays so until the claim is taken
+				     over or the port stops) */
+};
+
+/**
+ * Read queue pair @p qp's claim (any process, also a read-only attach).
+ * @return 0, -ERANGE no such queue pair, -EINVAL.
+ */
+MPOPS_API int mpops_port_claim_info(struct mpops_port *port, uint16_t qp,
+				    struct mpops_port_claim_info *ci);
+
+/**
+ * Where the buffers of the port's pool are (mpops_pktpool_census()), with
+ * on_queue[] and on_rings_anyq counting this port's rings. Any process,
+ * also a read-only attach.
+ * @return 0, or mpops_pktpool_census()'s error.
+ */
+MPOPS_API int mpops_port_pool_census(struct mpops_port *port, struct mpops_pktpool_census *c);
 
 #ifdef __cplusplus
 }

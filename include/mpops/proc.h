@@ -6,8 +6,10 @@
  *
  * The primary notices a secondary's death when its control connection
  * closes and reclaims its entry (running the exit callbacks drivers
- * registered, e.g. to free its queue claims); mpops_proc_reap() also
- * reclaims entries whose process no longer exists (pid + start time).
+ * registered, e.g. to free its queue claims) and gives back the packet
+ * buffers it held (pkt.h); mpops_proc_reap() also reclaims entries whose
+ * process no longer exists (pid + start time; a zombie counts as gone),
+ * and in the primary gives back what gone processes held in packet pools.
  */
 #ifndef MPOPS_PROC_H
 #define MPOPS_PROC_H
@@ -52,6 +54,7 @@ MPOPS_API int mpops_proc_reap(struct mpops_region *r);
 
 /**
  * Is process @p pid with start time @p start_time (0 = any) still alive?
+ * A zombie (it exited, its parent has not reaped it) is gone.
  * @return 1 alive, 0 gone.
  */
 MPOPS_API int mpops_proc_alive(int32_t pid, uint64_t start_time);

@@ -280,9 +280,12 @@ MPOPS_API int mpops_region_ptr(struct mpops_region *r, mpops_off_t off,
  * power of two; 0 = 64). @p tag (up to 31 chars, may be NULL) names the
  * object in audit reports and mpops-info. Any attached process, any
  * thread; safe against concurrent callers in other processes and against
- * a process dying inside the allocator.
+ * a process dying inside the allocator (the next call undoes what it left
+ * half done, from an undo log, and checks the heap).
  * @return 0 and *out, or -EINVAL bad size/alignment, -ENOMEM region full,
- *   -EROFS read-only attach.
+ *   -EROFS read-only attach, -ENOTRECOVERABLE a process died inside the
+ *   allocator and its heap could not be repaired (logged; every later
+ *   allocator call fails so: recreate the region).
  */
 MPOPS_API int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
 			  const char *tag, mpops_off_t *out);
@@ -290,7 +293,7 @@ MPOPS_API int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
 /**
  * Free an object allocated by mpops_alloc() (its bytes are zeroed).
  * @return 0, -EINVAL not an allocated object (double free, bad offset),
- *   -EROFS read-only attach.
+ *   -EROFS read-only attach, -ENOTRECOVERABLE (see mpops_alloc()).
  */
 MPOPS_API int mpops_free(struct mpops_region *r, mpops_off_t off);
 
@@ -302,14 +305,15 @@ struct mpops_alloc_stats {
 	uint32_t free_blocks;
 };
 
-/** Fill @p st. @return 0 or -EINVAL. */
+/** Fill @p st. @return 0, -EINVAL, -ENOTRECOVERABLE (see mpops_alloc()). */
 MPOPS_API int mpops_alloc_stats(struct mpops_region *r,
 				struct mpops_alloc_stats *st);
 
 /**
  * Find the allocated object containing offset @p off.
  * @return 0 with its start offset, size and tag (tag buffer of at least
- *   MPOPS_NAME_MAX + 1 bytes, may be NULL), or -ENOENT.
+ *   MPOPS_NAME_MAX + 1 bytes, may be NULL), or -ENOENT, -ENOTRECOVERABLE
+ *   (see mpops_alloc()).
  */
 MPOPS_API int mpops_alloc_find(struct mpops_region *r, mpops_off_t off,
 			       mpops_off_t *start, size_t *size, char *tag);
