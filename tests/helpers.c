@@ -41,6 +41,17 @@ void logcap_start(void)
 	mpops_log_set(cap_fn, NULL);
 }
 
+int logcap_wait(const char *needle, int n, int timeout_ms)
+{
+	int got = logcap_count(needle);
+
+	for (int waited = 0; got < n && waited < timeout_ms; waited += 5) {
+		usleep(5000);
+		got = logcap_count(needle);
+	}
+	return got;
+}
+
 void logcap_reset(void)
 {
 	pthread_mutex_lock(&cap_mu);

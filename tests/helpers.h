@@ -11,6 +11,9 @@
 void logcap_start(void);
 /* How many captured lines contain @needle. */
 int logcap_count(const char *needle);
+/* logcap_count, once it reached @n or @timeout_ms passed: for lines another
+ * thread logs (a monitor, the primary-death watcher). */
+int logcap_wait(const char *needle, int n, int timeout_ms);
 void logcap_reset(void);
 
 /* A fresh runtime directory under /tmp, removed by rundir_remove(). */
