@@ -261,7 +261,11 @@ struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_of
 						struct mpops_port *port)
 {
 	struct mpops_pktpool_census c = { .sz = sizeof(c) };
+	uint32_t prev_free = UINT32_MAX;
 
+	/* The primary's channel thread gives back while we count: a census is
+	 * not a snapshot. Settled: nobody dead or gone, nothing unaccounted,
+	 * and the same free count twice in a row. */
 	for (int i = 0; i < 1000; i++) {
 		unsigned dead = 0;
 
@@ -269,8 +273,9 @@ struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_of
 			     0);
 		for (unsigned k = 0; k < c.nprocs; k++)
 			dead += !c.procs[k].alive;
-		if (!dead && !c.gone)
+		if (!dead && !c.gone && !c.unaccounted && c.free == prev_free)
 			break;
+		prev_free = dead || c.gone || c.unaccounted ? UINT32_MAX : c.free;
 		usleep(10000);
 	}
 	return c;
