@@ -224,11 +224,21 @@ int peer_run(const char *prog, const char *const *args, char *buf, size_t len)
 	return peer_finish(pid, fd, buf, len, 30000);
 }
 
+/* Every peer begun in this test process, for peers_end_all(). */
+#define PEERS_MAX 64
+static struct peer *peers[PEERS_MAX];
+
 void peer_begin(struct peer *p, const char *prog, const char *const *args, const char *ready)
 {
 	p->out[0] = '\0';
 	p->pid = peer_start(prog, args, &p->fd);
 	cr_assert_gt(p->pid, 0, "cannot start %s", prog);
+	for (int i = 0; i < PEERS_MAX; i++) {
+		if (!peers[i] || peers[i] == p || peers[i]->pid <= 0) {
+			peers[i] = p;
+			break;
+		}
+	}
 	if (ready)
 		cr_assert_eq(peer_wait_line(p->fd, ready, p->out, sizeof(p->out), 30000), 0,
 			     "%s did not say '%s':\n%s", prog, ready, p->out);
@@ -243,6 +253,15 @@ int peer_end(struct peer *p, int sig)
 	p->status = peer_finish(p->pid, p->fd, p->out, sizeof(p->out), 20000);
 	p->pid = -1;
 	return p->status;
+}
+
+void peers_end_all(void)
+{
+	for (int i = 0; i < PEERS_MAX; i++) {
+		if (peers[i] && peers[i]->pid > 0)
+			peer_end(peers[i], SIGKILL);
+		peers[i] = NULL;
+	}
 }
 
 unsigned long long json_num(const char *obj, const char *key)

@@ -60,6 +60,10 @@ int peer_end(struct peer *p, int sig);
 struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_off_t pool,
 						struct mpops_port *port);
 
+/* SIGKILL and collect every peer begun by this test process that still
+ * runs: for teardowns, so that a failed assertion leaves no process behind. */
+void peers_end_all(void);
+
 /* The number after "key": in the JSON text @obj; fails the test if none. */
 unsigned long long json_num(const char *obj, const char *key);
 

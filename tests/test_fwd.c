@@ -35,6 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	peers_end_all();
 	for (int i = 0; i < 3; i++)
 		peer_end(&sec[i], SIGKILL);
 	peer_end(&primary, SIGKILL);

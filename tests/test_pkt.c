@@ -31,6 +31,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	peers_end_all();
 	mpops_region_detach(r);
 	rundir_remove();
 }

@@ -35,6 +35,7 @@ static struct peer exit_prim, exit_sec[2];
 
 static void teardown(void)
 {
+	peers_end_all();
 	peer_end(&exit_prim, SIGKILL);
 	for (int i = 0; i < 2; i++)
 		peer_end(&exit_sec[i], SIGTERM);

@@ -41,6 +41,7 @@ static char eal_prefix[48];	/* dpdk-testpmd's --file-prefix, once started */
 
 static void teardown(void)
 {
+	peers_end_all();
 	peer_end(&primary, SIGKILL);
 	peer_end(&backend, SIGKILL);
 	rundir_remove();
