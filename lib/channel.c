@@ -9,6 +9,7 @@
  * secondary waits, but never past its caller's timeout.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -794,6 +795,25 @@ static void *chan_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Start one of the library's threads with every signal blocked in it: a
+ * signal sent to the process goes to the application's threads, whose
+ * handlers and pause()/sigsuspend() loops expect it (a SIGTERM taken by
+ * our thread would leave the application's main loop waiting forever).
+ * @return 0 or pthread_create()'s error number.
+ */
+static int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 int chan_listen(struct mpops_region *r, unsigned mode)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -828,7 +848,7 @@ int chan_listen(struct mpops_region *r, unsigned mode)
 	r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (pipe2(r->stop_fd, O_CLOEXEC) < 0)
 		return -errno;
-	if ((rc = pthread_create(&r->thread, NULL, chan_thread, r)) != 0) {
+	if ((rc = thread_start(&r->thread, chan_thread, r)) != 0) {
 		log_err("region '%s': cannot start the control thread: %s", r->name, strerror(rc));
 		return -rc;
 	}
@@ -1168,7 +1188,7 @@ int chan_watch_start(struct mpops_region *r)
 	if ((r->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
 	    pipe2(r->watch_stop, O_CLOEXEC) < 0)
 		return -errno;
-	if ((rc = pthread_create(&r->watch_thread, NULL, watch_thread, r)) != 0) {
+	if ((rc = thread_start(&r->watch_thread, watch_thread, r)) != 0) {
 		log_err("region '%s': cannot start the thread that watches the primary: %s",
 			r->name, strerror(rc));
 		return -rc;

@@ -679,3 +679,69 @@ Test(channel, attach_gives_up_within_its_timeout_when_the_primary_accepts_no_con
 	cr_assert_lt(ms, 1500, "attach took %ld ms", ms);
 	cr_assert_eq(logcap_count("the primary accepted no connection on"), 1);
 }
+
+/* The signals blocked by this process's thread named @comm; -1 if none is. */
+static long long thread_sigblk(const char *comm)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long long mask = -1;
+
+	cr_assert_not_null(d);
+	while (mask < 0 && (e = readdir(d))) {
+		char path[300], name[64] = "", line[256];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(name, sizeof(name), f))
+			name[strcspn(name, "\n")] = '\0';
+		fclose(f);
+		if (strcmp(name, comm) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		cr_assert_not_null(f = fopen(path, "r"));
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+				break;
+		fclose(f);
+	}
+	closedir(d);
+	return mask;
+}
+
+#define SIGBIT(s) (1LL << ((s) - 1))
+
+/*
+ * Regression: the library's threads took signals meant for the application:
+ * a secondary whose main thread waited in pause() for SIGTERM waited
+ * forever when the primary-death watcher took it (proc::clean_exit_is_not_a_death
+ * failed in CI). Both threads now block every signal.
+ */
+Test(channel, the_library_threads_take_no_signal_meant_for_the_application)
+{
+	const char *prim[] = { rundir_path(), "sig", NULL };
+	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
+	const long long want = SIGBIT(SIGTERM) | SIGBIT(SIGINT) | SIGBIT(SIGUSR1) | SIGBIT(SIGHUP);
+	struct mpops_region *s;
+	long long m;
+
+	/* The primary's control thread (this process is the suite's primary). */
+	m = thread_sigblk("mpops-chan");
+	cr_assert_neq(m, -1, "no mpops-chan thread");
+	cr_assert_eq(m & want, want, "mpops-chan blocks %#llx", m);
+	/* A secondary's watcher: this process attaches to another primary. */
+	mpops_region_detach(r);
+	r = NULL;
+	peer_begin(&other_primary, "mp-primary", prim, "ready");
+	cr_assert_eq(mpops_region_attach("sig", &ao, &s), 0);
+	m = thread_sigblk("mpops-watch");
+	cr_assert_neq(m, -1, "no mpops-watch thread");
+	cr_assert_eq(m & want, want, "mpops-watch blocks %#llx", m);
+	/* The application's own thread still takes them. */
+	cr_assert_eq(thread_sigblk("test_channel") & want, 0);
+	cr_assert_eq(mpops_region_detach(s), 0);
+}
