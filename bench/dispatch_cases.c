@@ -466,12 +466,11 @@ static int bp_fds_export(struct mpops_port *port, int *fds, int max)
 	(void)max;
 	return 0;
 }
-static int bp_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uint32_t epoch,
+static int bp_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 			  struct mpops_port_queue *q)
 {
 	(void)port;
 	(void)qp;
-	(void)epoch;
 	q->rx = dispatch_port_rx;
 	q->tx = dispatch_port_rx;
 	q->queue = slot;

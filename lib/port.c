@@ -882,7 +882,7 @@ static int fpq_build(struct mpops_port *p, uint16_t qp)
 
 	q->epoch = 0;
 	if ((rc = mpops_port_slot(p, &slot, &epoch)) < 0 ||
-	    (rc = p->drv->queue_setup(p, qp, slot, epoch, &mq)) < 0)
+	    (rc = p->drv->queue_setup(p, qp, slot, &mq)) < 0)
 		return rc;
 	if (!mq.rx || !mq.tx) {
 		log_err("port %s: driver %s set up queue pair %u without burst functions",

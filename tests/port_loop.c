@@ -182,13 +182,12 @@ static int loop_fds_export(struct mpops_port *port, int *fds, int max)
 	return 1;
 }
 
-static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uint32_t epoch,
+static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 			    struct mpops_port_queue *mq)
 {
 	struct loop_local *l = mpops_port_priv(port);
 	struct loop_queue *q = &l->q[qp];
 
-	(void)epoch;	/* the port layer rebuilds us at every epoch: nothing to check */
 	atomic_fetch_add(&l->sh->queue_setups, 1);
 	q->l = l;
 	q->ring = &l->sh->ring[qp];

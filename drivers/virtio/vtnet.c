@@ -251,7 +251,7 @@ static int drv_fds_export(struct mpops_port *port, int *fds, int max)
 	return p->tr->fds_export(p, fds, max);
 }
 
-static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uint32_t epoch,
+static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 			   struct mpops_port_queue *q)
 {
 	struct vtnet_port *p = mpops_port_priv(port);
@@ -263,7 +263,6 @@ static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot, uin
 	h->p = p;
 	h->qp = qp;
 	h->slot = slot;
-	h->slot_epoch = epoch;
 	h->notify = MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue;
 	q->rx = vtnet_rx;
 	q->tx = vtnet_tx;

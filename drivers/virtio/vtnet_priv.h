@@ -98,16 +98,14 @@ struct vtnet_port;
 
 /*
  * A queue pair's context in this process: what the port layer's fast-path
- * entry passes to vtnet_rx/vtnet_tx. Built by queue_setup at the port's
- * epoch slot_epoch, with the slot current at that epoch; the port layer
- * rebuilds it when the epoch moves, before any burst uses it again, so the
- * cached slot is never used past its epoch (vtnet_slot_get() checks it for
- * callers outside a burst).
+ * entry passes to vtnet_rx/vtnet_tx. Built by queue_setup with the slot
+ * current at that moment; the port layer builds it again when the epoch
+ * moves, before any burst uses it, so the cached slot is never used past
+ * its epoch. Outside a burst, vtnet_notify() asks for the slot itself.
  */
 struct vtnet_qp {
 	struct vtnet_port *p;
 	uint16_t qp;
-	uint32_t slot_epoch;		/* epoch the cache was built at */
 	/* ops->notify_queue of this process's table, cached: one miss, not two */
 	int (*notify)(struct vtnet_port *p, struct vtnet_slot *slot, uint16_t vq);
 	struct vtnet_slot *slot;

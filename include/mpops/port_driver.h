@@ -60,9 +60,9 @@ struct mpops_port_queue {
  *    (they are duplicated or sent, never closed). Returns the count.
  *  - queue_setup (any process): fill @p q with this process's burst
  *    functions and context for queue pair @p qp, using @p slot, which is
- *    current at @p epoch (keep both if the context caches the slot: the
- *    port layer calls queue_setup again before a burst runs at a later
- *    epoch). Runs at claim and after each epoch move.
+ *    current now; the context may keep it: the port layer calls
+ *    queue_setup again before any burst runs at a later epoch. Runs at claim
+ *    and after each epoch move.
  */
 #define MPOPS_PORT_DRV_OPS(OP)                                                 \
 	OP(int, open, (struct mpops_port *, void ** /* priv */))               \
@@ -73,7 +73,7 @@ struct mpops_port_queue {
 	OP(int, slot_detach, (struct mpops_port *, void * /* slot */))         \
 	OP(int, fds_export, (struct mpops_port *, int * /* fds */, int /* max */)) \
 	OP(int, queue_setup, (struct mpops_port *, uint16_t /* qp */,          \
-			      void * /* slot */, uint32_t /* epoch */,         \
+			      void * /* slot */,                               \
 			      struct mpops_port_queue * /* q */))
 
 MPOPS_OPS_CLASS_DECLARE(mpops_port_drv, MPOPS_PORT_DRV_OPS)
