@@ -175,6 +175,7 @@ struct ctrl_dev {
 	uint16_t data;
 	int served;
 	int ack_writable;	/* the third descriptor was device-writable */
+	uint32_t id_offset;	/* returns head + this as the used id (a device gone wrong) */
 };
 
 static void *ctrl_dev_run(void *arg)
@@ -198,7 +199,7 @@ static void *ctrl_dev_run(void *arg)
 		cd->ack_writable = !!(a->flags & VRING_DESC_F_WRITE);
 	}
 	cd->served = 1;
-	dev_use((uint32_t)head, 1);
+	dev_use((uint32_t)head + cd->id_offset, 1);
 	return NULL;
 }
 
@@ -250,4 +251,21 @@ Test(virtqueue, a_refused_control_command_is_eio_and_a_silent_device_etimedout)
 	cr_assert_eq(logcap_count("did not complete control command 4/0 within 2 s"), 1);
 	/* Too long, or no room: refused before anything is posted. */
 	cr_assert_eq(vq_ctrl_send(&q, 0, 4, 0, &pairs, 200, count_notify, NULL), -EINVAL);
+}
+
+Test(virtqueue, a_control_command_answered_under_another_id_is_counted_and_its_descriptors_come_back)
+{
+	struct ctrl_dev cd = { .ack = VIRTIO_NET_OK, .id_offset = 7 };
+	uint16_t pairs = 2;
+	pthread_t t;
+
+	cr_assert_eq(pthread_create(&t, NULL, ctrl_dev_run, &cd), 0);
+	cr_assert_eq(vq_ctrl_send(&q, 0, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs,
+				  2, count_notify, NULL), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(q.st->errors, 1);
+	cr_assert_eq(logcap_count("vtnet t: queue 3: control queue: device returned another descriptor (7, 0)"),
+		     1);
+	/* The driver knows which three it posted: they are free again. */
+	cr_assert_eq(q.sh->num_free, SIZE);
 }

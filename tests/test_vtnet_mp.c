@@ -431,6 +431,38 @@ static void primary_round_ok(int round, size_t *pmark, unsigned long long count,
 }
 
 /*
+ * Every buffer of the port's pool accounted for, read by mpops-dump (a
+ * read-only attach) once the secondaries are gone: none lost, none held by
+ * anyone (the primary's rounds freed theirs), none unaccounted or listed
+ * twice; what is not free is on the rings.
+ */
+static void pool_counted(void)
+{
+	const char *d[] = { "--json", "--runtime-dir", rundir_path(), "vm", "p0", NULL };
+	static char out[1 << 15];
+	const char *pool = NULL;
+
+	for (int i = 0; i < 100; i++) {
+		int st = peer_run("../app/mpops-dump", d, out, sizeof(out));
+
+		cr_assert(EXITED_OK(st), "%s", out);
+		pool = strstr(out, "\"pool\": {");
+		cr_assert_not_null(pool, "%s", out);
+		if (json_num(pool, "gone") == 0 && json_num(pool, "held") == 0)
+			break;
+		usleep(20000);
+	}
+	cr_assert_eq(json_num(pool, "lost"), 0, "%s", pool);
+	cr_assert_eq(json_num(pool, "twice"), 0, "%s", pool);
+	cr_assert_eq(json_num(pool, "unaccounted"), 0, "%s", pool);
+	cr_assert_eq(json_num(pool, "gone"), 0, "%s", pool);
+	cr_assert_eq(json_num(pool, "held"), 0, "%s", pool);
+	cr_assert_eq(json_num(pool, "free") + json_num(pool, "on_rings") +
+			     json_num(pool, "on_rings_at_start"),
+		     json_num(pool, "total"), "%s", pool);
+}
+
+/*
  * The primary and two secondaries of another executable claim queue pairs
  * 2, 0 and 1 once, and keep them while the port is stopped and started,
  * and while the backend is killed and a new one comes: after each event
@@ -481,6 +513,7 @@ static void claims_held_across_events(enum backend_kind kind, int port_is_server
 		primary_round_ok(e + 1, &pmark, 600, events[e]);
 	}
 	holders_end(h, 2);
+	pool_counted();
 	unsetenv("VT_PRIMARY_LOG");
 }
 
