@@ -477,3 +477,28 @@ Test(vtnet, claim_held_across_stop_and_start_kicks_through_the_rebuilt_slot)
 	}
 	mpops_port_close(p);
 }
+
+/* The control queue's device is ours (virtio-user emulates it), but it
+ * checks commands as a device would: one that points outside the region is
+ * dropped, counted, and still completed, so the queue goes on. */
+Test(vtnet, a_malformed_control_command_is_dropped_counted_and_completed)
+{
+	struct mpops_port *p = started(conf());
+	struct vtnet_port *vp = vtnet_of(p);
+	uint16_t cvq = VTNET_CVQ(vp->sh->max_qp);
+	struct vq *q = &vp->vq[cvq];
+	uint16_t d, used;
+
+	cr_assert_not_null(q->sh, "no control queue");
+	used = q->used->idx;
+	d = vq_desc_get(q);
+	q->desc[d] = (struct vring_desc){ .addr = 1ULL << 40, .len = 2, .flags = 0 };
+	q->avail->ring[q->sh->avail_idx & q->mask] = d;
+	vq_avail_publish(q, (uint16_t)(q->sh->avail_idx + 1));
+	cr_assert_eq(vtnet_notify(vp, cvq), 0);
+	cr_assert_eq(q->used->idx, (uint16_t)(used + 1));
+	cr_assert_eq(q->used->ring[used & q->mask].id, d);
+	cr_assert_eq(q->st->errors, 1);
+	cr_assert_eq(logcap_count("malformed control command (descriptor"), 1);
+	mpops_port_close(p);
+}
