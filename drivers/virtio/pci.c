@@ -989,13 +989,14 @@ static int vtpci_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 	if (ps_of(p)->access == VTPCI_VFIO) {
 		/* A copy of the primary's device fd (its own, duplicated, in the primary). */
 		rc = mpops_port_fds_get(p->port, &dev_fd, 1);
-		if (rc == 0)
+		if (rc == 0) {
+			/* (A failure of the request itself is logged by the port layer.) */
+			vt_err("vtnet %s: the primary has no vfio device fd of %s to give: are both built from the same sources?",
+			       sh->name, ps_of(p)->addr);
 			rc = -EBADMSG;
-		if (rc < 0) {
-			vt_err("vtnet %s: cannot get the vfio device fd of %s from the primary: %s",
-			       sh->name, ps_of(p)->addr, strerror(-rc));
-			goto fail;
 		}
+		if (rc < 0)
+			goto fail;
 	}
 	if ((rc = access_open(ps_of(p), dev_fd, s->pci)) < 0) {
 		vt_err("vtnet %s: this process cannot reach PCI device %s: %s", sh->name, ps_of(p)->addr,

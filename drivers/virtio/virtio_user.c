@@ -55,7 +55,6 @@ struct vtnet_dev {
 	int nkick;
 	int kickfd[VTNET_MAX_VQ];
 	int callfd[VTNET_MAX_VQ];
-	uint8_t status;
 	int want_started;		/* the port should be running */
 	struct mpops_pktpool *pool;	/* the monitor thread's own pool handle */
 	pthread_t mon;
@@ -694,11 +693,8 @@ static int vu_slot_attach(struct vtnet_port *p, struct vtnet_slot *s)
 {
 	int n = mpops_port_fds_get(p->port, s->kickfd, VTNET_MAX_VQ);
 
-	if (n < 0) {
-		vt_err("vtnet %s: cannot get this process's kick fds: %s", p->sh->name,
-		       strerror(-n));
-		return n;
-	}
+	if (n < 0)
+		return n;	/* logged by the port layer */
 	s->nfds = n;
 	return 0;
 }
