@@ -213,7 +213,7 @@ struct pool_layout {
 };
 
 static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_size,
-			   uint32_t cache_size, uint32_t max_handles)
+			   uint32_t cache_size, uint32_t max_handles, uint32_t data_align)
 {
 	l->ring_size = pow2_at_least(count + 1);
 	l->buf_stride = (uint32_t)ALIGN_UP(buf_size, 64);
@@ -223,7 +223,9 @@ static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_s
 	l->handles_rel = ALIGN_UP(l->ring_rel + sizeof(struct pkt_ring_shared) +
 				  (uint64_t)l->ring_size * sizeof(uint32_t), 64);
 	l->meta_rel = l->handles_rel + (uint64_t)max_handles * l->handle_stride;
-	l->data_rel = l->meta_rel + (uint64_t)count * META_SIZE;
+	/* The pool itself starts data_align-aligned (mpops_alloc), so an
+	 * aligned data_rel gives buffers aligned in every mapping. */
+	l->data_rel = ALIGN_UP(l->meta_rel + (uint64_t)count * META_SIZE, data_align);
 	l->total = l->data_rel + (uint64_t)count * l->buf_stride;
 }
 
@@ -250,6 +252,14 @@ static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
 		o->cache_size = o->count < DEF_CACHE ? o->count : DEF_CACHE;
 	if (!o->max_handles)
 		o->max_handles = PKTPOOL_HANDLES_DEF;
+	if (!o->data_align)
+		o->data_align = 64;
+	if ((o->data_align & (o->data_align - 1)) || o->data_align < 64 ||
+	    o->data_align > PKTPOOL_DATA_ALIGN_MAX) {
+		log_err("pktpool '%s': data_align %u must be a power of two from 64 to %u",
+			name, o->data_align, PKTPOOL_DATA_ALIGN_MAX);
+		return -EINVAL;
+	}
 	if (o->count > PKTPOOL_COUNT_MAX) {
 		log_err("pktpool '%s': count %u is more than %u buffers: use several pools",
 			name, o->count, PKTPOOL_COUNT_MAX);
@@ -291,6 +301,7 @@ static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 	sh->buf_size = o->buf_size;
 	sh->headroom = o->headroom;
 	sh->buf_stride = l->buf_stride;
+	sh->data_align = o->data_align;
 	sh->self_off = off;
 	sh->ring_off = off + l->ring_rel;
 	sh->handles_off = off + l->handles_rel;
@@ -363,14 +374,14 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 			name, r->name);
 		return -EEXIST;
 	}
-	layout_compute(&l, o.count, o.buf_size, o.cache_size, o.max_handles);
+	layout_compute(&l, o.count, o.buf_size, o.cache_size, o.max_handles, o.data_align);
 	if (l.total > r->size) {
 		log_err("pktpool '%s': %u buffers of %u bytes need %llu bytes, more than region '%s' has (%zu): create the region larger or the pool smaller",
 			name, o.count, o.buf_size, (unsigned long long)l.total, r->name, r->size);
 		return -ENOMEM;
 	}
 	snprintf(tag, sizeof(tag), "pktpool.%s", name);
-	if ((rc = mpops_alloc(r, l.total, 64, tag, &off)) < 0)
+	if ((rc = mpops_alloc(r, l.total, o.data_align, tag, &off)) < 0)
 		return rc;
 	pool_init(r, off, name, &o, &l);
 	/* Another process may have taken the name meanwhile: root_set says. */
@@ -400,7 +411,11 @@ const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
 		return "cache_size out of range";
 	if (sh->max_handles == 0 || sh->max_handles > PKTPOOL_HANDLES_MAX)
 		return "max_handles out of range";
-	layout_compute(&l, sh->count, sh->buf_size, sh->cache_size, sh->max_handles);
+	if (sh->data_align < 64 || sh->data_align > PKTPOOL_DATA_ALIGN_MAX ||
+	    (sh->data_align & (sh->data_align - 1)))
+		return "data_align out of range";
+	layout_compute(&l, sh->count, sh->buf_size, sh->cache_size, sh->max_handles,
+		       sh->data_align);
 	if (sh->buf_stride != l.buf_stride || sh->total_size != l.total ||
 	    sh->handle_stride != l.handle_stride || sh->ring_off != pool + l.ring_rel ||
 	    sh->handles_off != pool + l.handles_rel || sh->meta_off != pool + l.meta_rel ||
@@ -1002,4 +1017,33 @@ unsigned mpops_pktpool_count(const struct mpops_pktpool *p)
 void *mpops_pktpool_base(const struct mpops_pktpool *p)
 {
 	return p ? p->base : NULL;
+}
+
+int mpops_pktpool_layout(const struct mpops_pktpool *p, struct mpops_pktpool_layout *l)
+{
+	if (!p || !l || l->sz != sizeof(*l)) {
+		log_err("mpops_pktpool_layout: a handle and a layout with sz = sizeof(struct mpops_pktpool_layout) are needed");
+		return -EINVAL;
+	}
+	l->data_off = p->sh->data_off;
+	l->stride = p->sh->buf_stride;
+	l->count = p->count;
+	l->data_len = (uint64_t)p->count * p->sh->buf_stride;
+	l->buf_size = p->sh->buf_size;
+	l->headroom = p->headroom;
+	l->data_align = p->sh->data_align;
+	return 0;
+}
+
+struct mpops_pkt *mpops_pktpool_buf_at(const struct mpops_pktpool *p, mpops_off_t off)
+{
+	uint64_t rel, i;
+
+	if (!p || off < p->sh->data_off)
+		return NULL;
+	rel = off - p->sh->data_off;
+	i = rel / p->sh->buf_stride;
+	if (i >= p->count || rel - i * p->sh->buf_stride >= p->sh->buf_size)
+		return NULL;
+	return &p->meta[i];
 }

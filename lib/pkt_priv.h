@@ -16,6 +16,7 @@
 #define PKTPOOL_VERSION 2
 #define PKTPOOL_COUNT_MAX (1u << 24)
 #define PKTPOOL_HANDLES_DEF 64u
+#define PKTPOOL_DATA_ALIGN_MAX MPOPS_PKTPOOL_DATA_ALIGN_MAX
 #define PKTPOOL_HANDLES_MAX 1024u
 
 /*
@@ -141,7 +142,7 @@ struct pktpool_shared {
 	uint32_t max_handles;
 	uint32_t handle_stride;	/* bytes per record, cache included */
 	uint32_t usable;	/* buffers a device can reach (the rest never leave) */
-	uint32_t pad0;
+	uint32_t data_align;	/* of the first buffer, in every mapping */
 	/* Counters, written under the ring's lock. */
 	uint64_t reclaimed;	/* given back from processes that are gone */
 	uint64_t recovered;	/* left on a port's rings by dead bursts, given back at stop */

@@ -663,6 +663,9 @@ int mpops_port_create(struct mpops_region *r, const char *name, const struct mpo
 	}
 	/* The pool, found again by name when the port is made again. */
 	po.count = c.pool_size ? c.pool_size : 8192;
+	po.buf_size = c.buf_size;
+	po.headroom = c.headroom;
+	po.data_align = c.buf_align;
 	root_name(root, sizeof(root), name, ".pool");
 	if (mpops_root_get(r, root, &sh->pool_off) < 0 &&
 	    (rc = mpops_pktpool_create(r, root, &po, &sh->pool_off)) < 0)

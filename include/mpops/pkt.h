@@ -83,7 +83,44 @@ struct mpops_pktpool_opts {
 	uint32_t max_handles;	/**< handles open at once, in every process
 				     together (and those of processes gone,
 				     until the primary notices); 0 = 64 */
+	uint32_t data_align;	/**< alignment of the first buffer (a power of
+				     two, 64..MPOPS_PKTPOOL_DATA_ALIGN_MAX;
+				     0 = 64). With 4096 and a power-of-two
+				     buf_size the buffers are a page-aligned
+				     array of equal chunks, as an AF_XDP UMEM
+				     needs (mpops_pktpool_layout()). */
 };
+
+/** Largest mpops_pktpool_opts.data_align. */
+#define MPOPS_PKTPOOL_DATA_ALIGN_MAX (2u << 20)
+
+/** Where a pool's buffers lie, for a driver that registers them with a device. */
+struct mpops_pktpool_layout {
+	size_t sz;		/**< sizeof(struct mpops_pktpool_layout) */
+	mpops_off_t data_off;	/**< region offset of buffer 0 */
+	uint64_t data_len;	/**< bytes from buffer 0 to the end of the last */
+	uint32_t stride;	/**< bytes from one buffer to the next */
+	uint32_t count;		/**< buffers */
+	uint16_t buf_size;	/**< bytes per buffer, headroom included */
+	uint16_t headroom;	/**< default data offset */
+	uint32_t data_align;	/**< alignment of buffer 0 */
+};
+
+/**
+ * The layout of handle @p p's pool. Buffer i's bytes are at region offset
+ * data_off + i * stride (its mpops_pkt.buf_off).
+ * @return 0, -EINVAL NULL arguments or a bad sz.
+ */
+MPOPS_API int mpops_pktpool_layout(const struct mpops_pktpool *p,
+				   struct mpops_pktpool_layout *l);
+
+/**
+ * The buffer whose bytes contain region offset @p off (any byte of it), in
+ * handle @p p's pool; the reverse of buf_off. For drivers that get buffer
+ * addresses back from a device: an offset outside the buffers, or in the
+ * gap after a buffer's buf_size, gives NULL.
+ */
+MPOPS_API struct mpops_pkt *mpops_pktpool_buf_at(const struct mpops_pktpool *p, mpops_off_t off);
 
 /** Largest per-handle cache, in buffers. */
 #define MPOPS_PKTPOOL_CACHE_MAX 4096

@@ -90,6 +90,9 @@ struct mpops_port_conf {
 	uint8_t mac[6];		/**< all zero: a locally administered one */
 	uint32_t pool_size;	/**< packet buffers; 0 = 8192 */
 	uint32_t drv_size;	/**< bytes of shared state for the driver */
+	uint16_t buf_size;	/**< packet buffer size, headroom included; 0 = the pool's default */
+	uint16_t headroom;	/**< default data offset in a buffer; 0 = the pool's default */
+	uint32_t buf_align;	/**< alignment of the first buffer (mpops_pktpool_opts.data_align) */
 };
 
 /**
