@@ -524,7 +524,7 @@ int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *na
 			if (s.mark[i] != MARK_NONE || !(f & MPOPS_PKT_F_ALLOCATED) ||
 			    (!pass && s.seg[i]))
 				continue;
-			if (!ring_of(o, port)) {
+			if (!ring_of(o, port) || (o & OWNER_RING_KEPT)) {
 				s.mark[i] = MARK_HELD;
 				chain_mark(&s, i, MARK_HELD, NULL, NULL);
 				continue;

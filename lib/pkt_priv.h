@@ -26,7 +26,8 @@
  *  - 1..max_handles: a process, by one of its handle records (index + 1);
  *  - OWNER_RING | port | queue pair | direction: a port's device ring (set
  *    by the port layer around each burst, see port.c; the port by a number
- *    of its own, 1..2047);
+ *    of its own, 1..2047); with OWNER_RING_KEPT, one the device keeps
+ *    across a stop (mpops_port_bufs_kept()), which recovery leaves;
  *  - OWNER_UNUSABLE: never handed out (spans two hugepages, see create).
  * Written with the plain stores that set and clear ALLOCATED: no extra
  * instruction on the pool's fast path.
@@ -35,6 +36,7 @@
 #define OWNER_RING (1u << 23)
 #define OWNER_RING_TX (1u << 4)
 #define OWNER_RING_ANYQ (1u << 5)	/* posted outside a burst (port start) */
+#define OWNER_RING_KEPT (1u << 17)	/* left with the device across a stop */
 #define OWNER_PORT_SHIFT 6
 #define OWNER_PORT_MAX 0x7ffu
 #define OWNER_UNUSABLE 0x7fffffu
@@ -238,6 +240,12 @@ static inline uint32_t pktpool_ring_anyq(uint32_t port)
 static inline uint32_t pktpool_ring(uint32_t port, uint16_t qp, int tx)
 {
 	return flags_ring(port, qp, tx);
+}
+
+/* ... that the device keeps across a stop. */
+static inline uint32_t pktpool_ring_kept(uint32_t port, uint16_t qp, int tx)
+{
+	return flags_ring(port, qp, tx) | OWNER_RING_KEPT << OWNER_SHIFT;
 }
 
 /*

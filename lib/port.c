@@ -852,10 +852,35 @@ int mpops_port_lost(struct mpops_port *p, const char *why)
 
 int mpops_port_restored(struct mpops_port *p)
 {
+	uint32_t st = PORT_LOST;
+
+	/* Only from lost: a stop since then stays a stop. */
+	if (atomic_load(&p->sh->state) != PORT_LOST)
+		return -EALREADY;
 	epoch_move(p);
-	atomic_store(&p->sh->state, PORT_STARTED);
+	if (!atomic_compare_exchange_strong(&p->sh->state, &st, PORT_STARTED))
+		return -EALREADY;
 	mpops_port_connected(p);
 	mpops_port_link_set(p, 1);
+	return 0;
+}
+
+int mpops_port_bufs_kept(struct mpops_port *p, uint16_t qp, int tx, struct mpops_pkt **pkts,
+			 unsigned n)
+{
+	uint32_t f;
+	int rc;
+
+	if ((rc = creator_only(p, "marks buffers kept by the device in")) < 0)
+		return rc;
+	if (qp >= p->sh->nb_qp || (n && !pkts))
+		return -EINVAL;
+	f = pktpool_ring_kept(ring_id(p), qp, tx);
+	for (unsigned i = 0; i < n; i++) {
+		if (!(__atomic_load_n(&pkts[i]->flags, __ATOMIC_RELAXED) & MPOPS_PKT_F_ALLOCATED))
+			return -EINVAL;
+		__atomic_store_n(&pkts[i]->flags, f, __ATOMIC_RELAXED);
+	}
 	return 0;
 }
 

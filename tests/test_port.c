@@ -161,6 +161,21 @@ Test(port, a_lost_device_stops_bursts_and_its_return_resumes_them_with_the_claim
 	mpops_port_close(p);
 }
 
+Test(port, a_port_stopped_while_its_device_was_lost_stays_stopped_when_the_device_returns)
+{
+	struct mpops_port *p = port_up(1);
+
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(mpops_port_lost(p, "test unplugged it"), 0);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	cr_assert_eq(mpops_port_restored(p), -EALREADY);
+	cr_assert_eq(mpops_port_is_started(p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
+	cr_assert_eq(mpops_port_restored(p), -EALREADY);	/* started, not lost */
+	cr_assert_eq(loop_traffic(p, 0, 10), 10);
+	mpops_port_close(p);
+}
+
 /* A driver that forgot an op. */
 static int holey_open(struct mpops_port *port, void **priv)
 {
@@ -371,6 +386,32 @@ static struct mpops_pktpool_census census(struct mpops_port *p)
 
 	cr_assert_eq(mpops_port_pool_census(p, &c), 0);
 	return c;
+}
+
+Test(port, buffers_the_device_keeps_across_a_stop_stay_on_its_ring_and_are_not_recovered)
+{
+	struct mpops_port *p = port_up(2);
+	struct mpops_pktpool_census before = census(p), c;
+	struct mpops_pkt *pk[10], *loose;
+
+	cr_assert_eq(mpops_pkt_alloc_bulk(mpops_port_pool(p), pk, 10), 0);
+	cr_assert_eq(mpops_port_bufs_kept(p, 1, 0, pk, 10), 0);
+	cr_assert_eq(mpops_port_bufs_kept(p, 2, 0, pk, 10), -EINVAL);	/* no queue pair 2 */
+	loose = mpops_pkt_alloc(mpops_port_pool(p));
+	cr_assert_not_null(loose);
+	mpops_pkt_free(mpops_port_pool(p), loose);
+	cr_assert_eq(mpops_port_bufs_kept(p, 0, 0, &loose, 1), -EINVAL);	/* not allocated */
+	cr_assert_eq(mpops_port_stop(p), 0);
+	c = census(p);
+	cr_assert_eq(c.on_queue[1][0], 10, "on queue pair 1's rx ring: %u", c.on_queue[1][0]);
+	cr_assert_eq(c.recovered, before.recovered);
+	cr_assert_eq(c.free, c.total - 10);
+	/* What the device gives back later is an ordinary buffer again. */
+	cr_assert_eq(mpops_pkt_free_bulk(mpops_port_pool(p), pk, 10), 0);
+	c = census(p);
+	cr_assert_eq(c.free, c.total);
+	cr_assert_eq(c.unaccounted, 0);
+	mpops_port_close(p);
 }
 
 Test(port, a_dead_secondarys_cached_and_held_buffers_come_back_and_its_ring_keeps_its_own)

@@ -187,9 +187,24 @@ MPOPS_API int mpops_port_lost(struct mpops_port *port, const char *why);
 /**
  * The device is back and the driver handed it the rings again (creator,
  * any thread): caches go stale, bursts run again, link up, reconnects
- * counted. @return 0.
+ * counted. @return 0, -EALREADY the port was not lost (not started, or
+ *   stopped since: it stays stopped).
  */
 MPOPS_API int mpops_port_restored(struct mpops_port *port);
+
+/**
+ * Buffers the device keeps across a stop (creator, in the stop op): those
+ * it cannot be made to give back, such as the frames on an AF_XDP fill
+ * ring, which the kernel may still take. They stay counted as on queue
+ * pair @p qp's rx ring (tx ring when @p tx), and the check after stop,
+ * which gives back to the pool every buffer still marked as on the port's
+ * rings, leaves them. The burst that later returns one (rx) or completes
+ * it (tx) makes it an ordinary buffer again.
+ * @return 0, -EPERM not the creator, -EINVAL a bad queue pair or a
+ *   buffer that is not allocated.
+ */
+MPOPS_API int mpops_port_bufs_kept(struct mpops_port *port, uint16_t qp, int tx,
+				   struct mpops_pkt **pkts, unsigned n);
 
 /** Count a (re)connection of the device (creator). */
 MPOPS_API void mpops_port_connected(struct mpops_port *port);
