@@ -1026,6 +1026,7 @@ int mpops_pktpool_layout(const struct mpops_pktpool *p, struct mpops_pktpool_lay
 		return -EINVAL;
 	}
 	l->data_off = p->sh->data_off;
+	l->meta_off = p->sh->meta_off;
 	l->stride = p->sh->buf_stride;
 	l->count = p->count;
 	l->data_len = (uint64_t)p->count * p->sh->buf_stride;

@@ -98,6 +98,8 @@ struct mpops_pktpool_opts {
 struct mpops_pktpool_layout {
 	size_t sz;		/**< sizeof(struct mpops_pktpool_layout) */
 	mpops_off_t data_off;	/**< region offset of buffer 0 */
+	mpops_off_t meta_off;	/**< region offset of buffer 0's mpops_pkt (the
+				     others follow it, one struct each) */
 	uint64_t data_len;	/**< bytes from buffer 0 to the end of the last */
 	uint32_t stride;	/**< bytes from one buffer to the next */
 	uint32_t count;		/**< buffers */
