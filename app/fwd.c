@@ -35,6 +35,9 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+#ifdef MPOPS_HAVE_AFXDP
+#include <mpops/afxdp.h>
+#endif
 
 #include "app_util.h"
 
@@ -49,6 +52,7 @@ struct opts {
 	int secondary;
 	const char *region, *rundir, *port;
 	const char *vhost_socket;	/* primary */
+	const char *af_xdp;		/* primary: an AF_XDP port instead */
 	int vhost_server;		/* primary */
 	unsigned nb_qp;			/* primary: queue pairs of the port */
 	int mergeable;			/* primary: 1 on, -1 off */
@@ -198,6 +202,10 @@ static void usage(FILE *f)
 		"  --vhost-server        listen on PATH; the backend connects to us\n"
 		"  --queues N            queue pairs, 1..%d (default 1)\n"
 		"  --mergeable on|off    mergeable rx buffers (default on)\n"
+		"  Or an AF_XDP port (the AF_XDP driver, afxdp.h):\n"
+		"  --af-xdp ARGS         iface=IF[,start_queue=N][,queues=N][,mode=auto|native|\n"
+		"                        generic][,zero_copy=auto|on|off][,frame_size=2048|4096]\n"
+		"                        [,ring_size=N][,pool_size=N][,busy_poll=N]\n"
 		"\n"
 		"  Prints a line a second: per queue pair, rx and tx packets per second from\n"
 		"  the shared counters, and this process's own for the pairs it claimed.\n"
@@ -274,7 +282,7 @@ static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_PROC = 256, O_REGION, O_RUNDIR, O_PORT, O_CLAIM, O_MODE, O_TXFIRST, O_SIZE,
 	       O_COUNT, O_BURST, O_IDLE, O_DURATION, O_JSON, O_VSOCK, O_VSERVER, O_QUEUES,
-	       O_MRG, O_HELP };
+	       O_MRG, O_AFXDP, O_HELP };
 	static const struct option lo[] = {
 		{ "proc-type", required_argument, NULL, O_PROC },
 		{ "region", required_argument, NULL, O_REGION },
@@ -293,6 +301,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "vhost-server", no_argument, NULL, O_VSERVER },
 		{ "queues", required_argument, NULL, O_QUEUES },
 		{ "mergeable", required_argument, NULL, O_MRG },
+		{ "af-xdp", required_argument, NULL, O_AFXDP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 },
 	};
@@ -353,6 +362,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case O_JSON: o->json = 1; break;
 		case O_VSOCK: o->vhost_socket = optarg; primary_only = "--vhost-socket"; break;
+		case O_AFXDP: o->af_xdp = optarg; primary_only = "--af-xdp"; break;
 		case O_VSERVER: o->vhost_server = 1; primary_only = "--vhost-server"; break;
 		case O_QUEUES:
 			if (parse_uint(optarg, 1, VTNET_MAX_QP, &o->nb_qp) < 0)
@@ -375,8 +385,14 @@ static int parse(int argc, char **argv, struct opts *o)
 	if (o->secondary && primary_only)
 		return bad_usage("%s is for the primary, which makes the port; a secondary opens it as it is",
 				 primary_only);
-	if (!o->secondary && !o->vhost_socket)
-		return bad_usage("the primary needs --vhost-socket PATH, the vhost-user backend's socket");
+	if (!o->secondary && !o->vhost_socket && !o->af_xdp)
+		return bad_usage("the primary needs --vhost-socket PATH, the vhost-user backend's socket, or --af-xdp ARGS");
+	if (o->vhost_socket && o->af_xdp)
+		return bad_usage("--vhost-socket and --af-xdp each make the port: pass one");
+#ifndef MPOPS_HAVE_AFXDP
+	if (o->af_xdp)
+		return bad_usage("this mpops-fwd was built without the AF_XDP driver (install libbpf-dev and libxdp-dev, then rebuild)");
+#endif
 	if (o->count && o->mode != MODE_TXONLY)
 		return bad_usage("--count is for --forward-mode txonly");
 	if (o->tx_first && o->mode != MODE_IO && o->mode != MODE_MACSWAP)
@@ -402,6 +418,14 @@ static int setup_primary(struct fwd *f)
 	if ((rc = mpops_region_create(o->region, &ro, &f->r)) < 0)
 		return step_fail(rc, "pick another --region",
 				 "cannot create region '%s'", o->region);
+#ifdef MPOPS_HAVE_AFXDP
+	if (o->af_xdp) {
+		if ((rc = afxdp_port_create_args(f->r, o->port, o->af_xdp, &f->port)) < 0)
+			return step_fail(rc, "see the line above", "cannot create AF_XDP port '%s' (%s)",
+					 o->port, o->af_xdp);
+		goto start;
+	}
+#endif
 	vc.vhost_path = o->vhost_socket;
 	vc.server = o->vhost_server;
 	vc.nb_qp = (uint16_t)o->nb_qp;
@@ -410,6 +434,9 @@ static int setup_primary(struct fwd *f)
 		return step_fail(rc, "start the backend first, or pass --vhost-server",
 				 "cannot create port '%s' on vhost-user socket %s", o->port,
 				 o->vhost_socket);
+#ifdef MPOPS_HAVE_AFXDP
+start:
+#endif
 	if ((rc = mpops_port_start(f->port)) < 0)
 		return step_fail(rc, "see the backend's log", "cannot start port '%s'", o->port);
 	step_end();
