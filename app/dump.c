@@ -16,6 +16,9 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+#ifdef MPOPS_HAVE_AFXDP
+#include <mpops/afxdp.h>
+#endif
 
 /* The pool: one line of totals, one per process that has handles. */
 static void pool_text(const struct mpops_pktpool_census *c)
@@ -76,7 +79,10 @@ int main(int argc, char **argv)
 	static struct mpops_pktpool_census pc = { .sz = sizeof(pc) };
 	struct mpops_port_info pi;
 	struct mpops_port_link l;
-	int is_vtnet, has_pool;
+	int is_vtnet, has_pool, is_afxdp = 0;
+#ifdef MPOPS_HAVE_AFXDP
+	static struct afxdp_info ax = { .sz = sizeof(ax) };
+#endif
 	const char *port = "port0";
 	char feat[512], dev[512];
 	int json = 0, c, rc, nvq;
@@ -109,7 +115,10 @@ int main(int argc, char **argv)
 	mpops_port_link_get(p, &l);
 	/* A snapshot: exact when nothing moves (see unaccounted). */
 	has_pool = mpops_port_pool_census(p, &pc) == 0;
-	is_vtnet = vtnet_info_get(p, &in) == 0;
+	is_vtnet = strcmp(pi.driver, "vtnet") == 0 && vtnet_info_get(p, &in) == 0;
+#ifdef MPOPS_HAVE_AFXDP
+	is_afxdp = strcmp(pi.driver, "afxdp") == 0 && afxdp_info_get(p, &ax) == 0;
+#endif
 	vtnet_features_str(in.features, feat, sizeof(feat));
 	vtnet_features_str(in.device_features, dev, sizeof(dev));
 	nvq = 2 * pi.nb_qp;
@@ -126,6 +135,22 @@ int main(int argc, char **argv)
 			       "\"transport\": {\"ops_id\": %u, \"name\": \"%s\"}, ",
 			       (unsigned long long)in.features, feat, (unsigned long long)in.device_features,
 			       in.max_qp, in.ring_size, in.hdr_size, in.ops_id, in.transport);
+#ifdef MPOPS_HAVE_AFXDP
+		if (is_afxdp) {
+			printf("\"af_xdp\": {\"iface\": \"%s\", \"start_queue\": %u, \"native\": %s, \"zero_copy\": %s, \"busy_poll\": %d, \"ring_size\": %u, \"frame_size\": %u, \"frames\": %u, \"kernel\": [",
+			       ax.iface, ax.start_queue, ax.native ? "true" : "false",
+			       ax.zero_copy ? "true" : "false", ax.busy_poll, ax.ring_size, ax.frame_size,
+			       ax.nb_frames);
+			for (unsigned q = 0; q < ax.nb_qp; q++)
+				printf("%s{\"qp\": %u, \"rx_dropped\": %llu, \"rx_ring_full\": %llu, \"fill_ring_empty\": %llu, \"rx_invalid\": %llu, \"tx_invalid\": %llu}",
+				       q ? ", " : "", q, (unsigned long long)ax.q[q].rx_dropped,
+				       (unsigned long long)ax.q[q].rx_ring_full,
+				       (unsigned long long)ax.q[q].fill_ring_empty,
+				       (unsigned long long)ax.q[q].rx_invalid,
+				       (unsigned long long)ax.q[q].tx_invalid);
+			printf("]}, ");
+		}
+#endif
 		if (has_pool)
 			pool_json(&pc);
 		printf("\"queues\": [");
@@ -143,6 +168,21 @@ int main(int argc, char **argv)
 		} else {
 			printf("  %u queue pairs, primary pid %d\n", pi.nb_qp, (int)pi.primary_pid);
 		}
+#ifdef MPOPS_HAVE_AFXDP
+		if (is_afxdp) {
+			printf("  AF_XDP on %s queues %u..%u: %s XDP, %s, %u frames of %u bytes, rings of %u%s\n",
+			       ax.iface, ax.start_queue, ax.start_queue + ax.nb_qp - 1,
+			       ax.native ? "native" : "generic", ax.zero_copy ? "zero-copy" : "copy mode",
+			       ax.nb_frames, ax.frame_size, ax.ring_size, ax.busy_poll ? ", busy polling" : "");
+			for (unsigned q = 0; q < ax.nb_qp; q++)
+				printf("  qp %u kernel: rx dropped %llu, rx ring full %llu, fill ring empty %llu, invalid rx %llu tx %llu\n",
+				       q, (unsigned long long)ax.q[q].rx_dropped,
+				       (unsigned long long)ax.q[q].rx_ring_full,
+				       (unsigned long long)ax.q[q].fill_ring_empty,
+				       (unsigned long long)ax.q[q].rx_invalid,
+				       (unsigned long long)ax.q[q].tx_invalid);
+		}
+#endif
 		if (has_pool)
 			pool_text(&pc);
 		printf("  %-4s %-3s %5s %6s %6s %6s %5s %5s %12s %14s %6s %6s %8s\n", "vq", "dir",
@@ -158,6 +198,7 @@ int main(int argc, char **argv)
 		memset(&vi, 0, sizeof(vi));
 		if (is_vtnet && vtnet_vq_info_get(p, (uint16_t)v, &vi) < 0)
 			continue;
+		(void)is_afxdp;
 		mpops_port_stats_get(p, (uint16_t)(v / 2), &st[0], &st[1]);
 		s = &st[v % 2];
 		/* Buffers on this queue's ring, by the marks the bursts set. */

@@ -62,10 +62,17 @@ static int ax_open(struct mpops_port *port, void **priv)
 			free(p);
 			return -EPROTO;
 		}
-		if (!p->pool || mpops_pktpool_layout(p->pool, &l) < 0 ||
-		    sh->umem_off != l.data_off || sh->meta_off != l.meta_off ||
-		    sh->nb_frames != l.count || sh->frame_size != l.stride ||
-		    sh->frame_size != l.buf_size || sh->frame_shift >= 32 ||
+		size_t rsz = mpops_region_size(mpops_port_region(port));
+
+		/* A read-only attach (tools) has no pool handle: bounds only. */
+		if ((p->pool && (mpops_pktpool_layout(p->pool, &l) < 0 ||
+				 sh->umem_off != l.data_off || sh->meta_off != l.meta_off ||
+				 sh->nb_frames != l.count || sh->frame_size != l.stride ||
+				 sh->frame_size != l.buf_size)) ||
+		    sh->umem_off > rsz || sh->meta_off > rsz ||
+		    (uint64_t)sh->nb_frames * sh->frame_size > rsz - sh->umem_off ||
+		    (uint64_t)sh->nb_frames * sizeof(struct mpops_pkt) > rsz - sh->meta_off ||
+		    sh->frame_shift >= 32 ||
 		    (1u << sh->frame_shift) != sh->frame_size || sh->nb_qp == 0 ||
 		    sh->nb_qp > AFXDP_MAX_QP || sh->ring_size == 0 ||
 		    (sh->ring_size & (sh->ring_size - 1))) {

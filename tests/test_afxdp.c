@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The AF_XDP driver end to end, each process its own executable, in a
+ * network namespace of the test's own with a veth pair vxa <-> vxb (two
+ * queues each, IPv6 off so that only the tests' frames travel). Our port
+ * is on vxa; the far end on vxb is libxdp's own socket API (xsk-peer), the
+ * kernel's stack, or DPDK's net_af_xdp in dpdk-testpmd. The namespace goes
+ * at teardown, and every process with it.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define FWD "../app/mpops-fwd"
+#define DUMP "../app/mpops-dump"
+#define TESTPMD "/usr/bin/dpdk-testpmd"
+
+extern char **environ;
+
+static char ns[32];
+static struct peer primary, sec[3], gen;
+
+/* A shell command that must succeed. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "'%s' failed: %#x", cmd, st);
+}
+
+static void setup(void)
+{
+	int fd;
+
+	rundir_make();
+	primary.pid = gen.pid = -1;
+	for (int i = 0; i < 3; i++)
+		sec[i].pid = -1;
+	snprintf(ns, sizeof(ns), "mpx%d", (int)getpid());
+	sh("ip netns add %s", ns);
+	sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+	   ns);
+	sh("ip -n %s link add vxa numtxqueues 2 numrxqueues 2 type veth peer name vxb numtxqueues 2 numrxqueues 2",
+	   ns);
+	sh("ip -n %s link set vxa up && ip -n %s link set vxb up", ns, ns);
+	/* This test process and everything it starts live in the namespace. */
+	char path[64];
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(setns(fd, CLONE_NEWNET), 0);
+	close(fd);
+}
+
+static void teardown(void)
+{
+	peers_end_all();
+	for (int i = 0; i < 3; i++)
+		peer_end(&sec[i], SIGKILL);
+	peer_end(&gen, SIGKILL);
+	peer_end(&primary, SIGKILL);
+	if (ns[0]) {
+		char cmd[64];
+
+		snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove network namespace %s\n", ns);
+	}
+	rundir_remove();
+}
+
+TestSuite(afxdp, .init = setup, .fini = teardown, .timeout = 120);
+
+/* The primary mpops-fwd on vxa with @args, claiming nothing itself. */
+static void primary_start(const char *args)
+{
+	const char *a[] = { "--proc-type", "primary", "--runtime-dir", rundir_path(), "--af-xdp",
+			    args, "--queues-claim", "none", "--forward-mode", "rxonly",
+			    "--idle-sleep", "1000", NULL };
+
+	peer_begin(&primary, FWD, a, "forwarding");
+}
+
+/* A secondary mpops-fwd on queue pair @qp in @mode (more options after). */
+static void secondary_start(struct peer *p, const char *qp, const char *mode,
+			    const char *const *more)
+{
+	const char *a[24] = { "--proc-type", "secondary", "--runtime-dir", rundir_path(),
+			      "--queues-claim", qp, "--forward-mode", mode, "--json" };
+	int n = 9;
+
+	for (; more && *more; more++)
+		a[n++] = *more;
+	a[n] = NULL;
+	peer_begin(p, FWD, a, "forwarding");
+}
+
+static void end_ok(struct peer *p, int sig, const char *who)
+{
+	int st = peer_end(p, sig);
+
+	cr_assert(EXITED_OK(st), "%s exited with status %#x:\n%s", who, st, p->out);
+}
+
+/* This process's own count @key of queue pair @qp in its final JSON. */
+static unsigned long long own(const struct peer *p, unsigned qp, const char *key)
+{
+	char pat[64];
+	const char *q = strstr(p->out, "\"queues\": [");
+
+	cr_assert_not_null(q, "no report in:\n%s", p->out);
+	snprintf(pat, sizeof(pat), "{\"qp\": %u, ", qp);
+	q = strstr(q, pat);
+	cr_assert_not_null(q, "queue pair %u not in:\n%s", qp, p->out);
+	return json_num(q, key);
+}
+
+/* xsk-peer send on vxb's queue @q: @n frames. */
+static void peer_send(unsigned q, unsigned n, unsigned pps)
+{
+	char qs[8], ns_[16], ps[16], out[4096];
+	const char *a[] = { "send", "vxb", qs, ns_, ps, NULL };
+	int st;
+
+	snprintf(qs, sizeof(qs), "%u", q);
+	snprintf(ns_, sizeof(ns_), "%u", n);
+	snprintf(ps, sizeof(ps), "%u", pps);
+	st = peer_run("xsk-peer", a, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "xsk-peer send: %#x\n%s", st, out);
+}
+
+/* mpops-dump --json of the port, once. */
+static void dump(char *out, size_t len)
+{
+	const char *a[] = { "--json", "--runtime-dir", rundir_path(), "fwd", "port0", NULL };
+	int st = peer_run(DUMP, a, out, len);
+
+	cr_assert(EXITED_OK(st), "mpops-dump: %#x\n%s", st, out);
+}
+
+/* The pool after everything settled: nothing held by anyone, nothing
+ * unaccounted; what is not free is on the rings. */
+static void pool_check(void)
+{
+	static char out[1 << 15];
+	const char *pool;
+
+	for (int i = 0; i < 100; i++) {
+		dump(out, sizeof(out));
+		pool = strstr(out, "\"pool\": ");
+		cr_assert_not_null(pool, "%s", out);
+		if (json_num(pool, "gone") == 0 && json_num(pool, "held") == 0)
+			break;
+		usleep(100000);
+	}
+	cr_assert_eq(json_num(pool, "held"), 0, "%s", out);
+	cr_assert_eq(json_num(pool, "gone"), 0, "%s", out);
+	cr_assert_eq(json_num(pool, "unaccounted"), 0, "%s", out);
+	cr_assert_eq(json_num(pool, "lost"), 0, "%s", out);
+	cr_assert_eq(json_num(pool, "free") + json_num(pool, "on_rings"),
+		     json_num(pool, "total"), "%s", out);
+}
+
+Test(afxdp, two_secondaries_receive_exactly_what_the_peer_sent_to_their_queues_and_send_what_it_counts)
+{
+	const char *tx0[] = { "--count", "1000", "--duration", "3", NULL };
+	const char *tx1[] = { "--count", "2000", "--duration", "3", NULL };
+	const char *ca[] = { "count", "vxb", "3000", "10", NULL };
+
+	primary_start("iface=vxa,queues=2,mode=native,ring_size=4096");
+	cr_assert(strstr(primary.out, "native XDP"), "%s", primary.out);
+	secondary_start(&sec[0], "0", "rxonly", NULL);
+	secondary_start(&sec[1], "1", "rxonly", NULL);
+	peer_send(0, 3000, 20000);
+	peer_send(1, 5000, 20000);
+	usleep(500000);
+	end_ok(&sec[0], SIGTERM, "secondary on queue pair 0");
+	end_ok(&sec[1], SIGTERM, "secondary on queue pair 1");
+	cr_assert_eq(own(&sec[0], 0, "rx_packets"), 3000, "%s", sec[0].out);
+	cr_assert_eq(own(&sec[1], 1, "rx_packets"), 5000, "%s", sec[1].out);
+
+	/* And the other way: each secondary's frames, counted at vxb by the
+	 * queue pair in their stamp. */
+	peer_begin(&gen, "xsk-peer", ca, "ready");
+	secondary_start(&sec[0], "0", "txonly", tx0);
+	secondary_start(&sec[1], "1", "txonly", tx1);
+	end_ok(&sec[0], 0, "secondary sending on queue pair 0");
+	end_ok(&sec[1], 0, "secondary sending on queue pair 1");
+	end_ok(&gen, 0, "xsk-peer count");
+	cr_assert(strstr(gen.out, "qp0=1000 qp1=2000 total=3000"), "%s", gen.out);
+	pool_check();
+	end_ok(&primary, SIGTERM, "primary");
+}
