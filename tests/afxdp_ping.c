@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A secondary that talks to the kernel's stack through an AF_XDP port:
- * it asks for IP's MAC with ARP, then pings it, all through queue pair 0
- * of the port the primary made, and checks both answers.
+ * it asks for IP's MAC with ARP, then pings it, through the port the
+ * primary made, and checks both answers. It sends on queue pair 0 and
+ * receives on every one (the kernel picks the queue of its replies).
  *
  *   afxdp-ping RUNDIR REGION PORT MY_IP PEER_IP
  *
@@ -28,6 +29,7 @@ static struct mpops_port *port;
 static struct mpops_pktpool *pool;
 static void *base;
 static uint8_t mac[6];
+static uint16_t nb_qp;
 
 static double now(void)
 {
@@ -75,17 +77,21 @@ static int wait_frame(int (*match)(const uint8_t *, size_t, const void *), const
 
 	while (now() < end) {
 		struct mpops_pkt *pk[32];
-		int n = mpops_rx_burst(port, 0, pk, 32), hit = 0;
+		int hit = 0;
 
-		for (int i = 0; i < n; i++) {
-			const uint8_t *d = mpops_pkt_data(base, pk[i]);
+		for (uint16_t q = 0; q < nb_qp && !hit; q++) {
+			int n = mpops_rx_burst(port, q, pk, 32);
 
-			if (!hit && match(d, pk[i]->data_len, arg)) {
-				memcpy(out, d, pk[i]->data_len);
-				*len = pk[i]->data_len;
-				hit = 1;
+			for (int i = 0; i < n; i++) {
+				const uint8_t *d = mpops_pkt_data(base, pk[i]);
+
+				if (!hit && match(d, pk[i]->data_len, arg)) {
+					memcpy(out, d, pk[i]->data_len);
+					*len = pk[i]->data_len;
+					hit = 1;
+				}
+				mpops_pkt_free(pool, pk[i]);
 			}
-			mpops_pkt_free(pool, pk[i]);
 		}
 		if (hit)
 			return 0;
@@ -147,14 +153,21 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ao.runtime_dir = argv[1];
 	if ((rc = mpops_region_attach(argv[2], &ao, &r)) < 0 ||
-	    (rc = mpops_port_open(r, argv[3], &port)) < 0 || (rc = mpops_port_claim(port, 0)) < 0) {
-		fprintf(stderr, "afxdp-ping: cannot attach, open or claim: %s\n", strerror(-rc));
+	    (rc = mpops_port_open(r, argv[3], &port)) < 0) {
+		fprintf(stderr, "afxdp-ping: cannot attach or open: %s\n", strerror(-rc));
 		return 1;
+	}
+	mpops_port_info_get(port, &pi);
+	memcpy(mac, pi.mac, 6);
+	nb_qp = pi.nb_qp;
+	for (uint16_t q = 0; q < nb_qp; q++) {
+		if ((rc = mpops_port_claim(port, q)) < 0) {
+			fprintf(stderr, "afxdp-ping: cannot claim queue pair %u: %s\n", q, strerror(-rc));
+			return 1;
+		}
 	}
 	pool = mpops_port_pool(port);
 	base = mpops_region_base(r);
-	mpops_port_info_get(port, &pi);
-	memcpy(mac, pi.mac, 6);
 
 	memset(a.eth.ether_dhost, 0xff, 6);
 	memcpy(a.eth.ether_shost, mac, 6);
@@ -197,7 +210,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("echo reply seq 1\nok\n");
-	mpops_port_release(port, 0);
+	for (uint16_t q = 0; q < nb_qp; q++)
+		mpops_port_release(port, q);
 	mpops_port_close(port);
 	mpops_region_detach(r);
 	return 0;

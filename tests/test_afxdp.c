@@ -209,3 +209,138 @@ Test(afxdp, two_secondaries_receive_exactly_what_the_peer_sent_to_their_queues_a
 	pool_check();
 	end_ok(&primary, SIGTERM, "primary");
 }
+
+Test(afxdp, the_kernel_stack_on_the_peer_answers_arp_and_ping_through_a_secondary)
+{
+	const char *a[] = { rundir_path(), "fwd", "port0", "10.77.0.1", "10.77.0.2", NULL };
+	char out[4096];
+	int st;
+
+	sh("ip addr add 10.77.0.2/24 dev vxb");
+	primary_start("iface=vxa,queues=2,mode=native");
+	st = peer_run("afxdp-ping", a, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "afxdp-ping: %#x\n%s", st, out);
+	cr_assert(strstr(out, "arp reply from "), "%s", out);
+	cr_assert(strstr(out, "echo reply seq 1\nok\n"), "%s", out);
+	pool_check();
+	end_ok(&primary, SIGTERM, "primary");
+}
+
+Test(afxdp, a_secondary_killed_mid_traffic_twenty_times_is_replaced_and_no_frame_is_lost)
+{
+	const char *ga[] = { "send", "vxb", "0", "400000", "20000", NULL };
+	char out[1 << 15];
+
+	primary_start("iface=vxa,queues=1,ring_size=2048");
+	peer_begin(&gen, "xsk-peer", ga, NULL);
+	for (int i = 0; i < 20; i++) {
+		secondary_start(&sec[0], "0", i % 2 ? "io" : "rxonly", NULL);
+		usleep(50000 + (unsigned)(rand() % 200) * 1000);
+		cr_assert_eq(peer_end(&sec[0], SIGKILL) & 0x7f, SIGKILL, "%s", sec[0].out);
+	}
+	/* The last one takes the queue over once more and receives. */
+	secondary_start(&sec[0], "0", "rxonly", NULL);
+	usleep(500000);
+	end_ok(&sec[0], SIGTERM, "the last secondary");
+	cr_assert_gt(own(&sec[0], 0, "rx_packets"), 0, "%s", sec[0].out);
+	peer_end(&gen, SIGKILL);
+	usleep(200000);
+	pool_check();
+	dump(out, sizeof(out));
+	cr_assert(strstr(out, "\"started\": true"), "%s", out);
+	end_ok(&primary, SIGTERM, "primary");
+}
+
+Test(afxdp, link_down_stops_bursts_and_up_resumes_them_in_the_same_secondary)
+{
+	static char out[1 << 15];
+	int down = 0, up = 0;
+
+	primary_start("iface=vxa,queues=2,mode=native,ring_size=4096");
+	secondary_start(&sec[0], "0", "rxonly", NULL);
+	peer_send(0, 500, 20000);
+	sh("ip link set vxb down");
+	for (int i = 0; i < 50 && !down; i++) {
+		dump(out, sizeof(out));
+		down = strstr(out, "\"link_up\": false") != NULL;
+		usleep(100000);
+	}
+	cr_assert(down, "link still up after vxb went down:\n%s", out);
+	sh("ip link set vxb up");
+	for (int i = 0; i < 50 && !up; i++) {
+		dump(out, sizeof(out));
+		up = strstr(out, "\"link_up\": true") != NULL;
+		usleep(100000);
+	}
+	cr_assert(up, "link still down after vxb came up:\n%s", out);
+	peer_send(0, 700, 20000);
+	usleep(300000);
+	end_ok(&sec[0], SIGTERM, "secondary");
+	cr_assert_eq(own(&sec[0], 0, "rx_packets"), 1200, "%s", sec[0].out);
+	end_ok(&primary, SIGTERM, "primary");
+	cr_assert(strstr(primary.out, "its interface is down: bursts return 0"), "%s", primary.out);
+	cr_assert(strstr(primary.out, "is up again: traffic resumes"), "%s", primary.out);
+}
+
+/* A primary that must fail with @line in its output (exit status 1). */
+static void primary_fails(const char *args, const char *line)
+{
+	const char *a[] = { "--proc-type", "primary", "--runtime-dir", rundir_path(), "--region",
+			    "bad", "--af-xdp", args, "--duration", "1", NULL };
+	char out[8192];
+	int st = peer_run(FWD, a, out, sizeof(out));
+
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
+	cr_assert(strstr(out, line), "no '%s' in:\n%s", line, out);
+}
+
+Test(afxdp, bad_set_ups_fail_with_one_line_that_says_what_to_do)
+{
+	primary_fails("iface=nosuch0", "no interface nosuch0 in this network namespace");
+	primary_fails("iface=vxa,colour=blue", "unknown key 'colour'");
+	primary_fails("iface=vxa,frame_size=1000", "frame_size 1000: use 2048 or 4096");
+	primary_fails("iface=vxa,start_queue=1,queues=2", "vxa has 2 queues, the port needs queue 2");
+	primary_fails("iface=vxa,zero_copy=on", "vxa refused zero-copy: use zero_copy=auto or off");
+	/* A port on queue 0 holds the interface's XDP hook: a second one on
+	 * queue 1 binds its socket, then cannot attach; a third on queue 0
+	 * finds the queue busy. */
+	primary_start("iface=vxa,queues=1");
+	primary_fails("iface=vxa,start_queue=1", "vxa already has an XDP program");
+	primary_fails("iface=vxa", "queue 0 of vxa is busy");
+	end_ok(&primary, SIGTERM, "primary");
+}
+
+Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
+{
+	const char *a[] = { "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			    "/bin/sh", "-c", NULL, NULL };
+	char cmd[512], out[8192];
+	int fd, st;
+	pid_t pid;
+
+	if (access("/usr/bin/setpriv", X_OK) != 0)
+		cr_skip_test("setpriv (util-linux) is not installed");
+	snprintf(cmd, sizeof(cmd),
+		 "%s/" FWD " --runtime-dir /tmp --region nocap%d --af-xdp iface=vxa --duration 1",
+		 getenv("MPOPS_TEST_BINDIR"), (int)getpid());
+	a[6] = cmd;
+	/* peer_start runs programs next to the tests; setpriv is not one. */
+	{
+		const char *argv[] = { "/usr/bin/setpriv", a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL };
+		posix_spawn_file_actions_t fa;
+		int p[2];
+
+		cr_assert_eq(pipe(p), 0);
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+		posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+		cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+		posix_spawn_file_actions_destroy(&fa);
+		close(p[1]);
+		fd = p[0];
+	}
+	st = peer_finish(pid, fd, out, sizeof(out), 20000);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
+	cr_assert(strstr(out, "no permission to open an AF_XDP socket: run the primary as root or with CAP_NET_RAW"),
+		  "%s", out);
+}
