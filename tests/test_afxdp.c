@@ -344,3 +344,75 @@ Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
 	cr_assert(strstr(out, "no permission to open an AF_XDP socket: run the primary as root or with CAP_NET_RAW"),
 		  "%s", out);
 }
+
+/* dpdk-testpmd with DPDK's own AF_XDP driver on vxb (one queue: 22.11
+ * refuses two on veth), in a single process without hugepages. */
+static void testpmd_start(struct peer *p, const char *const *fwd)
+{
+	char fp[32];
+	const char *argv[24] = { "timeout", "60", TESTPMD, "-l", "0,1", "--no-pci", "--no-huge",
+				 "-m", "256", "--file-prefix", fp, "--vdev",
+				 "net_af_xdp0,iface=vxb,start_queue=0,queue_count=1", "--",
+				 "--auto-start", "--stats-period", "1", "--total-num-mbufs",
+				 "16384", "--nb-cores", "1" };
+	posix_spawn_file_actions_t fa;
+	int n = 21, pp[2];
+
+	for (; *fwd; fwd++)
+		argv[n++] = *fwd;
+	argv[n] = NULL;
+	snprintf(fp, sizeof(fp), "mpx%d", (int)getpid());
+	cr_assert_eq(pipe2(pp, O_CLOEXEC), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pp[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pp[1], 2);
+	cr_assert_eq(posix_spawnp(&p->pid, "timeout", &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pp[1]);
+	p->fd = pp[0];
+	p->out[0] = '\0';
+	cr_assert_eq(peer_wait_line(p->fd, "Port statistics", p->out, sizeof(p->out), 30000), 0,
+		     "testpmd did not start:\n%s", p->out);
+}
+
+/* The last figure after @key in testpmd's output. */
+static unsigned long long last(const char *out, const char *key)
+{
+	const char *p, *l = NULL;
+
+	for (p = out; (p = strstr(p, key)); p++)
+		l = p;
+	cr_assert_not_null(l, "no %s in:\n%s", key, out);
+	return strtoull(l + strlen(key), NULL, 10);
+}
+
+Test(afxdp, dpdk_net_af_xdp_on_the_peer_and_a_secondary_here_exchange_exact_counts)
+{
+	const char *io[] = { "--forward-mode=io", "--tx-first", "--burst=512", NULL };
+	const char *rxonly[] = { "--forward-mode=rxonly", NULL };
+	const char *tx[] = { "--count", "3000", "--duration", "3", NULL };
+
+	if (access(TESTPMD, X_OK) != 0)
+		cr_skip_test("%s is not installed (apt-get install dpdk)", TESTPMD);
+	primary_start("iface=vxa,queues=2,mode=native,ring_size=4096");
+	/* DPDK's side sends one burst of 512 of its txonly frames (io mode
+	 * with --tx-first: an exact count; its txonly mode has no end). */
+	secondary_start(&sec[0], "0,1", "rxonly", NULL);
+	testpmd_start(&gen, io);
+	usleep(1500000);
+	peer_end(&gen, SIGINT);
+	cr_assert_eq(last(gen.out, "TX-packets: "), 512, "%s", gen.out);
+	usleep(200000);
+	end_ok(&sec[0], SIGTERM, "secondary receiving");
+	cr_assert_eq(own(&sec[0], 0, "rx_packets") + own(&sec[0], 1, "rx_packets"), 512, "%s",
+		     sec[0].out);
+	/* And ours into its rxonly. */
+	testpmd_start(&gen, rxonly);
+	secondary_start(&sec[1], "0", "txonly", tx);
+	end_ok(&sec[1], 0, "secondary sending");
+	usleep(500000);
+	peer_end(&gen, SIGINT);
+	cr_assert_eq(last(gen.out, "RX-packets: "), 3000, "%s", gen.out);
+	pool_check();
+	end_ok(&primary, SIGTERM, "primary");
+}
