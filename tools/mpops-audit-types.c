@@ -479,7 +479,7 @@ static void visit_type(struct audit *a, Dwarf_Die *type, const char *mname, Dwar
 		if (tdname)
 			snprintf(why, sizeof(why), "typedef %s", tdname);
 		add_finding(a, dwarf_tag(&inner) == DW_TAG_subroutine_type ?
-			       K_FUNCTION_POINTER : K_POINTER, type, tdname ? why : NULL, decl);
+			       K_FUNCTION_POINTER : K_POINTER, &t, tdname ? why : NULL, decl);
 		break;
 	case DW_TAG_array_type:
 		if (dwarf_child(&t, &inner) == 0) {
@@ -506,7 +506,7 @@ static void visit_type(struct audit *a, Dwarf_Die *type, const char *mname, Dwar
 	case DW_TAG_enumeration_type:
 		if (local) {
 			snprintf(why, sizeof(why), "typedef %s", local);
-			add_finding(a, K_LOCAL_INT, type, why, decl);
+			add_finding(a, K_LOCAL_INT, &t, why, decl);
 		} else if (is_fd_name(mname)) {
 			snprintf(why, sizeof(why), "name %s ends in fd/fds", mname);
 			add_finding(a, K_LOCAL_INT, type, why, decl);
@@ -863,7 +863,8 @@ static void usage(FILE *f)
 		"                     \"not_allowed\", \"allowed\"}\n"
 		"  --local-type NAME  a typedef of your project that is process-local too\n"
 		"  exit status: 0 no finding but allowed ones, 1 findings not allowed,\n"
-		"  2 bad input (not ELF, no DWARF, stripped, unreadable) or usage\n");
+		"  2 bad input (not ELF, no DWARF, stripped, unreadable: one line on stderr\n"
+		"  each, and with --json nothing on stdout) or usage\n");
 }
 
 int main(int argc, char **argv)
@@ -874,9 +875,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false, first = true;
+	struct audit *audits;
+	bool json = false;
 	unsigned bad = 0, ok = 0;
-	int c, i, status = EXIT_CLEAN;
+	int c, i, nfiles, status = EXIT_CLEAN;
 
 	while ((c = getopt_long(argc, argv, "jl:h", lo, NULL)) != -1) {
 		switch (c) {
@@ -901,23 +903,31 @@ int main(int argc, char **argv)
 		return EXIT_BAD_INPUT;
 	}
 	elf_version(EV_CURRENT);
-	if (json)
-		printf("{\"files\": [");
-	for (i = optind; i < argc; i++) {
-		struct audit a = { 0 };
-
-		if (audit_file(&a, argv[i]) < 0) {
+	/* Every file first: bad input leaves stdout empty, in both outputs
+	 * alike when it is the only file. */
+	nfiles = argc - optind;
+	audits = xrealloc(NULL, nfiles * sizeof(*audits));
+	for (i = 0; i < nfiles; i++) {
+		audits[i] = (struct audit){ 0 };
+		if (audit_file(&audits[i], argv[optind + i]) < 0) {
 			status = EXIT_BAD_INPUT;
-		} else if (json) {
-			print_json(&a, first, &bad, &ok);
-			first = false;
-		} else {
-			print_text(&a, argc - optind > 1, &bad, &ok);
+			audits[i].file = NULL;
 		}
-		audit_free(&a);
 	}
-	if (json)
+	if (json && status == EXIT_CLEAN)
+		printf("{\"files\": [");
+	for (i = 0; i < nfiles; i++) {
+		if (!audits[i].file || (json && status != EXIT_CLEAN))
+			;
+		else if (json)
+			print_json(&audits[i], i == 0, &bad, &ok);
+		else
+			print_text(&audits[i], nfiles > 1, &bad, &ok);
+		audit_free(&audits[i]);
+	}
+	if (json && status == EXIT_CLEAN)
 		printf("], \"not_allowed\": %u, \"allowed\": %u}\n", bad, ok);
+	free(audits);
 	free(extra_local_types);
 	if (status == EXIT_CLEAN && bad)
 		status = EXIT_FINDINGS;
