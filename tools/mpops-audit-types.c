@@ -96,6 +96,8 @@ struct audit {
 
 static const char **extra_local_types;
 static size_t n_extra_local_types;
+static const char **extra_roots;
+static size_t n_extra_roots;
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -172,6 +174,21 @@ static char *type_key(const char *s)
 	while (n && isspace((unsigned char)k[n - 1]))
 		k[--n] = '\0';
 	return k;
+}
+
+/* A root: named *_shared, or given with --root. */
+static bool is_root_name(const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return false;
+	if (ends_with(name, "_shared"))
+		return true;
+	for (i = 0; i < n_extra_roots; i++)
+		if (strcmp(name, extra_roots[i]) == 0)
+			return true;
+	return false;
 }
 
 static bool is_local_typedef(const char *name)
@@ -575,8 +592,8 @@ static void visit_root(struct audit *a, Dwarf_Die *t, const char *name, const ch
 	visit_struct(a, t, tdname);
 }
 
-/* Every DIE under @die: structs and unions named *_shared, and typedefs
- * named *_shared of a struct whose tag is not. */
+/* Every DIE under @die: structs and unions named *_shared (or --root), and
+ * typedefs so named of a struct whose tag is not. */
 static void find_roots(struct audit *a, Dwarf_Die *die)
 {
 	Dwarf_Die c, t;
@@ -587,18 +604,17 @@ static void find_roots(struct audit *a, Dwarf_Die *die)
 		int tag = dwarf_tag(&c);
 		const char *name = dwarf_diename(&c);
 
-		if ((tag == DW_TAG_structure_type || tag == DW_TAG_union_type) && name &&
-		    ends_with(name, "_shared") && !dwarf_hasattr(&c, DW_AT_declaration)) {
+		if ((tag == DW_TAG_structure_type || tag == DW_TAG_union_type) &&
+		    is_root_name(name) && !dwarf_hasattr(&c, DW_AT_declaration)) {
 			visit_root(a, &c, name, NULL);
-		} else if (tag == DW_TAG_typedef && name && ends_with(name, "_shared") &&
-			   die_type(&c, &t)) {
+		} else if (tag == DW_TAG_typedef && is_root_name(name) && die_type(&c, &t)) {
 			while (is_qualifier(dwarf_tag(&t)) && die_type(&t, &t))
 				;
 			int tt = dwarf_tag(&t);
 			const char *tn = dwarf_diename(&t);
 
 			if ((tt == DW_TAG_structure_type || tt == DW_TAG_union_type) &&
-			    !(tn && ends_with(tn, "_shared")))
+			    !is_root_name(tn))
 				visit_root(a, &t, name, name);
 		}
 		if (dwarf_haschildren(&c))
@@ -843,7 +859,7 @@ static void audit_free(struct audit *a)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " [--json] [--local-type NAME]... FILE...\n"
+		"usage: " PROG " [--json] [--local-type NAME]... [--root NAME]... FILE...\n"
 		"  List every member reachable by value from a struct or union named *_shared\n"
 		"  (nested structs, unions, arrays, typedefs) that only one process can use:\n"
 		"    pointer                a data pointer\n"
@@ -862,6 +878,8 @@ static void usage(FILE *f)
 		"                     \"decl_line\", \"allowed\", \"reason\", \"allowed_by\"}]}],\n"
 		"                     \"not_allowed\", \"allowed\"}\n"
 		"  --local-type NAME  a typedef of your project that is process-local too\n"
+		"  --root NAME        audit the struct, union or typedef NAME too, whatever its\n"
+		"                     name (a PMD's shared structs before porting: virtio_hw)\n"
 		"  exit status: 0 no finding but allowed ones, 1 findings not allowed,\n"
 		"  2 bad input (not ELF, no DWARF, stripped, unreadable: one line on stderr\n"
 		"  each, and with --json nothing on stdout) or usage\n");
@@ -872,6 +890,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "local-type", required_argument, NULL, 'l' },
+		{ "root", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -880,7 +899,7 @@ int main(int argc, char **argv)
 	unsigned bad = 0, ok = 0;
 	int c, i, nfiles, status = EXIT_CLEAN;
 
-	while ((c = getopt_long(argc, argv, "jl:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jl:r:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -890,16 +909,20 @@ int main(int argc, char **argv)
 				(n_extra_local_types + 1) * sizeof(*extra_local_types));
 			extra_local_types[n_extra_local_types++] = optarg;
 			break;
+		case 'r':
+			extra_roots = xrealloc(extra_roots, (n_extra_roots + 1) * sizeof(*extra_roots));
+			extra_roots[n_extra_roots++] = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_CLEAN;
-		default:
-			usage(stderr);
+		default:	/* getopt said what was wrong */
+			fprintf(stderr, PROG ": see " PROG " --help\n");
 			return EXIT_BAD_INPUT;
 		}
 	}
 	if (optind == argc) {
-		usage(stderr);
+		fprintf(stderr, PROG ": no FILE given: name a built object, archive, library or executable (--help)\n");
 		return EXIT_BAD_INPUT;
 	}
 	elf_version(EV_CURRENT);
@@ -929,6 +952,7 @@ int main(int argc, char **argv)
 		printf("], \"not_allowed\": %u, \"allowed\": %u}\n", bad, ok);
 	free(audits);
 	free(extra_local_types);
+	free(extra_roots);
 	if (status == EXIT_CLEAN && bad)
 		status = EXIT_FINDINGS;
 	return status;

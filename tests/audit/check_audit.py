@@ -6,6 +6,9 @@
       exit 1, and exactly the findings the SOURCE files announce in
       "expect(KIND): PATH" / "allowed(KIND): PATH" comments, each with that
       kind, declared at that file and line; nothing else
+  check_audit.py root TOOL ELF
+      with --root fx_dev_local (a struct not named *_shared): its pointer,
+      function pointer and fd-named member are reported under that root
   check_audit.py origin TOOL ELF
       exit 1, and exactly one finding not allowed: origin_shared.raw_ops,
       a pointer declared in tests/vtnet_origin.c
@@ -93,6 +96,19 @@ def check_fixture(tool, elf, sources):
     print(f'ok: {len(want)} findings, exactly the expected ones')
 
 
+def check_root(tool, elf):
+    status, out, err = run(tool, '--json', '--root', 'fx_dev_local', elf)
+    if status != 1:
+        fail(f'{elf}: exit status {status}, expected 1\n{err}')
+    got = {(f['path'], f['kind']) for fl in json.loads(out)['files']
+           for f in fl['findings'] if f['root'] == 'fx_dev_local'}
+    want = {('fx_dev_local.sh', 'pointer'), ('fx_dev_local.kickfd', 'process-local integer'),
+            ('fx_dev_local.cb', 'function pointer')}
+    if got != want:
+        fail(f'{elf}: under --root fx_dev_local {sorted(got)}, expected {sorted(want)}')
+    print('ok: --root fx_dev_local')
+
+
 def check_origin(tool, elf):
     _, findings = audit_json(tool, elf, 1)
     bad = [f for f in findings if not f['allowed']]
@@ -138,6 +154,8 @@ def main(argv):
     mode, tool, elf, rest = argv[1], argv[2], argv[3], argv[4:]
     if mode == 'fixture':
         check_fixture(tool, elf, rest)
+    elif mode == 'root':
+        check_root(tool, elf)
     elif mode == 'origin':
         check_origin(tool, elf)
     elif mode == 'clean':
