@@ -578,6 +578,10 @@ static void visit_root(struct audit *a, Dwarf_Die *t, const char *name, const ch
 	dwarf_decl_line(t, &line);
 	if (dwarf_attr(t, DW_AT_byte_size, &at))
 		dwarf_formudata(&at, &size);
+	/* The file's base name: units built in other directories name the
+	 * same header by other relative paths. */
+	if (file && strrchr(file, '/'))
+		file = strrchr(file, '/') + 1;
 	snprintf(key, sizeof(key), "%s\t%s\t%d\t%llu", name, file ? file : "?", line,
 		 (unsigned long long)size);
 	for (i = 0; i < a->n_roots; i++)
