@@ -176,32 +176,27 @@ static char *type_key(const char *s)
 	return k;
 }
 
-/* A root: named *_shared, or given with --root. */
-static bool is_root_name(const char *name)
+static bool in_list(const char *name, const char *const *list, size_t n)
 {
 	size_t i;
 
-	if (!name)
-		return false;
-	if (ends_with(name, "_shared"))
-		return true;
-	for (i = 0; i < n_extra_roots; i++)
-		if (strcmp(name, extra_roots[i]) == 0)
+	for (i = 0; i < n; i++)
+		if (strcmp(name, list[i]) == 0)
 			return true;
 	return false;
 }
 
+/* A root: named *_shared, or given with --root. */
+static bool is_root_name(const char *name)
+{
+	return name && (ends_with(name, "_shared") || in_list(name, extra_roots, n_extra_roots));
+}
+
 static bool is_local_typedef(const char *name)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(builtin_local_types) / sizeof(builtin_local_types[0]); i++)
-		if (strcmp(name, builtin_local_types[i]) == 0)
-			return true;
-	for (i = 0; i < n_extra_local_types; i++)
-		if (strcmp(name, extra_local_types[i]) == 0)
-			return true;
-	return false;
+	return in_list(name, builtin_local_types,
+		       sizeof(builtin_local_types) / sizeof(builtin_local_types[0])) ||
+	       in_list(name, extra_local_types, n_extra_local_types);
 }
 
 /* The documented name pattern of an fd: the member's name ends in "fd" or
