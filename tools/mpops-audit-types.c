@@ -663,7 +663,7 @@ static int check_magic(const char *path)
 	ssize_t n;
 
 	if (fd < 0) {
-		fprintf(stderr, PROG ": %s: cannot open: %s: give a built object, library or executable\n",
+		fprintf(stderr, PROG ": %s: cannot open: %s: give a built object, archive, library or executable\n",
 			path, strerror(errno));
 		return -errno;
 	}

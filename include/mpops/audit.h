@@ -94,7 +94,9 @@ typedef int mpops_fd_t;
  * instead of failing. Put it at file scope right after the struct, in the
  * header that declares it:
  *
- *     MPOPS_AUDIT_ALLOW(origin_shared, raw_ops, "the field report's bug, test-only");
+ *     MPOPS_AUDIT_ALLOW(shlock, m, "a robust process-shared pthread mutex: ...");
+ *
+ * (lib/priv.h has that one: pthread_mutex_t holds glibc's robust-list links.)
  *
  * @p tag is the struct's tag (struct tag), @p member a member or a path of
  * members (a.b, a[0].b): everything inside it is allowed, wherever the
