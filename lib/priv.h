@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <mpops/audit.h>
 #include <mpops/common.h>
 
 #define log_err(...)   mpops_log(MPOPS_LOG_ERR, __VA_ARGS__)
@@ -34,6 +35,9 @@ struct shlock {
 	};
 };
 _Static_assert(sizeof(struct shlock) == 64, "shlock layout");
+/* The static audit (mpops-audit-types) sees pointers in pthread_mutex_t. */
+MPOPS_AUDIT_ALLOW(shlock, m,
+	"a robust process-shared pthread mutex: glibc keeps the holder's robust-list links in it (__list), followed only by the holder's own process and by the kernel when it dies");
 
 /* Put the state a lock protects right after its holder died inside
  * (called with the lock held). @return 0, or -errno: it cannot be. */

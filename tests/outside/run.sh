@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The outside project (tests/outside), built as a driver author would:
 #  1. with mpops as a subproject (subprojects/mpops -> this repository):
-#     built, its tests run, and installed into a temporary prefix, where
-#     mpops must have put its libraries, headers and .pc files and no
-#     programs;
+#     built, its tests run (the audit of its shared types with
+#     mpops-audit-types too, when libdw is there), and installed into a
+#     temporary prefix, where mpops must have put its libraries, headers and
+#     .pc files and no programs;
 #  2. against that prefix through pkg-config (mpops.pc, mpops-vtnet.pc),
 #     with no fallback: built and its tests run again.
 # Everything it makes lives in one temporary directory, removed at exit.
@@ -39,9 +40,16 @@ step "as a subproject"
 quiet meson setup "$TMP/sub" "$TMP/src" --prefix "$TMP/prefix" --libdir lib \
 	--force-fallback-for=mpops,mpops-vtnet
 quiet ninja -C "$TMP/sub"
-progs=$(find "$TMP/sub/subprojects" -type f -perm -u+x -name 'mpops-*' ! -name '*.so*')
+# mpops-audit-types is the exception: a build tool for the project's own
+# tests (find_program), built but not installed.
+progs=$(find "$TMP/sub/subprojects" -type f -perm -u+x -name 'mpops-*' ! -name '*.so*' \
+	! -name mpops-audit-types)
 [ -z "$progs" ] || fail "the subproject built programs: $progs"
 quiet meson test -C "$TMP/sub" --print-errorlogs
+if pkg-config --exists libdw; then
+	meson test -C "$TMP/sub" --list 2>/dev/null | grep -q audit_types ||
+		fail "no audit_types test: find_program('mpops-audit-types') did not find the subproject's tool"
+fi
 
 step "installed into a prefix"
 quiet meson install -C "$TMP/sub"
