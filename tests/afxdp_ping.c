@@ -180,7 +180,10 @@ int main(int argc, char **argv)
 	memcpy(a.arp.arp_sha, mac, 6);
 	memcpy(a.arp.arp_spa, &me, 4);
 	memcpy(a.arp.arp_tpa, &peer, 4);
-	if (send_frame(&a, 60) < 0 || wait_frame(is_arp_reply, &peer, buf, &len) < 0) {
+	uint8_t padded[60] = { 0 };	/* the shortest Ethernet frame */
+
+	memcpy(padded, &a, sizeof(a));
+	if (send_frame(padded, sizeof(padded)) < 0 || wait_frame(is_arp_reply, &peer, buf, &len) < 0) {
 		printf("no arp reply from %s\n", argv[5]);
 		return 1;
 	}

@@ -78,8 +78,12 @@ static void teardown(void)
 	peer_end(&gen, SIGKILL);
 	peer_end(&primary, SIGKILL);
 	if (ns[0]) {
-		char cmd[64];
+		char cmd[96];
 
+		/* testpmd's runtime directory (its --file-prefix is ns). */
+		snprintf(cmd, sizeof(cmd), "rm -rf /var/run/dpdk/%s", ns);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove /var/run/dpdk/%s\n", ns);
 		snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
 		if (system(cmd) != 0)
 			fprintf(stderr, "could not remove network namespace %s\n", ns);
@@ -350,7 +354,7 @@ Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
 static void testpmd_start(struct peer *p, const char *const *fwd)
 {
 	char fp[32];
-	const char *argv[24] = { "timeout", "60", TESTPMD, "-l", "0,1", "--no-pci", "--no-huge",
+	const char *argv[32] = { "timeout", "60", TESTPMD, "-l", "0,1", "--no-pci", "--no-huge",
 				 "-m", "256", "--file-prefix", fp, "--vdev",
 				 "net_af_xdp0,iface=vxb,start_queue=0,queue_count=1", "--",
 				 "--auto-start", "--stats-period", "1", "--total-num-mbufs",
@@ -361,7 +365,7 @@ static void testpmd_start(struct peer *p, const char *const *fwd)
 	for (; *fwd; fwd++)
 		argv[n++] = *fwd;
 	argv[n] = NULL;
-	snprintf(fp, sizeof(fp), "mpx%d", (int)getpid());
+	snprintf(fp, sizeof(fp), "%s", ns);	/* removed at teardown */
 	cr_assert_eq(pipe2(pp, O_CLOEXEC), 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pp[1], 1);
@@ -390,7 +394,8 @@ Test(afxdp, dpdk_net_af_xdp_on_the_peer_and_a_secondary_here_exchange_exact_coun
 {
 	const char *io[] = { "--forward-mode=io", "--tx-first", "--burst=512", NULL };
 	const char *rxonly[] = { "--forward-mode=rxonly", NULL };
-	const char *tx[] = { "--count", "3000", "--duration", "3", NULL };
+	/* Fewer than its rx ring holds: it may be slow to poll (under ASan). */
+	const char *tx[] = { "--count", "1500", "--duration", "3", NULL };
 
 	if (access(TESTPMD, X_OK) != 0)
 		cr_skip_test("%s is not installed (apt-get install dpdk)", TESTPMD);
@@ -412,7 +417,7 @@ Test(afxdp, dpdk_net_af_xdp_on_the_peer_and_a_secondary_here_exchange_exact_coun
 	end_ok(&sec[1], 0, "secondary sending");
 	usleep(500000);
 	peer_end(&gen, SIGINT);
-	cr_assert_eq(last(gen.out, "RX-packets: "), 3000, "%s", gen.out);
+	cr_assert_eq(last(gen.out, "RX-packets: "), 1500, "%s", gen.out);
 	pool_check();
 	end_ok(&primary, SIGTERM, "primary");
 }
