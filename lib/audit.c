@@ -9,6 +9,7 @@
 
 #include <mpops/audit.h>
 
+#include "pkt_priv.h"
 #include "region_priv.h"
 
 struct range {
@@ -122,6 +123,8 @@ static int scan(struct mpops_region *r, const void *base, size_t len,
 		if (r)
 			mpops_alloc_find(r, fd.off, &fd.object_off, NULL, fd.object);
 		if (skip && *skip && fd.object[0] && strncmp(fd.object, skip, strlen(skip)) == 0)
+			continue;
+		if (r && pktpool_holds_no_addresses(r, fd.object_off, fd.off))
 			continue;
 		log_warn("audit: %s pointer %#" PRIx64 " (%s) at offset %#" PRIx64 "%s%s%s: shared memory must hold IDs and offsets, not addresses",
 			 mpops_audit_kind_name(fd.kind), v, fd.mapping, fd.off,

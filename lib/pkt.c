@@ -1019,6 +1019,19 @@ void *mpops_pktpool_base(const struct mpops_pktpool *p)
 	return p ? p->base : NULL;
 }
 
+int pktpool_holds_no_addresses(struct mpops_region *r, mpops_off_t obj, mpops_off_t off)
+{
+	const struct pktpool_shared *sh;
+
+	if (obj > r->size || r->size - obj < sizeof(*sh))
+		return 0;
+	sh = (const struct pktpool_shared *)((char *)r->base + obj);
+	if (sh->magic != PKTPOOL_MAGIC || sh->self_off != obj || pool_header_bad(r, obj, sh))
+		return 0;
+	return (off >= sh->ring_off && off < sh->meta_off) ||
+	       (off >= sh->data_off && off < obj + sh->total_size);
+}
+
 int mpops_pktpool_layout(const struct mpops_pktpool *p, struct mpops_pktpool_layout *l)
 {
 	if (!p || !l || l->sz != sizeof(*l)) {

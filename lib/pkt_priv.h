@@ -184,6 +184,14 @@ struct mpops_pktpool {
 	int empty_logged;		/* -ENOBUFS logged once per handle */
 };
 
+/*
+ * Is region offset @off, inside the object at @obj, a part of a pool that
+ * holds no addresses by construction: its free ring and handle records
+ * (buffer indices, pids: two indices side by side can look like an address),
+ * and the packet bytes (anything a device or peer sent)? For the audit.
+ */
+int pktpool_holds_no_addresses(struct mpops_region *r, mpops_off_t obj, mpops_off_t off);
+
 /* Hash of the sizes and offsets above, stored in every pool. */
 uint64_t pkt_layout_hash(void);
 

@@ -61,6 +61,28 @@ Test(audit, shared_state_set_up_by_the_library_is_clean)
 	cr_assert_eq(mpops_audit(r, NULL, f, 4), 0);
 }
 
+Test(audit, packet_bytes_that_look_like_an_address_are_not_a_finding)
+{
+	struct mpops_pktpool_opts po = { .sz = sizeof(po), .count = 64 };
+	struct mpops_pktpool_layout l = { .sz = sizeof(l) };
+	struct mpops_audit_finding f[4];
+	struct mpops_pktpool *p;
+	mpops_off_t pool, other;
+	uint64_t addr = (uint64_t)(uintptr_t)mpops_region_base(r) + 4096;
+
+	cr_assert_eq(mpops_pktpool_create(r, "aud", &po, &pool), 0);
+	cr_assert_eq(mpops_pktpool_open(r, pool, &p), 0);
+	cr_assert_eq(mpops_pktpool_layout(p, &l), 0);
+	/* What a peer sent may be anything, an address of ours included. */
+	memcpy((char *)mpops_region_base(r) + l.data_off + 8 * l.stride + 16, &addr, 8);
+	cr_assert_eq(mpops_audit(r, NULL, f, 4), 0);
+	/* The same value in an object of its own is one. */
+	cr_assert_eq(mpops_alloc(r, 64, 64, "plain", &other), 0);
+	memcpy(mpops_ptr(mpops_region_base(r), other), &addr, 8);
+	cr_assert_eq(mpops_audit(r, NULL, f, 4), 1);
+	mpops_pktpool_close(p);
+}
+
 Test(audit, planted_function_pointer_is_found_with_its_object)
 {
 	struct origin_bug_dev *o;
