@@ -224,14 +224,14 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* An impossible num_buffers. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	m = mpops_ptr(vp->base, rxq->x[head].cookie);
 	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 0;
 	dev_used(rxq, head, 12 + 60);
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* A good one still arrives. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	m = mpops_ptr(vp->base, rxq->x[head].cookie);
 	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 1;
 	memset(mpops_pkt_data(vp->base, m), 0xab, 60);
