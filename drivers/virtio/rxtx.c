@@ -381,6 +381,9 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		bytes += m->pkt_len ? m->pkt_len : m->data_len;
 	}
 	if (old != avail) {
+		/* Every copy written before the index that publishes them (a
+		 * compiler barrier: see vq_used_commit). */
+		atomic_signal_fence(memory_order_seq_cst);
 		q->sh->avail_idx = avail;
 		q->sh->inflight_tail = inflight;
 		q->st->packets += (uint16_t)(avail - old);

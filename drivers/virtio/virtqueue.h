@@ -216,8 +216,13 @@ static inline void vq_desc_put(struct vq *q, uint16_t d)
  * consumed (@pending 0: consumed up to @last_used), in one store. */
 static inline void vq_used_commit(struct vq *q, uint16_t last_used, uint16_t pending)
 {
+	/* In program order with what comes before and after, so that a process
+	 * killed anywhere leaves the journal and the state it describes in step
+	 * (a compiler barrier only: a dead process's stores are all visible). */
+	atomic_signal_fence(memory_order_seq_cst);
 	__atomic_store_n(&q->sh->used_word, (uint32_t)last_used | (uint32_t)pending << 16,
-			 __ATOMIC_RELEASE);
+			 __ATOMIC_RELAXED);
+	atomic_signal_fence(memory_order_seq_cst);
 }
 
 /*
@@ -256,6 +261,9 @@ static inline int vq_need_kick(const struct vq *q, int event_idx, uint16_t old, 
 /* Publish avail->idx = @idx to the device. */
 static inline void vq_avail_publish(struct vq *q, uint16_t idx)
 {
+	/* Every descriptor and driver copy of these entries first (a compiler
+	 * barrier: see vq_used_commit). */
+	atomic_signal_fence(memory_order_seq_cst);
 	q->sh->avail_idx = idx;
 	atomic_store_explicit((_Atomic uint16_t *)&q->avail->idx, idx, memory_order_release);
 }
