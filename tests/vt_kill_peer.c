@@ -214,8 +214,6 @@ static int cmd_alloc(struct mpops_port *port, struct mpops_pktpool *pool)
 	    cached_here(port) != 80)
 		return 2;
 	dying = "pktring.refill.copied";
-	if (getenv("VK_DEBUG"))
-		printf("cached %u, rx used %u\n", cached_here(port), 0);
 	mpops__test_point_hook = die_at_point;
 	printf("armed alloc\n");
 	fflush(stdout);
