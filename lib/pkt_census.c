@@ -16,9 +16,10 @@
  *  - pool_reclaim(): for each process that is gone (pid and start time),
  *    its caches' entries and every buffer it held that is on no ring;
  *  - pktpool_recover_rings(): after a port's stop (its driver took every
- *    ring back), the buffers still marked as on that port's rings and
- *    reachable from no holder: a burst whose process died inside left
- *    them (between the port layer's marks and the driver's own state).
+ *    ring back), or for one queue after its claim was taken over from a
+ *    dead owner, the buffers still marked as on those rings that the
+ *    driver does not hold: a burst whose process died inside left them
+ *    (between the port layer's marks and the driver's own state).
  * What cannot go back (a ring without room: corrupt state) is counted as
  * lost.
  */
@@ -117,6 +118,16 @@ static void segments_find(struct scan *s)
 		    (flags_load(&s->meta[nx]) & MPOPS_PKT_F_ALLOCATED))
 			s->seg[nx] = 1;
 	}
+}
+
+/* Index of @m if it is a buffer of the scanned pool, else -1. */
+static int64_t seg_index(const struct scan *s, const struct mpops_pkt *m)
+{
+	uint64_t rel = (uint64_t)((uintptr_t)m - (uintptr_t)s->meta);
+
+	if (rel >= (uint64_t)s->count * sizeof(struct mpops_pkt) || rel % sizeof(struct mpops_pkt))
+		return -1;
+	return (int64_t)(rel / sizeof(struct mpops_pkt));
 }
 
 /* Is @o a ring owner of port @port (0: of any port)? */
@@ -495,7 +506,15 @@ void pktpool_reclaim_gone(struct mpops_region *r)
 	}
 }
 
-int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *name)
+/* Is ring owner @o queue pair @qp's ring in direction @tx (@qp < 0: any)? */
+static inline int ring_queue(uint32_t o, int qp, int tx)
+{
+	return qp < 0 || (!(o & OWNER_RING_ANYQ) && (o & 15u) == (uint32_t)qp &&
+			  !!(o & OWNER_RING_TX) == !!tx);
+}
+
+int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, int qp, int tx,
+			  struct mpops_pkt *const *keep, unsigned nkeep)
 {
 	struct pktpool_shared *sh = p->sh;
 	struct give g = { 0 };
@@ -513,8 +532,17 @@ int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *na
 		scan_fini(&s);
 		return rc;
 	}
+	/* What the driver still has on the ring stays, with its segments. */
+	for (unsigned k = 0; k < nkeep; k++) {
+		int64_t i = keep[k] ? seg_index(&s, keep[k]) : -1;
+
+		if (i >= 0 && s.mark[i] == MARK_NONE) {
+			s.mark[i] = MARK_HELD;
+			chain_mark(&s, (uint32_t)i, MARK_HELD, NULL, NULL);
+		}
+	}
 	/* A chain whose first buffer someone holds is theirs (a received
-	 * packet's later segments); the rest marked as this port's rings' is
+	 * packet's later segments); the rest marked as these rings' is
 	 * nobody's now. */
 	segments_find(&s);
 	for (int pass = 0; pass < 2; pass++) {
@@ -524,7 +552,7 @@ int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *na
 			if (s.mark[i] != MARK_NONE || !(f & MPOPS_PKT_F_ALLOCATED) ||
 			    (!pass && s.seg[i]))
 				continue;
-			if (!ring_of(o, port) || (o & OWNER_RING_KEPT)) {
+			if (!ring_of(o, port) || (o & OWNER_RING_KEPT) || !ring_queue(o, qp, tx)) {
 				s.mark[i] = MARK_HELD;
 				chain_mark(&s, i, MARK_HELD, NULL, NULL);
 				continue;
@@ -539,9 +567,6 @@ int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *na
 		sh->recovered += g.n;
 	}
 	shlock_unlock(&pool_ring(sh)->lock);
-	if (g.n)
-		log_warn("port %s: %u packet buffers were left between a burst and the device by processes that died inside one: given back to the pool",
-			 name, g.n);
 	free(g.idx);
 	scan_fini(&s);
 	return (int)g.n;

@@ -257,12 +257,16 @@ static inline uint32_t pktpool_ring_kept(uint32_t port, uint16_t qp, int tx)
 }
 
 /*
- * Primary, after the driver of port number @port took every ring back
- * (port stop): give back the buffers still marked as on that port's rings
- * and held by nobody (a burst whose process died inside left them).
- * @return how many, or -ENOTRECOVERABLE.
+ * Give back the buffers marked as on the rings of port number @port and
+ * held by nobody (a burst whose process died inside left them): of every
+ * queue (@qp < 0; the primary, after the driver took every ring back at
+ * stop), or of queue pair @qp's rx (@tx 0) or tx ring only, except the
+ * @nkeep packets in @keep and their segments (what the device still holds;
+ * the queue's new owner after a takeover). @return how many, -ENOMEM, or
+ * -ENOTRECOVERABLE.
  */
-int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, const char *name);
+int pktpool_recover_rings(struct mpops_pktpool *p, uint32_t port, int qp, int tx,
+			  struct mpops_pkt *const *keep, unsigned nkeep);
 
 /* mpops_pktpool_census() counting on_queue[] for port number @port only
  * (0: every port's rings together). */

@@ -55,7 +55,8 @@ struct port_claim_shared {
 	uint32_t busy;			/* owner inside a burst (see the busy protocol) */
 	uint32_t epoch;			/* the port's epoch, mirrored beside busy so that a
 					   burst reads one line (written by the primary) */
-	uint32_t pad0;
+	_Atomic int32_t orphan;		/* a dead owner the primary released the claim
+					   of: the next owner repairs its queues */
 	uint64_t start_time;		/* owner's, to tell a reused pid */
 	uint64_t pad[5];		/* one cache line each: owners write busy */
 };
@@ -368,10 +369,19 @@ static void on_proc_exit(struct mpops_region *r, const struct mpops_proc_info *i
 			struct port_claim_shared *c = &p->sh->claims[q];
 			int32_t pid = info->pid;
 
+			if (atomic_load(&c->pid) != pid)
+				continue;
+			/* Said before the claim is free: whoever takes it next
+			 * repairs what the owner may have left half done. */
+			atomic_store(&c->orphan, pid);
 			if (atomic_compare_exchange_strong(&c->pid, &pid, 0)) {
 				__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
 				log_info("port %s: queue pair %u released: its owner pid %d %s",
 					 p->sh->name, q, (int)info->pid, died ? "died" : "left");
+			} else {
+				/* Taken over meanwhile: the taker repaired it. */
+				pid = info->pid;
+				atomic_compare_exchange_strong(&c->orphan, &pid, 0);
 			}
 		}
 	}
@@ -455,7 +465,8 @@ out:
 static int drv_check(const struct mpops_port_drv_ops *d, const char *drv, const char *port)
 {
 	static const char *names[] = { "open", "close", "start", "stop", "slot_attach",
-				       "slot_detach", "fds_export", "queue_setup" };
+				       "slot_detach", "fds_export", "queue_setup",
+				       "queue_takeover" };
 	const void *const *fn = (const void *const *)d;
 
 	_Static_assert(sizeof(names) / sizeof(names[0]) ==
@@ -830,8 +841,9 @@ int mpops_port_stop(struct mpops_port *p)
 	/* The rings are empty now: what is still marked as on them was left
 	 * by a burst whose process died inside. Not while a live one may
 	 * still be inside a burst, with its buffers marked so. */
-	if (rc == 0)
-		pktpool_recover_rings(p->pool, ring_id(p), p->sh->name);
+	if (rc == 0 && (rc = pktpool_recover_rings(p->pool, ring_id(p), -1, 0, NULL, 0)) > 0)
+		log_warn("port %s: %d packet buffers were left between a burst and the device by processes that died inside one: given back to the pool",
+			 p->sh->name, rc);
 	return 0;
 }
 
@@ -924,10 +936,33 @@ static int fpq_build(struct mpops_port *p, uint16_t qp)
 	return 0;
 }
 
+/*
+ * The claim on @qp was just taken from dead owner @dead: let the driver
+ * repair the queue pair's state in this process. Marked busy like a burst,
+ * so that a stopping primary waits for it; while the port is not started
+ * there is nothing to repair (stop drained the rings).
+ */
+static int takeover(struct mpops_port *p, uint16_t qp, int32_t dead)
+{
+	struct port_claim_shared *c = &p->sh->claims[qp];
+	void *slot;
+	int rc = 0;
+
+	__atomic_store_n(&c->busy, 1, __ATOMIC_RELAXED);
+	if (atomic_load(&p->sh->state) == PORT_STARTED && !atomic_load(&p->r->primary_gone) &&
+	    (rc = mpops_port_slot(p, &slot, NULL)) == 0)
+		rc = p->drv->queue_takeover(p, qp, slot, dead);
+	__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
+	if (rc < 0)
+		log_err("port %s: queue pair %u: cannot repair what its dead owner pid %d left (%s): not claimed; stop and start the port",
+			p->sh->name, qp, (int)dead, strerror(-rc));
+	return rc;
+}
+
 int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 {
 	struct port_claim_shared *c;
-	int32_t me = getpid(), cur = 0;
+	int32_t me = getpid(), cur = 0, dead = 0, orphan;
 	int rc;
 
 	if (!p)
@@ -954,7 +989,11 @@ int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 		/* It may have died inside a burst. cur holds the dead pid: the
 		 * next CAS replaces exactly it. */
 		__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
+		dead = cur;
 	}
+	/* Newly ours: a dead owner the primary released it from counts too. */
+	if (cur != me && (orphan = atomic_exchange(&c->orphan, 0)) && !dead)
+		dead = orphan;
 	c->start_time = mpops_proc_start_time(me);
 	p->claimed[qp] = 1;
 	p->fp.q[qp].busy = &c->busy;
@@ -963,7 +1002,8 @@ int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 	p->fp.q[qp].pool_flags = pktpool_cur_ref(p->pool);
 	p->fp.q[qp].ring_rx = pktpool_ring(ring_id(p), qp, 0);
 	p->fp.q[qp].ring_tx = pktpool_ring(ring_id(p), qp, 1);
-	if ((rc = fpq_build(p, qp)) < 0 && rc != -ENOTCONN) {
+	if ((dead && (rc = takeover(p, qp, dead)) < 0) ||
+	    ((rc = fpq_build(p, qp)) < 0 && rc != -ENOTCONN)) {
 		mpops_port_release(p, qp);
 		return rc;
 	}
@@ -1040,6 +1080,26 @@ struct mpops_pktpool *mpops_port_pool(struct mpops_port *p)
 struct mpops_region *mpops_port_region(struct mpops_port *p)
 {
 	return p ? p->r : NULL;
+}
+
+int mpops_port_queue_recover(struct mpops_port *p, uint16_t qp, int tx,
+			     struct mpops_pkt *const *keep, unsigned nkeep)
+{
+	int n;
+
+	if (!p || !p->pool || qp >= p->sh->nb_qp || (nkeep && !keep))
+		return -EINVAL;
+	if ((n = pktpool_recover_rings(p->pool, ring_id(p), qp, tx, keep, nkeep)) > 0)
+		log_warn("port %s: queue pair %u: %d %s buffers were left between a burst and the device by its dead owner: given back to the pool",
+			 p->sh->name, qp, n, tx ? "tx" : "rx");
+	return n;
+}
+
+void mpops_port_fill_mark(struct mpops_port *p, int qp, int tx)
+{
+	*pktpool_cur_ref(p->pool) = qp < 0 || qp >= p->sh->nb_qp
+					    ? pktpool_ring_anyq(ring_id(p))
+					    : pktpool_ring(ring_id(p), (uint16_t)qp, tx);
 }
 
 int mpops_port_pool_open(struct mpops_port *p, struct mpops_pktpool **pool)

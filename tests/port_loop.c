@@ -200,6 +200,29 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	return 0;
 }
 
+/* The ring holds offsets its owner wrote one at a time, each complete before
+ * the tail moved: nothing to rebuild. What a burst cut short left between
+ * the port layer's marks and the ring goes back to the pool. */
+static int loop_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
+{
+	struct loop_local *l = mpops_port_priv(port);
+	struct loop_ring_shared *r = &l->sh->ring[qp];
+	struct mpops_pkt *keep[LOOP_RING];
+	unsigned n = 0;
+	int tx, rx;
+
+	(void)slot;
+	for (uint32_t i = r->head; i != r->tail && n < LOOP_RING; i++)
+		keep[n++] = mpops_ptr(l->base, r->pkt[i % LOOP_RING]);
+	if ((tx = mpops_port_queue_recover(port, qp, 1, keep, n)) < 0 ||
+	    (rx = mpops_port_queue_recover(port, qp, 0, NULL, 0)) < 0)
+		return tx < 0 ? tx : rx;
+	l->sh->takeover_pid = dead;
+	l->sh->takeover_recovered += (uint32_t)(tx + rx);
+	atomic_fetch_add(&l->sh->takeovers, 1);
+	return 0;
+}
+
 static const struct mpops_port_drv_ops loop_ops = {
 	.open = loop_open,
 	.close = loop_close,
@@ -209,6 +232,7 @@ static const struct mpops_port_drv_ops loop_ops = {
 	.slot_detach = loop_slot_detach,
 	.fds_export = loop_fds_export,
 	.queue_setup = loop_queue_setup,
+	.queue_takeover = loop_queue_takeover,
 };
 MPOPS_OPS_IMPL(mpops_port_drv, loop, &loop_ops)
 

@@ -29,7 +29,9 @@ struct loop_shared {
 	uint32_t pad;
 	/* what the library asked of the driver, in any process */
 	_Atomic uint32_t opens, closes, starts, stops, slot_attaches, slot_detaches,
-		exports, queue_setups;
+		exports, queue_setups, takeovers;
+	int32_t takeover_pid;		/* the dead owner the last takeover named */
+	uint32_t takeover_recovered;	/* buffers takeovers gave back */
 	struct loop_ring_shared ring[MPOPS_PORT_MAX_QP];
 };
 

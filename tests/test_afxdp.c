@@ -247,6 +247,7 @@ Test(afxdp, a_secondary_killed_mid_traffic_twenty_times_is_replaced_and_no_frame
 	usleep(500000);
 	end_ok(&sec[0], SIGTERM, "the last secondary");
 	cr_assert_gt(own(&sec[0], 0, "rx_packets"), 0, "%s", sec[0].out);
+	cr_assert(strstr(sec[0].out, "queue pair 0 taken over from pid "), "%s", sec[0].out);
 	peer_end(&gen, SIGKILL);
 	usleep(200000);
 	pool_check();

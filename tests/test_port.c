@@ -482,3 +482,36 @@ Test(port, what_a_burst_cut_short_by_a_death_left_comes_back_at_stop)
 	cr_assert_eq(loop_traffic(p, 0, 100), 100);
 	mpops_port_close(p);
 }
+
+Test(port, the_next_owner_of_a_burst_cut_short_by_a_death_repairs_it_at_takeover)
+{
+	struct mpops_port *p = port_up(1);
+	struct mpops_pktpool_census c;
+	static struct peer pe;
+	pid_t dead;
+	int st;
+
+	/* The driver placed 10 of the 32, then the process died. */
+	peer_go(&pe, "dietx", "0", "10", NULL);
+	dead = pe.pid;
+	st = peer_end(&pe, 0);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s", pe.out);
+	c = pool_census_settled(r, 0, p);
+	cr_assert_eq(c.on_queue[0][1], 32);
+	/* Whether the primary released the claim first or not, the next owner
+	 * is told whose it was, and gives back the 22 on no ring. */
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_shared(p)->takeovers, 1);
+	cr_assert_eq(loop_shared(p)->takeover_pid, dead);
+	cr_assert_eq(loop_shared(p)->takeover_recovered, 22);
+	c = census(p);
+	cr_assert_eq(c.on_queue[0][1], 10);
+	cr_assert_eq(c.free, c.total - 10, "free %u of %u", c.free, c.total);
+	cr_assert_eq(logcap_count("22 tx buffers were left between a burst and the device by its dead owner"), 1);
+	/* A claim that was not a dead one's is no takeover. */
+	cr_assert_eq(mpops_port_release(p, 0), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_shared(p)->takeovers, 1);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+}

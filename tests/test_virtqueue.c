@@ -35,7 +35,7 @@ static void setup(void)
 	cr_assert_eq(mpops_pktpool_open(r, pool_off, &pool), 0);
 	cr_assert_eq(mpops_alloc(r, sizeof(struct vq_shared), 64, "vq", &sh), 0);
 	cr_assert_eq(mpops_alloc(r, vq_ring_bytes(SIZE), 4096, "vq.ring", &ring), 0);
-	cr_assert_eq(mpops_alloc(r, 8 * SIZE, 64, "vq.cookie", &cookie), 0);
+	cr_assert_eq(mpops_alloc(r, 16 * SIZE, 64, "vq.extra", &cookie), 0);
 	cr_assert_eq(mpops_alloc(r, 2 * SIZE, 64, "vq.inflight", &inflight), 0);
 	cr_assert_eq(mpops_alloc(r, 256, 256, "vq.scratch", &scratch), 0);
 	vq_init(&q, base, mpops_ptr(base, sh), 3, SIZE, ring, cookie, inflight, scratch, scratch,
@@ -102,8 +102,8 @@ Test(virtqueue, rx_fill_posts_every_descriptor_and_drain_returns_every_buffer)
 		struct mpops_pkt *m;
 
 		cr_assert_geq(head = dev_take(), 0);
-		cr_assert_neq(q.cookie[head], 0);
-		m = mpops_ptr(base, q.cookie[head]);
+		cr_assert_neq(q.x[head].cookie, 0);
+		m = mpops_ptr(base, q.x[head].cookie);
 		cr_assert_eq(q.desc[head].flags, VRING_DESC_F_WRITE);
 		cr_assert_eq(q.desc[head].addr, m->buf_iova + m->data_off - 12);
 		cr_assert_eq(q.desc[head].len, (uint32_t)(m->buf_len - m->data_off + 12));

@@ -224,14 +224,14 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* An impossible num_buffers. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	m = mpops_ptr(vp->base, rxq->x[head].cookie);
 	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 0;
 	dev_used(rxq, head, 12 + 60);
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* A good one still arrives. */
 	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->cookie[head]);
+	m = mpops_ptr(vp->base, rxq->x[head].cookie);
 	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
 	vh->num_buffers = 1;
 	memset(mpops_pkt_data(vp->base, m), 0xab, 60);
@@ -255,6 +255,73 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	cr_assert_eq(logcap_count("device returned a used id that is not in flight"), 2);
 	cr_assert_eq(logcap_count("device wrote more than the buffer holds"), 1);
 	cr_assert_eq(logcap_count("device wrote an impossible num_buffers"), 1);
+	mpops_port_close(p);
+}
+
+/* The device may rewrite the descriptor table: a length it raised there
+ * does not let a used entry claim more than the driver posted. */
+Test(vtnet, a_descriptor_length_the_device_rewrote_is_not_believed)
+{
+	struct mpops_port *p = started(conf());
+	struct vtnet_port *vp = vtnet_of(p);
+	struct vq *rxq = &vp->vq[0];
+	struct mpops_port_queue_stats rx;
+	struct mpops_pkt *pk[8], *m;
+	uint16_t head;
+
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	m = mpops_ptr(vp->base, rxq->x[head].cookie);
+	cr_assert_eq(rxq->desc[head].len, rxq->x[head].len);
+	rxq->desc[head].len = 65535;
+	dev_used(rxq, head, 60000);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
+	mpops_port_stats_get(p, 0, &rx, NULL);
+	cr_assert_eq(rx.errors, 1);
+	cr_assert_eq(rx.drops, 1);
+	cr_assert_eq(logcap_count("device wrote more than the buffer holds (60000, 2060)"), 1,
+		     "posted %u", (unsigned)(m->buf_len - m->data_off + 12));
+	mpops_port_close(p);
+}
+
+/* A next or flags the device rewrote in a tx chain hands out nothing still in
+ * flight: the driver follows its own copy of the chain. */
+Test(vtnet, a_tx_chain_the_device_relinked_frees_only_its_own_descriptors)
+{
+	struct mpops_port *p;
+	struct vq *txq;
+	struct mpops_pktpool *pool;
+	struct mpops_pkt *pk[4];
+	struct vtnet_vq_info vi;
+	unsigned before;
+	uint16_t h0, h1;
+
+	fv.features &= ~BIT64(VIRTIO_F_IN_ORDER);
+	p = started(conf());
+	txq = &vtnet_of(p)->vq[1];
+	pool = mpops_port_pool(p);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	before = mpops_pktpool_avail(pool);
+	cr_assert_eq(mpops_pkt_alloc_bulk(pool, pk, 2), 0);
+	for (int i = 0; i < 2; i++)
+		pk[i]->data_len = 60;
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 2), 2);
+	h0 = txq->avail->ring[0];
+	h1 = txq->avail->ring[1];
+	/* The first head now claims to continue into the second, still in flight. */
+	txq->desc[h0].flags = VRING_DESC_F_NEXT;
+	txq->desc[h0].next = h1;
+	dev_used(txq, h0, 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(vtnet_vq_info_get(p, 1, &vi), 0);
+	cr_assert_eq(vi.num_free, vi.size - 1, "%u free", vi.num_free);
+	cr_assert_eq(mpops_pktpool_avail(pool), before - 1);
+	/* The second completes normally, once. */
+	dev_used(txq, h1, 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 0), 0);
+	cr_assert_eq(vtnet_vq_info_get(p, 1, &vi), 0);
+	cr_assert_eq(vi.num_free, vi.size);
+	cr_assert_eq(mpops_pktpool_avail(pool), before);
 	mpops_port_close(p);
 }
 

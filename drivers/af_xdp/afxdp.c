@@ -178,6 +178,7 @@ static int ax_start(struct mpops_port *port)
 		afxdp_rings_sync(q);
 		q->rxst = mpops_port_stats_ref(port, qp, 0);
 		q->txst = mpops_port_stats_ref(port, qp, 1);
+		mpops_port_fill_mark(port, qp, 0);
 		afxdp_fill(q, 1);
 		if ((rc = afxdp_queue_attach(p, qp, 1)) < 0)
 			return rc;
@@ -331,6 +332,33 @@ static int ax_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	return 0;
 }
 
+/*
+ * A dead owner's queue pair. Its reserved but unsubmitted ring entries are
+ * nothing to the kernel, and what it submitted is on the rings: taking the
+ * ring positions from the rings (queue_setup does it too) is the repair.
+ * What a burst cut short held between a ring and the port layer's marks
+ * (frames it took off the rx or completion ring, frames given to tx not yet
+ * on the ring) cannot be told apart here from frames the kernel holds
+ * unseen (taken from the fill ring, not yet on the rx ring; sent, not yet
+ * completed): giving them back now could hand out a frame the kernel is
+ * still writing. They come back at the next stop, when the kernel holds
+ * none but the fill and tx rings' (mpops_port_stop()'s recovery).
+ */
+static int ax_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
+{
+	struct afxdp_slot *s = slot;
+	struct afxdp_q *q;
+
+	if (qp >= s->nb_qp)
+		return -ERANGE;
+	q = &s->q[qp];
+	afxdp_rings_sync(q);
+	ax_info("afxdp %s: queue pair %u taken over from pid %d: rings resume at fill %u, rx %u, tx %u, completion %u; frames its last burst held come back at the next stop",
+		mpops_port_name(port), qp, (int)dead, q->fill.cached_prod, q->rx.cached_cons,
+		q->tx.cached_prod, q->comp.cached_cons);
+	return 0;
+}
+
 static const struct mpops_port_drv_ops afxdp_drv = {
 	.open = ax_open,
 	.close = ax_close,
@@ -340,6 +368,7 @@ static const struct mpops_port_drv_ops afxdp_drv = {
 	.slot_detach = ax_slot_detach,
 	.fds_export = ax_fds_export,
 	.queue_setup = ax_queue_setup,
+	.queue_takeover = ax_queue_takeover,
 };
 MPOPS_OPS_IMPL(mpops_port_drv, afxdp, &afxdp_drv)
 

@@ -5,8 +5,11 @@
  * process (cached per queue pair), to this process's own kick fd.
  *
  * Everything the device wrote is checked before use: used-ring ids,
- * lengths and num_buffers. A bad entry is counted (errors, drops), logged
- * once per queue, and skipped.
+ * lengths and num_buffers, against the driver's own copy of what it posted
+ * (struct vq_extra): nothing is read back from the descriptor table, which
+ * the device may rewrite. A bad entry is counted (errors, drops), logged
+ * once per queue, and skipped. Consuming used entries is journaled
+ * (vq_used_commit) so that a new owner can finish what a dead one left.
  */
 #include <errno.h>
 #include <string.h>
@@ -29,23 +32,27 @@ static inline void kick(struct vtnet_port *p, const struct vtnet_qp *h, struct v
 
 /* ==== rx ================================================================ */
 
-/* Take the used entry at last_used if it is one of ours; NULL if not. */
-static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vq *q, uint32_t *len)
+/*
+ * Free used entry @i's descriptor and return its packet, if the entry names
+ * a head in flight whose length it respects (the posted length is the
+ * driver's copy: the device may rewrite the descriptor table); NULL if not
+ * (counted, logged once). The entry is read once.
+ */
+static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vq *q, uint16_t i, uint32_t *len)
 {
-	struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
+	struct vring_used_elem e = q->used->ring[i & q->mask];
 	struct mpops_pkt *m;
 	uint32_t posted;
 
-	q->sh->last_used++;
-	if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
+	if (e.id >= q->sh->size || q->x[e.id].cookie == 0) {
 		q->st->errors++;
 		vq_log_once(q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
 			    e.id, q->sh->size);
 		return NULL;
 	}
-	m = mpops_ptr(p->base, q->cookie[e.id]);
-	posted = q->desc[e.id].len;
-	q->cookie[e.id] = 0;
+	m = mpops_ptr(p->base, q->x[e.id].cookie);
+	posted = q->x[e.id].len;
+	q->x[e.id].cookie = 0;
 	vq_desc_put(q, (uint16_t)e.id);
 	if (e.len > posted) {
 		q->st->errors++;
@@ -59,13 +66,15 @@ static struct mpops_pkt *rx_take(struct vtnet_port *p, struct vq *q, uint32_t *l
 	return m;
 }
 
-/* Consume the used entry of @id (buffer @m), count and log it, free it. */
-static void rx_drop(struct vtnet_port *p, struct vq *q, struct mpops_pkt *m, uint32_t id,
-		    uint32_t bit, const char *what, unsigned a, unsigned b)
+/* Consume the entry at @i, whose head @id holds buffer @m: count and log it,
+ * free it. */
+static void rx_drop(struct vtnet_port *p, struct vq *q, struct mpops_pkt *m, uint16_t i,
+		    uint32_t id, uint32_t bit, const char *what, unsigned a, unsigned b)
 {
-	q->sh->last_used++;
-	q->cookie[id] = 0;
+	vq_used_commit(q, i, 1);
+	q->x[id].cookie = 0;
 	vq_desc_put(q, (uint16_t)id);
+	vq_used_commit(q, (uint16_t)(i + 1), 0);
 	q->st->errors++;
 	q->st->drops++;
 	vq_log_once(q, bit, what, a, b);
@@ -78,40 +87,42 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	struct vtnet_port *p = h->p;
 	uint16_t qp = h->qp;
 	struct vq *q = &p->vq[2 * qp];
-	uint16_t hdr, used, old;
+	uint16_t hdr, used, old, last;
 	uint64_t bytes = 0;
 	int mrg, nb = 0;
 
 	hdr = p->sh->hdr_size;
 	mrg = !!(p->sh->features & BIT64(VIRTIO_NET_F_MRG_RXBUF));
+	last = q->sh->last_used;
 	used = atomic_load_explicit((_Atomic uint16_t *)&q->used->idx, memory_order_acquire);
-	if ((uint16_t)(used - q->sh->last_used) > q->sh->size) {
+	if ((uint16_t)(used - last) > q->sh->size) {
 		q->st->errors++;
 		vq_log_once(q, VQ_LOG_BAD_ID, "device's used index jumped beyond the ring",
-			    used, q->sh->last_used);
-		used = q->sh->last_used;
+			    used, last);
+		used = last;
 	}
-	while (nb < n && q->sh->last_used != used) {
-		struct vring_used_elem e = q->used->ring[q->sh->last_used & q->mask];
+	while (nb < n && last != used) {
+		struct vring_used_elem e = q->used->ring[last & q->mask];
 		struct mpops_pkt *m, *prev;
 		uint16_t nbuf = 1;
-		uint32_t len;
+		uint32_t len, posted;
 
 		/* The first buffer, checked once: ours, in flight, at least a
 		 * header, no more than was posted. */
-		if (e.id >= q->sh->size || q->cookie[e.id] == 0) {
-			q->sh->last_used++;
+		if (e.id >= q->sh->size || q->x[e.id].cookie == 0) {
+			vq_used_commit(q, ++last, 0);
 			q->st->errors++;
 			vq_log_once(q, VQ_LOG_BAD_ID, "device returned a used id that is not in flight",
 				    e.id, q->sh->size);
 			continue;
 		}
-		m = mpops_ptr(p->base, q->cookie[e.id]);
-		if (e.len > q->desc[e.id].len || e.len < hdr) {
-			rx_drop(p, q, m, e.id, VQ_LOG_BAD_LEN,
+		m = mpops_ptr(p->base, q->x[e.id].cookie);
+		posted = q->x[e.id].len;
+		if (e.len > posted || e.len < hdr) {
+			rx_drop(p, q, m, last++, e.id, VQ_LOG_BAD_LEN,
 				e.len < hdr ? "device wrote less than a header"
 					    : "device wrote more than the buffer holds",
-				e.len, e.len < hdr ? hdr : q->desc[e.id].len);
+				e.len, e.len < hdr ? hdr : posted);
 			continue;
 		}
 		if (mrg) {
@@ -121,15 +132,16 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 
 			nbuf = vh->num_buffers;
 			if (nbuf == 0 || nbuf > q->sh->size) {
-				rx_drop(p, q, m, e.id, VQ_LOG_BAD_NUMBUF,
+				rx_drop(p, q, m, last++, e.id, VQ_LOG_BAD_NUMBUF,
 					"device wrote an impossible num_buffers", nbuf, q->sh->size);
 				continue;
 			}
-			if ((uint16_t)(used - q->sh->last_used) < nbuf)
+			if ((uint16_t)(used - last) < nbuf)
 				break;
 		}
-		q->sh->last_used++;
-		q->cookie[e.id] = 0;
+		/* Journaled: a new owner finishes it if this process dies here. */
+		vq_used_commit(q, last, nbuf);
+		q->x[e.id].cookie = 0;
 		vq_desc_put(q, (uint16_t)e.id);
 		m->data_len = (uint16_t)(e.len - hdr);
 		m->pkt_len = m->data_len;
@@ -139,7 +151,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		m->queue = qp;
 		prev = m;
 		for (uint16_t k = 1; k < nbuf; k++) {
-			struct mpops_pkt *s = rx_take(p, q, &len);
+			struct mpops_pkt *s = rx_take(p, q, (uint16_t)(last + k), &len);
 
 			if (!s) {
 				q->st->drops++;
@@ -147,7 +159,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 				m = NULL;
 				/* Skip what is left of this packet. */
 				for (k++; k < nbuf; k++)
-					if ((s = rx_take(p, q, &len)))
+					if ((s = rx_take(p, q, (uint16_t)(last + k), &len)))
 						mpops_pkt_free(p->pool, s);
 				break;
 			}
@@ -160,6 +172,8 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 			m->pkt_len += len;
 			m->nb_segs++;
 		}
+		last = (uint16_t)(last + nbuf);
+		vq_used_commit(q, last, 0);
 		if (!m)
 			continue;
 		bytes += m->pkt_len;
@@ -183,20 +197,22 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 /* Packets freed per mpops_pkt_free_bulk() call in tx cleanup. */
 #define TX_FREE_BATCH 64
 
-/* Return the descriptor chain at @head; @return its packet. */
+/* Return the descriptor chain at @head, followed in the driver's copies
+ * (never in the descriptor table, which the device may rewrite); @return
+ * its packet. */
 static struct mpops_pkt *tx_take_chain(struct vtnet_port *p, struct vq *q, uint16_t head)
 {
-	struct mpops_pkt *m = mpops_ptr(p->base, q->cookie[head]);
+	struct mpops_pkt *m = mpops_ptr(p->base, q->x[head].cookie);
 	uint16_t d = head;
 
-	q->cookie[head] = 0;
+	q->x[head].cookie = 0;
 	for (uint16_t steps = 0; steps < q->sh->size; steps++) {
-		uint16_t flags = q->desc[d].flags, next = q->desc[d].next & q->mask;
+		uint16_t next = q->x[d].next;
 
 		vq_desc_put(q, d);
-		if (!(flags & VRING_DESC_F_NEXT))
+		if (next == VQ_END)
 			break;
-		d = next;
+		d = next & q->mask;
 	}
 	return m;
 }
@@ -231,10 +247,12 @@ static void tx_cleanup_in_order(struct vtnet_port *p, struct vq *q, uint16_t use
 			    done, inflight);
 		done = inflight;
 	}
+	/* A new owner rebuilds the in-order list from what is in flight if
+	 * this process dies here (vq_repair): no journal needed. */
 	for (uint16_t i = 0; i < done; i++)
 		tx_free_add(p, batch, nb, tx_take_chain(p, q, q->inflight[head++ & q->mask]));
 	q->sh->inflight_head = head;
-	q->sh->last_used = used;
+	vq_used_commit(q, used, 0);
 }
 
 static void tx_cleanup(struct vtnet_port *p, struct vq *q)
@@ -252,12 +270,15 @@ static void tx_cleanup(struct vtnet_port *p, struct vq *q)
 	}
 	if (p->sh->features & BIT64(VIRTIO_F_IN_ORDER)) {
 		tx_cleanup_in_order(p, q, used, batch, &nb);
-	} else {
-		while (q->sh->last_used != used) {
-			uint32_t id = q->used->ring[q->sh->last_used & q->mask].id;
+	} else if (q->sh->last_used != used) {
+		uint16_t last = q->sh->last_used;
 
-			q->sh->last_used++;
-			if (id >= q->sh->size || q->cookie[id] == 0) {
+		/* Journaled: a new owner finishes it if this process dies here. */
+		vq_used_commit(q, last, (uint16_t)(used - last));
+		for (; last != used; last++) {
+			uint32_t id = q->used->ring[last & q->mask].id;
+
+			if (id >= q->sh->size || q->x[id].cookie == 0) {
 				q->st->errors++;
 				vq_log_once(q, VQ_LOG_BAD_ID,
 					    "device returned a used id that is not in flight", id,
@@ -266,6 +287,7 @@ static void tx_cleanup(struct vtnet_port *p, struct vq *q)
 			}
 			tx_free_add(p, batch, &nb, tx_take_chain(p, q, (uint16_t)id));
 		}
+		vq_used_commit(q, used, 0);
 	}
 	if (nb)
 		mpops_pkt_free_bulk(p->pool, batch, nb);
@@ -333,18 +355,22 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		q->desc[d].addr = m->buf_iova + m->data_off - hdr;
 		q->desc[d].len = (uint32_t)m->data_len + hdr;
 		q->desc[d].flags = 0;
+		q->x[d].next = VQ_END;
 		s = m;
 		for (uint16_t k = 1; k < nseg && (s = mpops_pkt_next(p->base, s)); k++) {
 			uint16_t nd = vq_desc_get(q);
 
 			q->desc[d].flags = VRING_DESC_F_NEXT;
 			q->desc[d].next = nd;
+			q->x[d].next = nd;
 			d = nd;
 			q->desc[d].addr = s->buf_iova + s->data_off;
 			q->desc[d].len = s->data_len;
 			q->desc[d].flags = 0;
+			q->x[d].next = VQ_END;
 		}
-		q->cookie[head] = mpops_off(p->base, m);
+		q->x[head].seq = avail;
+		q->x[head].cookie = mpops_off(p->base, m);
 		if (in_order)
 			q->inflight[inflight++ & q->mask] = head;
 		/* In order the entry is often what it was a lap ago: leave the
@@ -355,6 +381,9 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		bytes += m->pkt_len ? m->pkt_len : m->data_len;
 	}
 	if (old != avail) {
+		/* Every copy written before the index that publishes them (a
+		 * compiler barrier: see vq_used_commit). */
+		atomic_signal_fence(memory_order_seq_cst);
 		q->sh->avail_idx = avail;
 		q->sh->inflight_tail = inflight;
 		q->st->packets += (uint16_t)(avail - old);

@@ -19,6 +19,7 @@ MPOPS_OPS_CLASS_DEFINE(vtpci, VTPCI_OPS)
 
 #define vt_err(...) mpops_log(MPOPS_LOG_ERR, __VA_ARGS__)
 #define vt_info(...) mpops_log(MPOPS_LOG_INFO, __VA_ARGS__)
+#define vt_warn(...) mpops_log(MPOPS_LOG_WARN, __VA_ARGS__)
 
 struct vtnet_port *vtnet_of(struct mpops_port *port)
 {
@@ -60,12 +61,13 @@ static void vqs_map(struct vtnet_port *p)
  * Virtqueue @index of @size entries in the region: its shared state, the
  * ring in one block aligned to its size rounded up to a power of two, so
  * that it never spans two pages (a device that reads physical addresses
- * sees it in one piece), cookies and the in-order list; the control queue
+ * sees it in one piece), the driver's copies of its descriptors and the
+ * in-order list; the control queue
  * also gets room for one command.
  */
 static int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
 {
-	mpops_off_t sh_off, ring, cookie, inflight, scratch = 0;
+	mpops_off_t sh_off, ring, extra, inflight, scratch = 0;
 	struct mpops_region *r = p->r;
 	size_t bytes = vq_ring_bytes(size), align;
 	char tag[32];
@@ -76,13 +78,13 @@ static int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
 		;
 	if ((rc = mpops_alloc(r, sizeof(struct vq_shared), 64, tag, &sh_off)) < 0 ||
 	    (rc = mpops_alloc(r, bytes, align, tag, &ring)) < 0 ||
-	    (rc = mpops_alloc(r, 8u * size, 64, tag, &cookie)) < 0 ||
+	    (rc = mpops_alloc(r, sizeof(struct vq_extra) * size, 64, tag, &extra)) < 0 ||
 	    (rc = mpops_alloc(r, 2u * size, 64, tag, &inflight)) < 0)
 		return rc;
 	if (index == VTNET_CVQ(p->sh->max_qp) && (rc = mpops_alloc(r, 256, 256, tag, &scratch)) < 0)
 		return rc;
 	p->sh->vq_off[index] = sh_off;
-	vq_init(&p->vq[index], p->base, mpops_ptr(p->base, sh_off), index, size, ring, cookie,
+	vq_init(&p->vq[index], p->base, mpops_ptr(p->base, sh_off), index, size, ring, extra,
 		inflight, scratch, scratch ? vq_iova(p, scratch) : 0, p->sh->name);
 	if (index < 2 * p->sh->nb_qp)
 		p->vq[index].st = vq_stats(p, index);
@@ -95,7 +97,7 @@ static void vq_destroy(struct vtnet_port *p, uint16_t index)
 
 	vq_drain(&p->vq[index], p->pool);
 	mpops_free(p->r, v->desc_off);	/* the whole ring */
-	mpops_free(p->r, v->cookie_off);
+	mpops_free(p->r, v->extra_off);
 	mpops_free(p->r, v->inflight_off);
 	if (v->scratch_off)
 		mpops_free(p->r, v->scratch_off);
@@ -178,8 +180,16 @@ static int drv_start(struct mpops_port *port)
 	struct vtnet_port_shared *sh = p->sh;
 	int rc;
 
+	/* From what is in flight: nothing, the device has no ring now. What a
+	 * failed start or a dead burst left is given back (and counted). */
+	rings_drain(p);
 	for (uint16_t q = 0; q < sh->nb_qp; q++) {
-		if (vq_rx_fill(&p->vq[2 * q], p->pool, sh->hdr_size) <= 0) {
+		int n;
+
+		mpops_port_fill_mark(port, q, 0);
+		n = vq_rx_fill(&p->vq[2 * q], p->pool, sh->hdr_size);
+		mpops_port_fill_mark(port, -1, 0);
+		if (n <= 0) {
 			vt_err("vtnet %s: no packet buffers for rx queue %u: make the pool larger", sh->name,
 			       q);
 			rings_drain(p);
@@ -270,6 +280,52 @@ static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	return 0;
 }
 
+/*
+ * A dead owner's queue pair: rebuild each ring's state from what is in
+ * flight (vq_repair), give back what a half-done burst or refill took, and
+ * tell the device about what the repair published.
+ */
+static int drv_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
+{
+	struct vtnet_port *p = mpops_port_priv(port);
+	int in_order = !!(p->sh->features & BIT64(VIRTIO_F_IN_ORDER));
+	struct vq_repair_report rep[2];
+	struct mpops_pkt **keep;
+	int rc = 0, given[2] = { 0, 0 };
+
+	vqs_map(p);
+	if (qp >= p->sh->nb_qp || !p->vq[2 * qp].sh || !p->vq[2 * qp + 1].sh)
+		return -ERANGE;
+	if (!(keep = malloc(sizeof(*keep) * p->sh->ring_size)))
+		return -ENOMEM;
+	for (int tx = 0; tx < 2 && rc == 0; tx++) {
+		struct vq *q = &p->vq[2 * qp + tx];
+
+		if ((rc = vq_repair(q, tx && in_order, keep, &rep[tx])) < 0 ||
+		    (rc = mpops_port_queue_recover(port, qp, tx, keep, rep[tx].kept)) < 0)
+			break;
+		given[tx] = rc;
+		rc = 0;
+		if (rep[tx].shown || (!tx && rep[tx].unposted + rep[tx].finished)) {
+			/* Rx: the refill goes on at the next burst; a kick-driven
+			 * device hears of what is posted now. */
+			q->st->kicks++;
+			MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue(p, slot, q->sh->index);
+		}
+		if (!tx)
+			q->st->drops += rep[tx].finished ? 1 : 0;
+	}
+	free(keep);
+	if (rc < 0)
+		return rc;
+	if (rep[0].unposted + rep[0].finished + rep[0].shown + rep[1].unposted + rep[1].finished +
+	    rep[1].shown + (unsigned)given[0] + (unsigned)given[1])
+		vt_warn("vtnet %s: queue pair %u: its owner pid %d died with work half done: repaired (rx: %u taken and not posted, %u used entries finished, %u shown to the device, %d buffers back; tx: %u, %u, %u, %d); the queue goes on",
+			p->sh->name, qp, (int)dead, rep[0].unposted, rep[0].finished, rep[0].shown,
+			given[0], rep[1].unposted, rep[1].finished, rep[1].shown, given[1]);
+	return 0;
+}
+
 static const struct mpops_port_drv_ops vtnet_drv = {
 	.open = drv_open,
 	.close = drv_close,
@@ -279,6 +335,7 @@ static const struct mpops_port_drv_ops vtnet_drv = {
 	.slot_detach = drv_slot_detach,
 	.fds_export = drv_fds_export,
 	.queue_setup = drv_queue_setup,
+	.queue_takeover = drv_queue_takeover,
 };
 MPOPS_OPS_IMPL(mpops_port_drv, vtnet, &vtnet_drv)
 
@@ -508,5 +565,6 @@ int vtnet_vq_info_get(struct mpops_port *port, uint16_t vq, struct vtnet_vq_info
 	info->used_flags = q->used->flags;
 	info->used_event = q->avail->ring[q->sh->size];
 	info->avail_event = *vq_avail_event(q);
+	info->repaired = q->sh->repaired;
 	return 0;
 }

@@ -22,7 +22,7 @@
 #include "virtqueue.h"
 
 #define VTNET_MAGIC 0x54454e54u /* "TNET" */
-#define VTNET_VERSION 3
+#define VTNET_VERSION 4
 #define VTNET_CVQ(maxqp) (2 * (maxqp))
 
 #define BIT64(n) (1ULL << (n))

@@ -63,6 +63,19 @@ struct mpops_port_queue {
  *    current now; the context may keep it: the port layer calls
  *    queue_setup again before any burst runs at a later epoch. Runs at claim
  *    and after each epoch move.
+ *  - queue_takeover (any process): this process just took the claim on
+ *    queue pair @p qp from a dead owner (pid @p dead; its claim taken over
+ *    here, or released by the primary when it noticed the death), and the
+ *    port is started: rebuild the queue pair's shared state from what is
+ *    really in flight, before queue_setup and any burst. The owner may have
+ *    died at any point, inside a burst or not: the op must not rely on
+ *    knowing which (the busy word is cleared by then), and finds nothing to
+ *    do when the owner died between bursts. What a half-done burst took
+ *    (descriptors, buffers) goes back: descriptors to the free list,
+ *    buffers with mpops_port_queue_recover(); what it did is counted by
+ *    the driver. @p slot is this process's, current now (to notify the
+ *    device). Runs marked busy, so a stopping primary waits for it.
+ *    0, or -errno: the claim fails (logged by the port layer).
  */
 #define MPOPS_PORT_DRV_OPS(OP)                                                 \
 	OP(int, open, (struct mpops_port *, void ** /* priv */))               \
@@ -74,7 +87,9 @@ struct mpops_port_queue {
 	OP(int, fds_export, (struct mpops_port *, int * /* fds */, int /* max */)) \
 	OP(int, queue_setup, (struct mpops_port *, uint16_t /* qp */,          \
 			      void * /* slot */,                               \
-			      struct mpops_port_queue * /* q */))
+			      struct mpops_port_queue * /* q */))              \
+	OP(int, queue_takeover, (struct mpops_port *, uint16_t /* qp */,       \
+				 void * /* slot */, int32_t /* dead owner pid */))
 
 MPOPS_OPS_CLASS_DECLARE(mpops_port_drv, MPOPS_PORT_DRV_OPS)
 
@@ -205,6 +220,30 @@ MPOPS_API int mpops_port_restored(struct mpops_port *port);
  */
 MPOPS_API int mpops_port_bufs_kept(struct mpops_port *port, uint16_t qp, int tx,
 				   struct mpops_pkt **pkts, unsigned n);
+
+/**
+ * For queue_takeover: give back to the pool every buffer still marked as on
+ * queue pair @p qp's rx (@p tx 0) or tx ring that the driver does not hold:
+ * all but the @p nkeep packets in @p keep (the first segments of what the
+ * device still has; their later segments stay too). A burst whose process
+ * died inside leaves such buffers between the port layer's marks and the
+ * driver's state (mpops_port_stop() gives back those of every queue). The
+ * owner of @p qp in this process, outside a burst. Logs a line when it gave
+ * some back.
+ * @return buffers given back, -EINVAL, -ENOMEM, -ENOTRECOVERABLE (the
+ *   pool's lock, logged).
+ */
+MPOPS_API int mpops_port_queue_recover(struct mpops_port *port, uint16_t qp, int tx,
+				       struct mpops_pkt *const *keep, unsigned nkeep);
+
+/**
+ * For start: buffers the driver allocates through the port's pool handle
+ * from now on are marked as on queue pair @p qp's rx (@p tx 0) or tx ring
+ * (@p qp < 0: on one of the port's rings, which one not known), so that a
+ * queue's new owner can tell them apart (mpops_port_queue_recover()). Only
+ * inside the start op; the port layer resets it after.
+ */
+MPOPS_API void mpops_port_fill_mark(struct mpops_port *port, int qp, int tx);
 
 /** Count a (re)connection of the device (creator). */
 MPOPS_API void mpops_port_connected(struct mpops_port *port);

@@ -115,6 +115,8 @@ struct vtnet_vq_info {
 	uint16_t num_free;
 	uint16_t avail_flags, used_flags;
 	uint16_t used_event, avail_event;
+	uint32_t repaired;	/**< descriptors repairs gave back or finished (a
+				     dead owner's half-done work; doc/virtio.md) */
 };
 
 /**
