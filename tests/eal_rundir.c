@@ -7,6 +7,25 @@
 
 #include "eal_rundir.h"
 
+/* The files of @dir, then @dir (one level: what a killed process left). */
+static void dir_remove(const char *dir)
+{
+	char path[1024];
+	struct dirent *e;
+	DIR *d;
+
+	if (!(d = opendir(dir)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
 void eal_rundir_remove(const char *prefix)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -26,7 +45,8 @@ void eal_rundir_remove(const char *prefix)
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		unlink(path);
+		if (unlink(path) != 0)
+			dir_remove(path);	/* net_mpops's mpops/ */
 	}
 	closedir(d);
 	rmdir(dir);

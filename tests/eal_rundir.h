@@ -5,7 +5,8 @@
 #ifndef MPOPS_TEST_EAL_RUNDIR_H
 #define MPOPS_TEST_EAL_RUNDIR_H
 
-/* Remove the files and the directory of EAL file prefix @prefix (nothing
+/* Remove the files and the directory of EAL file prefix @prefix, and one
+ * level of directories in it (net_mpops's mpops/) (nothing
  * for an empty one). */
 void eal_rundir_remove(const char *prefix);
 
