@@ -95,6 +95,13 @@ static void setup(void)
 	be.pid = pri.pid = sec.pid = dump.pid = -1;
 }
 
+/*
+ * Send @sig (0: none) to @p, collect its output and status. Each process
+ * runs in a process group of its own (`timeout` makes itself the leader of
+ * one, and testpmd is in it): whatever is left of the group afterwards is
+ * SIGKILLed by that pid, so that no testpmd outlives a failed test holding
+ * hugepages.
+ */
 static int stop(struct proc *p, int sig)
 {
 	if (p->pid <= 0)
@@ -102,6 +109,7 @@ static int stop(struct proc *p, int sig)
 	if (sig)
 		kill(p->pid, sig);
 	p->status = peer_finish(p->pid, p->fd, p->out, sizeof(p->out), 20000);
+	kill(-p->pid, SIGKILL);
 	p->pid = -1;
 	return p->status;
 }
@@ -112,8 +120,15 @@ static void teardown(void)
 	stop(&pri, SIGKILL);
 	stop(&be, SIGKILL);
 	stop(&dump, SIGKILL);
+	/* A testpmd SIGKILLed a moment ago may still hold its hugepage files. */
+	for (int i = 0; mounted && i < 50; i++) {
+		if (umount(huge) == 0 || errno != EBUSY)
+			mounted = 0;
+		else
+			usleep(100000);
+	}
 	if (mounted)
-		umount(huge);
+		umount2(huge, MNT_DETACH);	/* freed when the last file closes */
 	if (old_pages >= 0)
 		pages_set(old_pages);
 	eal_rundir_remove(prefix);
@@ -146,17 +161,22 @@ static void need_hugepages(void)
 static void spawn(struct proc *p, const char *const argv[])
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
 	int fds[2];
 
 	p->out[0] = '\0';
 	p->status = -1;
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setpgroup(&at, 0);	/* a group of its own: see stop() */
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-	cr_assert_eq(posix_spawnp(&p->pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+	cr_assert_eq(posix_spawnp(&p->pid, argv[0], &fa, &at, (char *const *)argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
 	close(fds[1]);
 	p->fd = fds[0];
 }
@@ -480,6 +500,7 @@ Test(dpdk_pmd, secondary_before_the_primary_made_the_port_is_one_line)
 	spawn(&pri, p);
 	cr_assert_eq(peer_wait_line(pri.fd, "Port statistics", pri.out, sizeof(pri.out), 30000), 0,
 		     "the testpmd primary did not start:\n%s", pri.out);
+	sleep(1);
 	spawn(&sec, a);
 	/* testpmd goes on without the device (with the primary's net_null0). */
 	peer_wait_line(sec.fd, "Port statistics", sec.out, sizeof(sec.out), 30000);
