@@ -7,12 +7,30 @@
 
 #include "eal_rundir.h"
 
+/* The files of @dir, with @depth levels of directories in them, then @dir. */
+static void dir_remove(const char *dir, int depth)
+{
+	char path[1024];
+	struct dirent *e;
+	DIR *d;
+
+	if (!(d = opendir(dir)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) != 0 && depth > 0)
+			dir_remove(path, depth - 1);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
 void eal_rundir_remove(const char *prefix)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	char dir[256], path[512];
-	struct dirent *e;
-	DIR *d;
+	char dir[256];
 
 	if (!prefix || !*prefix || strchr(prefix, '/'))
 		return;	/* never the parent directory */
@@ -20,14 +38,30 @@ void eal_rundir_remove(const char *prefix)
 		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
 	else
 		snprintf(dir, sizeof(dir), "%s/dpdk/%s", xdg ? xdg : "/tmp", prefix);
-	if (!(d = opendir(dir)))
-		return;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		unlink(path);
+	dir_remove(dir, 1);	/* net_mpops's mpops/ inside */
+}
+
+#define NR_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+
+long hugepages_get(void)
+{
+	FILE *f = fopen(NR_HUGE, "r");
+	long n = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
 	}
-	closedir(d);
-	rmdir(dir);
+	return n;
+}
+
+int hugepages_set(long n)
+{
+	FILE *f = fopen(NR_HUGE, "w");
+
+	if (!f)
+		return -1;
+	fprintf(f, "%ld\n", n);
+	return fclose(f);
 }

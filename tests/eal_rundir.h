@@ -5,8 +5,14 @@
 #ifndef MPOPS_TEST_EAL_RUNDIR_H
 #define MPOPS_TEST_EAL_RUNDIR_H
 
-/* Remove the files and the directory of EAL file prefix @prefix (nothing
+/* Remove the files and the directory of EAL file prefix @prefix, and one
+ * level of directories in it (net_mpops's mpops/) (nothing
  * for an empty one). */
 void eal_rundir_remove(const char *prefix);
+
+/* The number of 2 MB hugepages reserved (-1 when unreadable), and set it
+ * (0 or -1): tests that run DPDK multi-process reserve some and give them back. */
+long hugepages_get(void);
+int hugepages_set(long n);
 
 #endif

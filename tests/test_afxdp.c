@@ -304,6 +304,8 @@ Test(afxdp, bad_set_ups_fail_with_one_line_that_says_what_to_do)
 	primary_fails("iface=nosuch0", "no interface nosuch0 in this network namespace");
 	primary_fails("iface=vxa,colour=blue", "unknown key 'colour'");
 	primary_fails("iface=vxa,frame_size=1000", "frame_size 1000: use 2048 or 4096");
+	primary_fails("iface=vxa,queues=2,ring_size=4096,pool_size=8192",
+		      "pool_size 8192 is less than 2 x ring_size 4096 x 2 queue pairs");
 	primary_fails("iface=vxa,start_queue=1,queues=2", "vxa has 2 queues, the port needs queue 2");
 	primary_fails("iface=vxa,zero_copy=on", "vxa refused zero-copy: use zero_copy=auto or off");
 	/* A port on queue 0 holds the interface's XDP hook: a second one on

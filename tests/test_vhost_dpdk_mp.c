@@ -30,7 +30,6 @@
 
 #define TESTPMD "/usr/bin/dpdk-testpmd"
 #define VHOST "../drivers/virtio/backend/mpops-vhost"
-#define NR_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
 #define MORE_PAGES 96
 
 extern char **environ;
@@ -45,29 +44,6 @@ static struct proc be, pri, sec;
 static char huge[128], sock[128], prefix[32];
 static long old_pages = -1;
 static int mounted;
-
-static long pages_get(void)
-{
-	FILE *f = fopen(NR_HUGE, "r");
-	long n = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &n) != 1)
-			n = -1;
-		fclose(f);
-	}
-	return n;
-}
-
-static int pages_set(long n)
-{
-	FILE *f = fopen(NR_HUGE, "w");
-
-	if (!f)
-		return -1;
-	fprintf(f, "%ld\n", n);
-	return fclose(f);
-}
 
 static void setup(void)
 {
@@ -97,7 +73,7 @@ static void teardown(void)
 	if (mounted)
 		umount(huge);
 	if (old_pages >= 0)
-		pages_set(old_pages);
+		hugepages_set(old_pages);
 	eal_rundir_remove(prefix);
 	rundir_remove();
 }
@@ -108,9 +84,9 @@ static void need_hugepages(void)
 {
 	if (access(TESTPMD, X_OK) != 0)
 		cr_skip_test("%s is not installed (apt-get install dpdk-dev)", TESTPMD);
-	old_pages = pages_get();
-	if (old_pages < 0 || pages_set(old_pages + MORE_PAGES) < 0 ||
-	    pages_get() < old_pages + MORE_PAGES) {
+	old_pages = hugepages_get();
+	if (old_pages < 0 || hugepages_set(old_pages + MORE_PAGES) < 0 ||
+	    hugepages_get() < old_pages + MORE_PAGES) {
 		cr_skip_test("cannot reserve %d hugepages here (not root, or memory)", MORE_PAGES);
 	}
 	cr_assert_eq(mkdir(huge, 0700), 0);

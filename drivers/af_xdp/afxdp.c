@@ -470,6 +470,11 @@ int afxdp_port_create(struct mpops_region *r, const char *name, const struct afx
 		c.ring_size = 1024;
 	if (!c.pool_size)
 		c.pool_size = 4u * c.ring_size * c.nb_qp;
+	if (c.pool_size < 2u * c.ring_size * c.nb_qp) {
+		ax_err("afxdp %s: pool_size %u is less than 2 x ring_size %u x %u queue pairs: the fill rings would hold every frame and none would be left to send; give a larger pool_size or a smaller ring_size",
+		       name, c.pool_size, c.ring_size, c.nb_qp);
+		return -EINVAL;
+	}
 	if (!(ifindex = if_nametoindex(c.iface))) {
 		ax_err("afxdp %s: no interface %s in this network namespace: check the name (ip link)",
 		       name, c.iface);
