@@ -424,3 +424,22 @@ Test(afxdp, dpdk_net_af_xdp_on_the_peer_and_a_secondary_here_exchange_exact_coun
 	pool_check();
 	end_ok(&primary, SIGTERM, "primary");
 }
+
+Test(afxdp, ring_entries_no_kernel_writes_and_a_foreign_tx_packet_are_counted_not_believed)
+{
+	const char *a[] = { rundir_path(), "fwd", "port0", NULL };
+	char out[8192];
+	int st;
+
+	primary_start("iface=vxa,queues=1,ring_size=1024");
+	st = peer_run("afxdp-hostile", a, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "afxdp-hostile: %#x\n%s", st, out);
+	/* Nothing delivered, both entries counted, the chain dropped. */
+	cr_assert(strstr(out, "rx=0 rx_errors=2 tx_sent=1 tx_errors=1 tx_drops=1\n"), "%s", out);
+	cr_assert(strstr(out, "rx descriptor with an address that is no posted frame (0x10000000000): skipped and counted in errors"),
+		  "%s", out);
+	cr_assert(strstr(out, "tx packet that is not one segment of a frame of the port's pool: dropped"),
+		  "%s", out);
+	pool_check();
+	end_ok(&primary, SIGTERM, "primary");
+}
