@@ -87,7 +87,7 @@ wait_for() {	# file, text, seconds
 	done
 	echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print 0 }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.0f\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print 0 }'; }
 
 OUR_ARGS=iface=vxa,queues=1,mode=native,ring_size=2048
 PMD_ARGS=(-l 0,1 --no-pci --no-huge -m 512 --file-prefix "$NS" --vdev
@@ -215,6 +215,17 @@ fi
 		first=0
 		printf '"%s": %s' "$k" "${M[$k]}"
 	done
+	echo "}, \"rounds_pps\": {"
+	first=1
+	for k in "${!R[@]}"; do
+		[ $first = 1 ] || echo ","
+		first=0
+		printf '"%s": [%s]' "$k" "$(echo ${R[$k]} | tr ' ' ',')"
+	done
 	echo "}, \"per_round\": [${RATIOS%,}], \"instructions\": [${IPP%,}]}"
 } >"$BUILD/bench/afxdp-pps.json"
 echo "JSON: $BUILD/bench/afxdp-pps.json"
+if command -v gnuplot >/dev/null; then
+	bench/afxdp-plot.sh "$BUILD/bench/afxdp-pps.json" "$BUILD/bench/afxdp-pps.png" &&
+		echo "chart: $BUILD/bench/afxdp-pps.png"
+fi
