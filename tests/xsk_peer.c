@@ -83,8 +83,16 @@ static int do_send(const char *iface, unsigned queue, unsigned long n, unsigned 
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
 		return 1;
-	if ((rc = xsk_umem__create(&umem, area, (uint64_t)nframes * fsz, &fq, &cq, NULL)) ||
-	    (rc = xsk_socket__create(&xsk, iface, queue, umem, NULL, &tx, &cfg))) {
+	if ((rc = xsk_umem__create(&umem, area, (uint64_t)nframes * fsz, &fq, &cq, NULL)) == 0) {
+		/* A queue whose last socket just closed may be busy a moment. */
+		for (int i = 0; i < 50; i++) {
+			rc = xsk_socket__create(&xsk, iface, queue, umem, NULL, &tx, &cfg);
+			if (rc != -EBUSY)
+				break;
+			usleep(20000);
+		}
+	}
+	if (rc) {
 		fprintf(stderr, "xsk-peer: cannot open an AF_XDP socket on %s queue %u: %s\n", iface,
 			queue, strerror(-rc));
 		return 1;

@@ -94,17 +94,16 @@ static int ax_open(struct mpops_port *port, void **priv)
 	return 0;
 }
 
-/* Give the pool every frame this port's rings hold (creator, close: the
- * program is gone, so the kernel takes no more fill entries). */
-static void rings_empty(struct afxdp_port *p, struct afxdp_q *q)
+/* Give the pool what the rx ring holds (creator, queues out of the map).
+ * @return frames given back. */
+static uint32_t rx_drain(struct afxdp_port *p, struct afxdp_q *q)
 {
-	uint32_t cons, prod;
+	uint32_t idx, n, k, all = 0;
 
-	afxdp_rings_sync(q);
-	for (int more = 1; more;) {
+	while ((n = xsk_ring_cons__peek(&q->rx, 64, &idx)) > 0) {
 		struct mpops_pkt *b[64];
-		uint32_t idx, n = xsk_ring_cons__peek(&q->rx, 64, &idx), k = 0;
 
+		k = 0;
 		for (uint32_t i = 0; i < n; i++) {
 			struct mpops_pkt *m = afxdp_frame(p, xsk_ring_cons__rx_desc(&q->rx, idx + i)->addr);
 
@@ -113,29 +112,53 @@ static void rings_empty(struct afxdp_port *p, struct afxdp_q *q)
 		}
 		xsk_ring_cons__release(&q->rx, n);
 		mpops_pkt_free_bulk(p->pool, b, k);
-		more = n > 0;
+		all += k;
 	}
+	return all;
+}
+
+/*
+ * The frames on the fill ring (@tx 0) or the tx ring (@tx 1) that the kernel
+ * has not taken: given back to the pool (@keep 0: close, the program is
+ * gone and nobody sends), or marked as kept by the device (@keep 1: stop).
+ */
+static void ring_frames(struct afxdp_port *p, struct afxdp_q *q, int tx, int keep)
+{
+	struct xsk_ring_prod *r = tx ? &q->tx : &q->fill;
+	uint32_t cons = __atomic_load_n(r->consumer, __ATOMIC_ACQUIRE);
+	uint32_t prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE), k = 0;
+	struct mpops_pkt *b[64];
+
+	for (uint32_t i = cons; i != prod && prod - i <= r->size; i++) {
+		uint64_t a = tx ? xsk_ring_prod__tx_desc(r, i)->addr : *xsk_ring_prod__fill_addr(r, i);
+		struct mpops_pkt *m = afxdp_frame(p, a);
+
+		if (m && (m->flags & MPOPS_PKT_F_ALLOCATED))
+			b[k++] = m;
+		if (k == 64 || (i + 1 == prod && k)) {
+			if (keep)
+				mpops_port_bufs_kept(p->port, q->qp, tx, b, k);
+			else
+				mpops_pkt_free_bulk(p->pool, b, k);
+			k = 0;
+		}
+	}
+}
+
+/* Give the pool every frame this port's rings hold (creator, close: the
+ * program is gone, so the kernel takes no more fill entries). */
+static void rings_empty(struct afxdp_port *p, struct afxdp_q *q)
+{
+	uint32_t cons;
+
+	afxdp_rings_sync(q);
+	rx_drain(p, q);
 	do {
 		cons = q->comp.cached_cons;
 		afxdp_complete(q);
 	} while (q->comp.cached_cons != cons);
-	cons = __atomic_load_n(q->fill.consumer, __ATOMIC_ACQUIRE);
-	prod = __atomic_load_n(q->fill.producer, __ATOMIC_ACQUIRE);
-	for (uint32_t i = cons; i != prod && prod - i <= q->fill.size; i++) {
-		struct mpops_pkt *m = afxdp_frame(p, *xsk_ring_prod__fill_addr(&q->fill, i));
-
-		if (m && (m->flags & MPOPS_PKT_F_ALLOCATED))
-			mpops_pkt_free(p->pool, m);
-	}
-	__atomic_store_n(q->fill.consumer, prod, __ATOMIC_RELEASE);
-	cons = __atomic_load_n(q->tx.consumer, __ATOMIC_ACQUIRE);
-	prod = __atomic_load_n(q->tx.producer, __ATOMIC_ACQUIRE);
-	for (uint32_t i = cons; i != prod && prod - i <= q->tx.size; i++) {
-		struct mpops_pkt *m = afxdp_frame(p, xsk_ring_prod__tx_desc(&q->tx, i)->addr);
-
-		if (m && (m->flags & MPOPS_PKT_F_ALLOCATED))
-			mpops_pkt_free(p->pool, m);
-	}
+	ring_frames(p, q, 0, 0);
+	ring_frames(p, q, 1, 0);
 }
 
 static int ax_close(struct mpops_port *port, void *priv)
@@ -201,49 +224,18 @@ static int ax_stop(struct mpops_port *port)
 	afxdp_settle(p);
 	for (uint16_t qp = 0; qp < p->nb_qp; qp++) {
 		struct afxdp_q *q = &p->cq[qp];
-		struct mpops_pkt *b[64];
-		uint32_t idx, n, cons, prod, k;
 
 		afxdp_rings_sync(q);
 		q->rxst = mpops_port_stats_ref(port, qp, 0);
 		q->txst = mpops_port_stats_ref(port, qp, 1);
-		while ((n = xsk_ring_cons__peek(&q->rx, 64, &idx)) > 0) {
-			k = 0;
-			for (uint32_t i = 0; i < n; i++) {
-				struct mpops_pkt *m =
-					afxdp_frame(p, xsk_ring_cons__rx_desc(&q->rx, idx + i)->addr);
-
-				if (m && (m->flags & MPOPS_PKT_F_ALLOCATED))
-					b[k++] = m;
-			}
-			xsk_ring_cons__release(&q->rx, n);
-			mpops_pkt_free_bulk(p->pool, b, k);
-			q->rxst->drops += k;
-		}
+		q->rxst->drops += rx_drain(p, q);
 		for (int i = 0; i < 10 && *q->tx.consumer != *q->tx.producer; i++)
 			if (sendto(q->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno == ENETDOWN)
 				break;
 		afxdp_complete(q);
 		/* Kept: the fill ring's frames, and tx frames not yet sent. */
-		for (int ring = 0; ring < 2; ring++) {
-			struct xsk_ring_prod *r = ring ? &q->tx : &q->fill;
-
-			cons = __atomic_load_n(r->consumer, __ATOMIC_ACQUIRE);
-			prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE);
-			k = 0;
-			for (uint32_t i = cons; i != prod && prod - i <= r->size; i++) {
-				uint64_t a = ring ? xsk_ring_prod__tx_desc(r, i)->addr :
-						    *xsk_ring_prod__fill_addr(r, i);
-				struct mpops_pkt *m = afxdp_frame(p, a);
-
-				if (m && (m->flags & MPOPS_PKT_F_ALLOCATED))
-					b[k++] = m;
-				if (k == 64 || (i + 1 == prod && k)) {
-					mpops_port_bufs_kept(port, qp, ring, b, k);
-					k = 0;
-				}
-			}
-		}
+		ring_frames(p, q, 0, 1);
+		ring_frames(p, q, 1, 1);
 	}
 	return 0;
 }
