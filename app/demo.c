@@ -27,6 +27,10 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+#ifdef MPOPS_HAVE_AFXDP
+#include <sched.h>
+#include <mpops/afxdp.h>
+#endif
 
 #include "app_util.h"
 
@@ -53,6 +57,7 @@ struct opts {
 	int verbose;
 	unsigned size;
 	const char *rundir;
+	int af_xdp;		/* the AF_XDP driver on a veth pair of its own */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -72,6 +77,10 @@ static void usage(FILE *f)
 		"  --kick-driven        run mpops-vhost in kick-driven mode\n"
 		"  --runtime-dir DIR    where the region's socket goes (default: a fresh /tmp dir);\n"
 		"                       made if missing (mode 0700) and then removed at exit\n"
+		"  --af-xdp             the AF_XDP driver instead: in a network namespace of its\n"
+		"                       own, a veth pair vxa-vxb; the secondaries use port0 on\n"
+		"                       vxa, this process returns their packets through an\n"
+		"                       AF_XDP port on vxb (root; needs ip from iproute2)\n"
 		"  --verbose            show the backend's log\n"
 		"  --json               one JSON object at the end instead of the summary\n",
 		VTNET_MAX_QP);
@@ -90,6 +99,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "runtime-dir", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'V' },
+		{ "af-xdp", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -114,10 +124,21 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'r': o->rundir = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'V': o->verbose = 1; break;
+		case 'X': o->af_xdp = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
 	}
+	if (o->af_xdp && (o->vhost_socket || o->vhost_server || o->kick_driven)) {
+		fprintf(stderr, "mpops-demo: --af-xdp has no vhost-user backend: drop --vhost-socket, --vhost-server and --kick-driven\n");
+		return 2;
+	}
+#ifndef MPOPS_HAVE_AFXDP
+	if (o->af_xdp) {
+		fprintf(stderr, "mpops-demo: built without the AF_XDP driver (install libbpf-dev and libxdp-dev, then rebuild)\n");
+		return 2;
+	}
+#endif
 	if (optind != argc || o->secondaries < 1 || o->secondaries > VTNET_MAX_QP ||
 	    o->duration <= 0 || o->size < 60 || o->size > 1514) {
 		fprintf(stderr, "mpops-demo: bad arguments: 1..%d secondaries, duration > 0, size 60..1514\n",
@@ -201,6 +222,70 @@ static unsigned long long json_u64(const char *line, const char *key)
 	return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
 }
 
+#ifdef MPOPS_HAVE_AFXDP
+/* Run "ip ARGS..." and wait. @return 0, or -1 with a line said. */
+static int ip(char *const argv[])
+{
+	pid_t pid;
+	int st;
+
+	if (posix_spawnp(&pid, "ip", NULL, NULL, argv, environ) != 0 ||
+	    waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "mpops-demo: 'ip %s %s %s' failed: install iproute2 (apt-get install iproute2)\n",
+			argv[1], argv[2], argv[3]);
+		return -1;
+	}
+	return 0;
+}
+
+/* A network namespace of this process's own (its children join it) with
+ * vxa <-> vxb, @nq queues each, IPv6 off: nothing but the demo's packets on
+ * the wire. It goes when the demo's processes end. @return 0 or -1 (said). */
+static int veth_make(int nq)
+{
+	char q[16];
+	char *add[] = { "ip", "link", "add", "vxa", "numtxqueues", q, "numrxqueues", q, "type",
+			"veth", "peer", "name", "vxb", "numtxqueues", q, "numrxqueues", q, NULL };
+	char *up_a[] = { "ip", "link", "set", "vxa", "up", NULL };
+	char *up_b[] = { "ip", "link", "set", "vxb", "up", NULL };
+	const char *v6[] = { "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+			     "/proc/sys/net/ipv6/conf/all/disable_ipv6" };
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "mpops-demo: cannot make a network namespace of its own: %s: run --af-xdp as root\n",
+			strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(v6[i], "w");
+
+		if (f) {
+			fputs("1\n", f);
+			fclose(f);
+		}
+	}
+	snprintf(q, sizeof(q), "%d", nq);
+	return ip(add) < 0 || ip(up_a) < 0 || ip(up_b) < 0 ? -1 : 0;
+}
+
+/* The far end: what arrives on the peer port goes back out on its queue. */
+static void peer_forward(struct mpops_port *peer, struct mpops_pktpool *pool, int nq)
+{
+	for (int q = 0; q < nq; q++) {
+		struct mpops_pkt *pk[32];
+		int n = mpops_rx_burst(peer, (uint16_t)q, pk, 32), sent;
+
+		if (n <= 0)
+			continue;
+		sent = mpops_tx_burst(peer, (uint16_t)q, pk, (uint16_t)n);
+		if (sent < 0)
+			sent = 0;
+		if (sent < n)
+			mpops_pkt_free_bulk(pool, pk + sent, (unsigned)(n - sent));
+	}
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 96u << 20 };
@@ -210,7 +295,7 @@ int main(int argc, char **argv)
 	char vhost[PATH_MAX];
 	uint64_t total_rx = 0, total_tx = 0;
 	uint64_t last_rx[VTNET_MAX_QP] = { 0 }, last_tx[VTNET_MAX_QP] = { 0 };
-	struct mpops_port *port = NULL;
+	struct mpops_port *port = NULL, *peer = NULL;
 	struct mpops_region *r = NULL;
 	FILE *live;
 	pid_t backend = -1;
@@ -244,7 +329,14 @@ int main(int argc, char **argv)
 	ro.runtime_dir = rundir;
 
 	/* The backend. */
-	if (o.vhost_socket) {
+	if (o.af_xdp) {
+#ifdef MPOPS_HAVE_AFXDP
+		if (veth_make(o.secondaries) < 0) {
+			failed = 1;
+			goto out;
+		}
+#endif
+	} else if (o.vhost_socket) {
 		snprintf(sock, sizeof(sock), "%s", o.vhost_socket);
 	} else {
 		char qs[16], *bargv[12];
@@ -279,6 +371,36 @@ int main(int argc, char **argv)
 		failed = 1;
 		goto out;
 	}
+#ifdef MPOPS_HAVE_AFXDP
+	if (o.af_xdp) {
+		struct afxdp_conf ac = { .sz = sizeof(ac), .iface = "vxa", .nb_qp = (uint16_t)o.secondaries,
+					 .xdp_mode = AFXDP_XDP_NATIVE };
+		struct mpops_port_info pi;
+
+		if ((rc = afxdp_port_create(r, "port0", &ac, &port)) < 0 ||
+		    (rc = mpops_port_start(port)) < 0 ||
+		    (ac.iface = "vxb", (rc = afxdp_port_create(r, "peer", &ac, &peer)) < 0) ||
+		    (rc = mpops_port_start(peer)) < 0) {
+			fprintf(stderr, "mpops-demo: the AF_XDP ports did not come up: %s\n", strerror(-rc));
+			failed = 1;
+			goto out;
+		}
+		for (int q = 0; q < o.secondaries; q++) {
+			if ((rc = mpops_port_claim(peer, (uint16_t)q)) < 0) {
+				failed = 1;
+				goto out;
+			}
+		}
+		mpops_port_info_get(port, &pi);
+		fprintf(live, "mpops-demo: primary pid %d, port0 on vxa %02x:%02x:%02x:%02x:%02x:%02x, %u queue pairs, driver %s (ops ID %u)\n",
+			(int)getpid(), pi.mac[0], pi.mac[1], pi.mac[2], pi.mac[3], pi.mac[4], pi.mac[5],
+			pi.nb_qp, pi.driver, pi.driver_id);
+		fprintf(live, "  backend: port 'peer' on vxb (AF_XDP), returning every packet on its queue, in this process; a network namespace of the demo's own\n");
+		fprintf(live, "  primary pid %d: ops ID %u = mpops_port_drv/%s -> ops table %p in its own process\n",
+			(int)getpid(), pi.driver_id, pi.driver, pi.driver_local);
+		goto secondaries;
+	}
+#endif
 	vc.vhost_path = sock;
 	vc.server = o.vhost_server;
 	vc.nb_qp = (uint16_t)o.secondaries;
@@ -307,6 +429,9 @@ int main(int argc, char **argv)
 	}
 
 	/* The secondaries. */
+#ifdef MPOPS_HAVE_AFXDP
+secondaries:
+#endif
 	find_prog("mpops-demo-worker", "app", prog, sizeof(prog));
 	for (int i = 0; i < o.secondaries; i++) {
 		char qs[16], ds[32], zs[16];
@@ -336,7 +461,12 @@ int main(int argc, char **argv)
 		}
 		if (!open)
 			break;
-		poll(pf, (nfds_t)o.secondaries, 100);
+		/* With the AF_XDP peer, this process forwards: no sleeping. */
+		poll(pf, (nfds_t)o.secondaries, peer ? 0 : 100);
+#ifdef MPOPS_HAVE_AFXDP
+		if (peer)
+			peer_forward(peer, mpops_port_pool(peer), o.secondaries);
+#endif
 		for (int i = 0; i < o.secondaries; i++) {
 			char *nl;
 
@@ -429,6 +559,8 @@ out:
 		       audit);
 		printf("%s\n", failed ? "FAILED" : "ok");
 	}
+	if (peer)
+		mpops_port_close(peer);
 	if (port)
 		mpops_port_close(port);
 	if (r)

@@ -23,6 +23,9 @@
 
 #include <mpops/mpops.h>
 #include <mpops/vtnet.h>
+#ifdef MPOPS_HAVE_AFXDP
+#include <mpops/afxdp.h>	/* links the driver: it registers itself */
+#endif
 
 #include "app_util.h"
 
@@ -78,15 +81,19 @@ int main(int argc, char **argv)
 		mpops_region_detach(r);
 		return 1;
 	}
-	{
+	mpops_port_info_get(p, &pi);
+	if (strcmp(pi.driver, "vtnet") == 0) {
 		struct vtnet_info in;
 
 		vtnet_info_get(p, &in);
 		printf("resolved: secondary pid %d, queue %u: ops ID %u = %s -> ops table %p in its own process\n",
 		       (int)getpid(), q, in.ops_id, in.transport, in.ops_local);
-		fflush(stdout);
+	} else {
+		/* Any other driver: its own ops ID, resolved here. */
+		printf("resolved: secondary pid %d, queue %u: ops ID %u = mpops_port_drv/%s -> ops table %p in its own process\n",
+		       (int)getpid(), q, pi.driver_id, pi.driver, pi.driver_local);
 	}
-	mpops_port_info_get(p, &pi);
+	fflush(stdout);
 	pool = mpops_port_pool(p);
 	base = mpops_region_base(r);
 	end = app_now_s() + atof(argv[5]);

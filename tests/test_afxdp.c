@@ -509,3 +509,28 @@ Test(afxdp, a_secondary_keeps_its_claim_while_the_port_stops_and_starts_and_no_f
 	mpops_port_close(p);
 	mpops_region_detach(r);
 }
+
+Test(afxdp, the_demo_runs_on_the_af_xdp_driver_in_a_namespace_of_its_own)
+{
+	const char *a[] = { "--af-xdp", "--duration", "2", "--json", NULL };
+	static char out[1 << 15];
+	const char *p;
+	int st = peer_run("../app/mpops-demo", a, out, sizeof(out));
+
+	cr_assert(EXITED_OK(st), "mpops-demo --af-xdp: %#x\n%s", st, out);
+	cr_assert(strstr(out, "ops ID ") && strstr(out, "= mpops_port_drv/afxdp -> ops table"), "%s",
+		  out);
+	/* Both secondaries sent and got packets back through the peer port. */
+	for (int q = 0; q < 2; q++) {
+		char pat[64];
+
+		snprintf(pat, sizeof(pat), "\"role\": \"secondary\", \"pid\": ");
+		p = strstr(out, pat);
+		for (int k = 0; p && k < q; k++)
+			p = strstr(p + 1, pat);
+		cr_assert_not_null(p, "%s", out);
+		cr_assert_gt(json_num(p, "rx_packets"), 0, "%s", out);
+		cr_assert_gt(json_num(p, "tx_packets"), 0, "%s", out);
+		cr_assert_eq(json_num(p, "exit_status"), 0, "%s", out);
+	}
+}
