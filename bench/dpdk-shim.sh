@@ -44,13 +44,18 @@ done
 [ $CG = 0 ] || command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/mpops-shim-XXXXXX)
+# DPDK's EAL loads a -d plugin only from a path with no world-writable
+# directory in it (not from a build tree under /tmp): a copy under /run.
+PMDDIR=$(mktemp -d /run/mpops-shim-XXXXXX)
+cp "$PMD" "$PMDDIR/"
+PMD=$PMDDIR/librte_net_mpops.so
 PIDS=()
 PREFIXES=()
 cleanup() {
 	[ -n "${KEEP:-}" ] && cp -r "$TMP" "$KEEP"
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 	for f in "${PREFIXES[@]}"; do rm -rf "/var/run/dpdk/$f"; done
-	rm -rf "$TMP"
+	rm -rf "$TMP" "$PMDDIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

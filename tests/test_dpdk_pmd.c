@@ -50,6 +50,9 @@ struct proc {
 static struct proc be, pri, sec, dump;
 static char huge[128], sock[128], prefix[32], bprefix[32], mpdir[256];
 static char ns[32];	/* the AF_XDP test's network namespace, removed at teardown */
+/* The PMD, copied where DPDK will load it from: EAL refuses a -d path any
+ * of whose directories is world-writable (a build tree under /tmp). */
+static char pmd_dir[64], pmd[128];
 static long old_pages = -1;
 static int mounted;
 
@@ -71,6 +74,15 @@ static void setup(void)
 	/* Where the PMD puts the mpops region: DPDK's runtime dir + /mpops. */
 	snprintf(mpdir, sizeof(mpdir), "/var/run/dpdk/%s/mpops", prefix);
 	be.pid = pri.pid = sec.pid = dump.pid = -1;
+	snprintf(pmd_dir, sizeof(pmd_dir), "/run/mpops-pmd-%d", (int)getpid());
+	snprintf(pmd, sizeof(pmd), "%s/librte_net_mpops.so", pmd_dir);
+	if (*env("MPOPS_NET_MPOPS") && mkdir(pmd_dir, 0700) == 0) {
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "cp %s %s", env("MPOPS_NET_MPOPS"), pmd);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot copy the PMD to %s\n", pmd_dir);
+	}
 }
 
 /*
@@ -111,6 +123,8 @@ static void teardown(void)
 		hugepages_set(old_pages);
 	eal_rundir_remove(prefix);
 	eal_rundir_remove(bprefix);
+	unlink(pmd);
+	rmdir(pmd_dir);
 	if (ns[0]) {
 		char cmd[64];
 
@@ -199,7 +213,7 @@ static void primary(const char *fwd, const char *extra)
 {
 	char vdev[256];
 	const char *a[] = { "timeout", "90", TESTPMD, "--file-prefix", prefix, "--huge-dir", huge,
-			    "-m", "160", "--no-pci", "--no-telemetry", "-d", env("MPOPS_NET_MPOPS"),
+			    "-m", "160", "--no-pci", "--no-telemetry", "-d", pmd,
 			    "--lcores", "0@0,1@0", "--vdev", vdev, "--", "--nb-cores=1", "--rxq=2",
 			    "--txq=2", "--num-procs=2", "--proc-id=0", fwd, "--stats-period=1",
 			    "--total-num-mbufs=8192", NULL };
@@ -215,7 +229,7 @@ static void secondary(const char *fwd, const char *extra, unsigned secs)
 {
 	const char *a[] = { "timeout", "90", TESTPMD, "--proc-type=secondary", "--file-prefix",
 			    prefix, "--huge-dir", huge, "--no-pci", "--no-telemetry", "-d",
-			    env("MPOPS_NET_MPOPS"), "--lcores", "0@1,1@1", "--", "--nb-cores=1",
+			    pmd, "--lcores", "0@1,1@1", "--", "--nb-cores=1",
 			    "--rxq=2", "--txq=2", "--num-procs=2", "--proc-id=1", fwd,
 			    "--stats-period=1", extra, NULL };
 
@@ -409,7 +423,7 @@ Test(dpdk_pmd, dpdk_vhost_reaches_secondary_rxonly)
 static void primary_bad(const char *vdev)
 {
 	const char *a[] = { "timeout", "60", TESTPMD, "--no-huge", "-m", "128", "--file-prefix",
-			    prefix, "--no-pci", "--no-telemetry", "-d", env("MPOPS_NET_MPOPS"),
+			    prefix, "--no-pci", "--no-telemetry", "-d", pmd,
 			    "--lcores", "0@0,1@0", "--vdev", vdev, "--", "--nb-cores=1",
 			    "--stats-period=1", NULL };
 
@@ -457,7 +471,7 @@ Test(dpdk_pmd, unknown_key_is_one_line)
 Test(dpdk_pmd, secondary_before_any_primary_exits_cleanly)
 {
 	const char *a[] = { "timeout", "60", TESTPMD, "--proc-type=secondary", "--file-prefix",
-			    prefix, "--no-pci", "--no-telemetry", "-d", env("MPOPS_NET_MPOPS"),
+			    prefix, "--no-pci", "--no-telemetry", "-d", pmd,
 			    "--lcores", "0@1,1@1", "--", "--nb-cores=1", NULL };
 
 	need_testpmd();
@@ -474,7 +488,7 @@ Test(dpdk_pmd, secondary_before_the_primary_made_the_port_is_one_line)
 {
 	const char *a[] = { "timeout", "60", TESTPMD, "--proc-type=secondary", "--file-prefix",
 			    prefix, "--huge-dir", huge, "--no-pci", "--no-telemetry", "-d",
-			    env("MPOPS_NET_MPOPS"), "--vdev", "net_mpops0,driver=virtio,path=/tmp/x",
+			    pmd, "--vdev", "net_mpops0,driver=virtio,path=/tmp/x",
 			    "--lcores", "0@1,1@1", "--", "--nb-cores=1", "--stats-period=1", NULL };
 	const char *p[] = { "timeout", "90", TESTPMD, "--file-prefix", prefix, "--huge-dir", huge,
 			    "-m", "160", "--no-pci", "--no-telemetry", "--lcores", "0@0,1@0",
@@ -540,7 +554,7 @@ static void veth_ns(void)
 static void primary_vdev(const char *vdev, const char *fwd, int procs)
 {
 	const char *a[] = { "timeout", "90", TESTPMD, "--file-prefix", prefix, "--huge-dir", huge,
-			    "-m", "160", "--no-pci", "--no-telemetry", "-d", env("MPOPS_NET_MPOPS"),
+			    "-m", "160", "--no-pci", "--no-telemetry", "-d", pmd,
 			    "--lcores", "0@0,1@0", "--vdev", vdev, "--", "--nb-cores=1",
 			    fwd, "--stats-period=1", "--total-num-mbufs=8192", "--rxq=2", "--txq=2",
 			    "--num-procs=2", "--proc-id=0", NULL };
