@@ -65,6 +65,47 @@ static int allocated(const struct mpops_pkt *m)
 	return (__atomic_load_n(&m->flags, __ATOMIC_ACQUIRE) & MPOPS_PKT_F_ALLOCATED) != 0;
 }
 
+/* ---- layout ------------------------------------------------------------ */
+
+Test(pkt, data_align_puts_frame_sized_buffers_on_a_page_and_buf_at_finds_them)
+{
+	struct mpops_pktpool_opts o = { .sz = sizeof(o), .count = 100, .buf_size = 2048,
+					.headroom = 256, .data_align = 4096 };
+	struct mpops_pktpool_layout l = { .sz = sizeof(l) };
+	struct mpops_pktpool *p;
+	struct mpops_pkt *m;
+	mpops_off_t off;
+
+	cr_assert_eq(mpops_pktpool_create(r, "aligned", &o, &off), 0);
+	p = pool_open(off);
+	cr_assert_eq(mpops_pktpool_layout(p, &l), 0);
+	cr_assert_eq(l.data_off % 4096, 0, "buffer 0 at %#llx", (unsigned long long)l.data_off);
+	cr_assert_eq(((uintptr_t)base + l.data_off) % 4096, 0);
+	cr_assert_eq(l.stride, 2048);
+	cr_assert_eq(l.count, 100);
+	cr_assert_eq(l.data_len, 100 * 2048);
+	cr_assert_eq(l.headroom, 256);
+	m = mpops_pkt_alloc(p);
+	cr_assert_not_null(m);
+	cr_assert_eq(m->buf_off, l.data_off + (uint64_t)m->index * 2048);
+	cr_assert_eq((struct mpops_pkt *)mpops_ptr(base, l.meta_off) + m->index, m);
+	/* Any byte of a buffer names it; outside the buffers, nothing. */
+	cr_assert_eq(mpops_pktpool_buf_at(p, m->buf_off), m);
+	cr_assert_eq(mpops_pktpool_buf_at(p, m->buf_off + 2047), m);
+	cr_assert_neq(mpops_pktpool_buf_at(p, m->buf_off + 2048), m);
+	cr_assert_null(mpops_pktpool_buf_at(p, l.data_off - 1));
+	cr_assert_null(mpops_pktpool_buf_at(p, l.data_off + l.data_len));
+	mpops_pkt_free(p, m);
+	/* Bad alignments and a bad sz are refused. */
+	o.data_align = 100;
+	cr_assert_eq(mpops_pktpool_create(r, "bad1", &o, &off), -EINVAL);
+	o.data_align = 32;
+	cr_assert_eq(mpops_pktpool_create(r, "bad2", &o, &off), -EINVAL);
+	l.sz = 1;
+	cr_assert_eq(mpops_pktpool_layout(p, &l), -EINVAL);
+	mpops_pktpool_close(p);
+}
+
 /* ---- alloc and free ---------------------------------------------------- */
 
 Test(pkt, alloc_and_free_keep_count_and_avail)
