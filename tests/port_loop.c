@@ -21,6 +21,7 @@ struct loop_local {
 		struct loop_ring_shared *ring;
 		struct mpops_port_queue_stats *rx, *tx;
 		int kickfd;		/* from the slot, valid at the queue's epoch */
+		struct mpops_port_marks marks;	/* from queue_setup */
 	} q[MPOPS_PORT_MAX_QP];
 };
 
@@ -39,6 +40,10 @@ static int loop_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		struct mpops_pkt *m = mpops_ptr(q->l->base, r->pkt[r->head % LOOP_RING]);
 
 		r->head++;
+		if (!m)
+			continue;	/* no packet: tx never wrote that entry */
+		/* Off the ring: this process's. */
+		mpops_port_mark_own(m, q->marks.own);
 		q->rx->packets++;
 		q->rx->bytes += m->pkt_len;
 		pkts[nb++] = m;
@@ -56,6 +61,8 @@ static int loop_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	eventfd_t one = 1;
 
 	while (nb < n && r->tail - r->head < LOOP_RING) {
+		/* The ring's before the ring names it. */
+		mpops_port_mark_ring(pkts[nb], q->marks.ring_tx);
 		r->pkt[r->tail % LOOP_RING] = mpops_off(q->l->base, pkts[nb]);
 		r->tail++;
 		q->tx->packets++;
@@ -194,6 +201,7 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	q->rx = mpops_port_stats_ref(port, qp, 0);
 	q->tx = mpops_port_stats_ref(port, qp, 1);
 	q->kickfd = ((struct loop_slot *)slot)->kickfd;
+	q->marks = mq->marks;
 	mq->rx = loop_rx;
 	mq->tx = loop_tx;
 	mq->queue = q;

@@ -326,6 +326,7 @@ static int ax_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	afxdp_rings_sync(q);
 	q->rxst = mpops_port_stats_ref(port, qp, 0);
 	q->txst = mpops_port_stats_ref(port, qp, 1);
+	q->marks = pq->marks;
 	pq->rx = afxdp_rx;
 	pq->tx = afxdp_tx;
 	pq->queue = q;
