@@ -487,6 +487,8 @@ static void idle_reset(struct mpops_port *p, uint16_t qp)
 	p->idle_busy[qp][1] = UINT32_MAX;
 	p->fp.q[qp].epoch = 0;
 	p->fp.q[qp].busy = p->idle_busy[qp];
+	p->fp.q[qp].qp = qp;
+	p->fp.q[qp].port = p;
 }
 
 static struct mpops_port *handle_new(struct mpops_region *r, mpops_off_t off)
@@ -1066,6 +1068,12 @@ int mpops__port_burst_slow(struct mpops_port *p, uint16_t qp, struct mpops_pkt *
 	nb = (tx ? q->tx : q->rx)(q->queue, pkts, n);
 	__atomic_store_n(q->busy, 0, __ATOMIC_RELEASE);
 	return nb;
+}
+
+int mpops__port_burst_stale(const struct mpops__port_fpq *q, struct mpops_pkt **pkts, uint16_t n,
+			    int tx)
+{
+	return mpops__port_burst_slow(q->port, q->qp, pkts, n, tx);
 }
 
 /* ==== facts ============================================================= */

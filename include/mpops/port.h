@@ -73,6 +73,8 @@ struct mpops__port_fpq {
 				   inside a burst, busy[1] mirrors the port's
 				   epoch (the primary writes it there) */
 	uint32_t epoch;		/* port epoch this entry was built at; 0 = none */
+	uint16_t qp;		/* this entry's queue pair, and its port: for */
+	struct mpops_port *port;	/* mpops__port_burst_stale() */
 };
 
 /* The head of every struct mpops_port: the fast-path table. */
@@ -85,6 +87,11 @@ struct mpops__port_fp {
  * started, epoch moved, queue pair out of range). */
 MPOPS_API int mpops__port_burst_slow(struct mpops_port *port, uint16_t qp,
 				     struct mpops_pkt **pkts, uint16_t n, int tx);
+
+/* Internal: the same for entry @p q, whose epoch is not the port's (it
+ * names its port and queue pair: the inline path need not keep qp). */
+MPOPS_API int mpops__port_burst_stale(const struct mpops__port_fpq *q,
+				      struct mpops_pkt **pkts, uint16_t n, int tx);
 
 /*
  * Internal: mark the queue pair busy, check the epoch, call the driver.
@@ -112,7 +119,7 @@ static inline int mpops__port_burst(struct mpops_port *port, uint16_t qp,
 	__atomic_store_n(busy, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (__builtin_expect(q->epoch != __atomic_load_n(busy + 1, __ATOMIC_RELAXED), 0))
-		return mpops__port_burst_slow(port, qp, pkts, n, tx);
+		return mpops__port_burst_stale(q, pkts, n, tx);
 	fn = tx ? q->tx : q->rx;
 	nb = fn(q->queue, pkts, n);
 	__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
