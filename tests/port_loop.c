@@ -215,7 +215,7 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 
 /* The ring holds offsets its owner wrote one at a time, each complete before
  * the tail moved: nothing to rebuild. What a burst cut short left between
- * the port layer's marks and the ring goes back to the pool. */
+ * the marks and the ring goes back to the pool. */
 static int loop_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
 {
 	struct loop_local *l = mpops_port_priv(port);

@@ -15,7 +15,7 @@
  * Nothing a dead process held is lost: each handle's cache lives in
  * shared memory, and every allocated buffer records who holds it (in
  * mpops_pkt.flags): the process that allocated it, or a port's ring while
- * it is posted there (the port layer marks the buffers each burst hands
+ * it is posted there (a port driver marks the buffers each burst hands
  * over or takes back). When the primary notices that a process is gone
  * (its exit callback) it gives back to the pool the buffers of its caches
  * and every buffer the process held that is on no ring. A process that

@@ -290,7 +290,7 @@ MPOPS_API int mpops_port_bufs_kept(struct mpops_port *port, uint16_t qp, int tx,
  * queue pair @p qp's rx (@p tx 0) or tx ring that the driver does not hold:
  * all but the @p nkeep packets in @p keep (the first segments of what the
  * device still has; their later segments stay too). A burst whose process
- * died inside leaves such buffers between the port layer's marks and the
+ * died inside leaves such buffers between the marks it wrote and the
  * driver's state (mpops_port_stop() gives back those of every queue). The
  * owner of @p qp in this process, outside a burst. Logs a line when it gave
  * some back.
