@@ -101,7 +101,6 @@ static inline void mpops_port_mark_own(struct mpops_pkt *m, uint32_t own)
 	__atomic_store_n(&m->flags, own, __ATOMIC_RELAXED);
 }
 
-
 /**
  * The port driver ops. "Any process" ops run in whichever process calls;
  * "creator" ops only in the primary that created the port.
