@@ -762,6 +762,22 @@ int mpops_pkt_alloc_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsig
 	return 0;
 }
 
+int mpops_pkt_alloc_bulk_mark(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsigned n,
+			      uint32_t mark)
+{
+	uint32_t cur;
+	int rc;
+
+	if (!mark || !p)
+		return mpops_pkt_alloc_bulk(p, pkts, n);
+	/* The handle's mark for this call (alloc_slow reads it too). */
+	cur = p->cur;
+	p->cur = mark;
+	rc = mpops_pkt_alloc_bulk(p, pkts, n);
+	p->cur = cur;
+	return rc;
+}
+
 struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p)
 {
 	struct mpops_pkt *m;

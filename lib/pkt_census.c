@@ -5,8 +5,8 @@
  *
  * Every buffer is in one place: the shared free ring, a handle's cache (in
  * shared memory, pkt_priv.h), or allocated, with its holder in its flags:
- * a process (by one of its handle records), a port's ring (the port layer
- * marks what each burst hands over and takes back), or nobody (handed off
+ * a process (by one of its handle records), a port's ring (a port driver's
+ * bursts mark what they hand over and take back), or nobody (handed off
  * between processes). A chain's later segments go with their first one:
  * a packet received in several buffers is marked as the receiver's in its
  * first buffer only.
@@ -19,7 +19,7 @@
  *    ring back), or for one queue after its claim was taken over from a
  *    dead owner, the buffers still marked as on those rings that the
  *    driver does not hold: a burst whose process died inside left them
- *    (between the port layer's marks and the driver's own state).
+ *    (between the marks a burst wrote and the driver's own state).
  * What cannot go back (a ring without room: corrupt state) is counted as
  * lost.
  */

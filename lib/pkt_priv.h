@@ -25,7 +25,7 @@
  *  - 0: nobody (handed off with mpops_pkt_handoff(), not adopted yet);
  *  - 1..max_handles: a process, by one of its handle records (index + 1);
  *  - OWNER_RING | port | queue pair | direction: a port's device ring (set
- *    by the port layer around each burst, see port.c; the port by a number
+ *    by a port driver's bursts, port_driver.h; the port by a number
  *    of its own, 1..2047); with OWNER_RING_KEPT, one the device keeps
  *    across a stop (mpops_port_bufs_kept()), which recovery leaves;
  *  - OWNER_UNUSABLE: never handed out (spans two hugepages, see create).

@@ -112,7 +112,6 @@ struct mpops_port {
 	uint8_t claimed[MPOPS_PORT_MAX_QP];
 	/* busy and epoch words of an unclaimed entry: an epoch no entry has */
 	uint32_t idle_busy[MPOPS_PORT_MAX_QP][2];
-	uint32_t idle_flags;		/* pool_flags of an unclaimed entry */
 	_Atomic uint32_t logged;
 	struct mpops_port *next;	/* the region's open ports in this process */
 };
@@ -488,7 +487,8 @@ static void idle_reset(struct mpops_port *p, uint16_t qp)
 	p->idle_busy[qp][1] = UINT32_MAX;
 	p->fp.q[qp].epoch = 0;
 	p->fp.q[qp].busy = p->idle_busy[qp];
-	p->fp.q[qp].pool_flags = &p->idle_flags;
+	p->fp.q[qp].qp = qp;
+	p->fp.q[qp].port = p;
 }
 
 static struct mpops_port *handle_new(struct mpops_region *r, mpops_off_t off)
@@ -915,7 +915,11 @@ int mpops_port_link_set(struct mpops_port *p, int up)
 static int fpq_build(struct mpops_port *p, uint16_t qp)
 {
 	struct mpops__port_fpq *q = &p->fp.q[qp];
-	struct mpops_port_queue mq = { 0 };
+	struct mpops_port_queue mq = {
+		.marks = { .own = pktpool_own(p->pool),
+			   .ring_rx = pktpool_ring(ring_id(p), qp, 0),
+			   .ring_tx = pktpool_ring(ring_id(p), qp, 1) },
+	};
 	uint32_t epoch;
 	void *slot;
 	int rc;
@@ -998,10 +1002,6 @@ int mpops_port_claim(struct mpops_port *p, uint16_t qp)
 	p->claimed[qp] = 1;
 	p->fp.q[qp].busy = &c->busy;
 	p->fp.q[qp].epoch = 0;
-	p->fp.q[qp].own = pktpool_own(p->pool);
-	p->fp.q[qp].pool_flags = pktpool_cur_ref(p->pool);
-	p->fp.q[qp].ring_rx = pktpool_ring(ring_id(p), qp, 0);
-	p->fp.q[qp].ring_tx = pktpool_ring(ring_id(p), qp, 1);
 	if ((dead && (rc = takeover(p, qp, dead)) < 0) ||
 	    ((rc = fpq_build(p, qp)) < 0 && rc != -ENOTCONN)) {
 		mpops_port_release(p, qp);
@@ -1065,9 +1065,15 @@ int mpops__port_burst_slow(struct mpops_port *p, uint16_t qp, struct mpops_pkt *
 			return 0;
 		}
 	}
-	nb = mpops__port_call(q, pkts, n, tx);
+	nb = (tx ? q->tx : q->rx)(q->queue, pkts, n);
 	__atomic_store_n(q->busy, 0, __ATOMIC_RELEASE);
 	return nb;
+}
+
+int mpops__port_burst_stale(const struct mpops__port_fpq *q, struct mpops_pkt **pkts, uint16_t n,
+			    int tx)
+{
+	return mpops__port_burst_slow(q->port, q->qp, pkts, n, tx);
 }
 
 /* ==== facts ============================================================= */

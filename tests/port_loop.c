@@ -21,6 +21,7 @@ struct loop_local {
 		struct loop_ring_shared *ring;
 		struct mpops_port_queue_stats *rx, *tx;
 		int kickfd;		/* from the slot, valid at the queue's epoch */
+		struct mpops_port_marks marks;	/* from queue_setup */
 	} q[MPOPS_PORT_MAX_QP];
 };
 
@@ -39,6 +40,10 @@ static int loop_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		struct mpops_pkt *m = mpops_ptr(q->l->base, r->pkt[r->head % LOOP_RING]);
 
 		r->head++;
+		if (!m)
+			continue;	/* no packet: tx never wrote that entry */
+		/* Off the ring: this process's. */
+		mpops_port_mark_own(m, q->marks.own);
 		q->rx->packets++;
 		q->rx->bytes += m->pkt_len;
 		pkts[nb++] = m;
@@ -52,10 +57,17 @@ static int loop_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
 	struct loop_queue *q = ctx;
 	struct loop_ring_shared *r = q->ring;
-	uint16_t nb = 0;
+	uint32_t room = LOOP_RING - (r->tail - r->head);
+	uint16_t nb = 0, take = n < room ? n : (uint16_t)room;
 	eventfd_t one = 1;
 
-	while (nb < n && r->tail - r->head < LOOP_RING) {
+	/* What it takes is the ring's before the ring names any of it: the
+	 * whole batch first, as a driver that hands its device a batch at once
+	 * marks it. A death while placing them leaves marked packets on no
+	 * ring, which the port layer gives back (the port tests kill here). */
+	for (uint16_t i = 0; i < take; i++)
+		mpops_port_mark_ring(pkts[i], q->marks.ring_tx);
+	while (nb < take) {
 		r->pkt[r->tail % LOOP_RING] = mpops_off(q->l->base, pkts[nb]);
 		r->tail++;
 		q->tx->packets++;
@@ -194,6 +206,7 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	q->rx = mpops_port_stats_ref(port, qp, 0);
 	q->tx = mpops_port_stats_ref(port, qp, 1);
 	q->kickfd = ((struct loop_slot *)slot)->kickfd;
+	q->marks = mq->marks;
 	mq->rx = loop_rx;
 	mq->tx = loop_tx;
 	mq->queue = q;
@@ -202,7 +215,7 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 
 /* The ring holds offsets its owner wrote one at a time, each complete before
  * the tail moved: nothing to rebuild. What a burst cut short left between
- * the port layer's marks and the ring goes back to the pool. */
+ * the marks and the ring goes back to the pool. */
 static int loop_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
 {
 	struct loop_local *l = mpops_port_priv(port);

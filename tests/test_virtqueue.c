@@ -93,7 +93,7 @@ Test(virtqueue, rx_fill_posts_every_descriptor_and_drain_returns_every_buffer)
 	unsigned before = mpops_pktpool_avail(pool);
 	int head;
 
-	cr_assert_eq(vq_rx_fill(&q, pool, 12), SIZE);
+	cr_assert_eq(vq_rx_fill(&q, pool, 12, 0), SIZE);
 	cr_assert_eq(q.sh->num_free, 0);
 	cr_assert_eq(q.avail->idx, SIZE);
 	cr_assert_eq(mpops_pktpool_avail(pool), before - SIZE);
@@ -110,7 +110,7 @@ Test(virtqueue, rx_fill_posts_every_descriptor_and_drain_returns_every_buffer)
 	}
 	cr_assert_eq(dev_take(), -1);
 	/* Nothing free: nothing more posted. */
-	cr_assert_eq(vq_rx_fill(&q, pool, 12), 0);
+	cr_assert_eq(vq_rx_fill(&q, pool, 12, 0), 0);
 	vq_drain(&q, pool);
 	cr_assert_eq(mpops_pktpool_avail(pool), before);
 	cr_assert_eq(q.sh->num_free, SIZE);
@@ -125,7 +125,7 @@ Test(virtqueue, rx_fill_posts_what_the_pool_has)
 	while (k < n && (hold[k] = mpops_pkt_alloc(pool)))
 		k++;
 	cr_assert_eq(k, n);
-	cr_assert_eq(vq_rx_fill(&q, pool, 12), 10);
+	cr_assert_eq(vq_rx_fill(&q, pool, 12, 0), 10);
 	cr_assert_eq(q.sh->num_free, SIZE - 10);
 	cr_assert_eq(q.avail->idx, 10);
 	mpops_pkt_free_bulk(pool, hold, k);

@@ -318,6 +318,7 @@ static int ax_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	afxdp_rings_sync(q);
 	q->rxst = mpops_port_stats_ref(port, qp, 0);
 	q->txst = mpops_port_stats_ref(port, qp, 1);
+	q->marks = pq->marks;
 	pq->rx = afxdp_rx;
 	pq->tx = afxdp_tx;
 	pq->queue = q;
@@ -328,9 +329,9 @@ static int ax_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
  * A dead owner's queue pair. Its reserved but unsubmitted ring entries are
  * nothing to the kernel, and what it submitted is on the rings: taking the
  * ring positions from the rings (queue_setup does it too) is the repair.
- * What a burst cut short held between a ring and the port layer's marks
- * (frames it took off the rx or completion ring, frames given to tx not yet
- * on the ring) cannot be told apart here from frames the kernel holds
+ * What a burst cut short held between a ring and its marks (frames it
+ * took off the rx or completion ring and had not marked its own yet, tx
+ * frames marked as the ring's and not on it yet) cannot be told apart here from frames the kernel holds
  * unseen (taken from the fill ring, not yet on the rx ring; sent, not yet
  * completed): giving them back now could hand out a frame the kernel is
  * still writing. They come back at the next stop, when the kernel holds

@@ -60,6 +60,8 @@ struct afxdp_q {
 	size_t map_len[4];
 	struct mpops_port_queue_stats *rxst, *txst;
 	uint32_t logged;		/* AXQ_LOG_* said once in this process */
+	struct mpops_port_marks marks;	/* what bursts mark their frames (queue_setup;
+					   0 in the creator's start: the port's mark) */
 };
 
 enum { AXQ_LOG_RX = 1, AXQ_LOG_COMP = 2, AXQ_LOG_TX = 4, AXQ_LOG_KICK = 8 };

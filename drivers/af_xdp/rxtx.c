@@ -68,7 +68,7 @@ int afxdp_fill(struct afxdp_q *q, uint32_t min)
 			break;
 		if (n > AX_BATCH)
 			n = AX_BATCH;
-		if (mpops_pkt_alloc_bulk(p->pool, b, n) < 0)
+		if (mpops_pkt_alloc_bulk_mark(p->pool, b, n, q->marks.ring_rx) < 0)
 			break;
 		xsk_ring_prod__reserve(&q->fill, n, &idx);
 		for (uint32_t i = 0; i < n; i++)
@@ -118,6 +118,9 @@ int afxdp_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	}
 	if (got)
 		xsk_ring_cons__release(&q->rx, got);
+	/* Off the ring now (a new owner resumes after them): this process's. */
+	for (uint32_t i = 0; i < nb; i++)
+		mpops_port_mark_own(pkts[i], q->marks.own);
 	q->rxst->packets += nb;
 	q->rxst->bytes += bytes;
 	afxdp_fill(q, AX_BATCH / 2);
@@ -156,6 +159,8 @@ int afxdp_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 				mpops_pkt_free(p->pool, m);
 				continue;
 			}
+			/* The ring's before the descriptor names it. */
+			mpops_port_mark_ring(m, q->marks.ring_tx);
 			d = xsk_ring_prod__tx_desc(&q->tx, idx + k++);
 			d->addr = rel + m->data_off;
 			d->len = m->data_len;

@@ -89,6 +89,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	struct vq *q = &p->vq[2 * qp];
 	uint16_t hdr, used, old, last;
 	uint64_t bytes = 0;
+	const uint32_t own = h->marks.own;
 	int mrg, nb = 0;
 
 	hdr = p->sh->hdr_size;
@@ -176,6 +177,8 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		vq_used_commit(q, last, 0);
 		if (!m)
 			continue;
+		/* Off the ring now, journal closed: this process's. */
+		mpops_port_mark_own(m, own);
 		bytes += m->pkt_len;
 		pkts[nb++] = m;
 	}
@@ -184,7 +187,7 @@ int vtnet_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	q->st->bytes += bytes;
 	/* Refill what was consumed, then tell the device if it wants to know. */
 	old = q->sh->avail_idx;
-	if (q->sh->num_free > 0 && vq_rx_fill(q, p->pool, hdr) > 0)
+	if (q->sh->num_free > 0 && vq_rx_fill(q, p->pool, hdr, h->marks.ring_rx) > 0)
 		kick(p, h, q, old);
 	else if (q->sh->num_free == q->sh->size)
 		vq_log_once(q, VQ_LOG_NOBUF, "packet pool empty and no rx buffer posted",
@@ -328,6 +331,7 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 	struct vq *q = &p->vq[2 * h->qp + 1];
 	int in_order, nb = 0;
 	uint16_t hdr, old, avail, inflight;
+	const uint32_t ring = h->marks.ring_tx;
 	uint64_t bytes = 0;
 
 	hdr = p->sh->hdr_size;
@@ -350,6 +354,8 @@ int vtnet_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 			mpops_pkt_free(p->pool, m);
 			continue;
 		}
+		/* The ring's before a descriptor names it. */
+		mpops_port_mark_ring(m, ring);
 		tx_hdr_zero((char *)mpops_pkt_data(p->base, m) - hdr, hdr);
 		head = d = vq_desc_get(q);
 		q->desc[d].addr = m->buf_iova + m->data_off - hdr;

@@ -445,7 +445,7 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 	p->sh->features = had;
 	if (rc == 0 && d->want_started) {
 		for (uint16_t q = 0; q < p->sh->nb_qp; q++)
-			vq_rx_fill(&p->vq[2 * q], d->pool, p->sh->hdr_size);
+			vq_rx_fill(&p->vq[2 * q], d->pool, p->sh->hdr_size, 0);
 		pthread_mutex_lock(&d->mu);
 		rc = dev_rings_start(d);
 		/* With MQ nothing is enabled yet (at start VQ_PAIRS_SET does

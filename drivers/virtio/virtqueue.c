@@ -98,7 +98,7 @@ void vq_log_once(struct vq *q, uint32_t bit, const char *what, unsigned a, unsig
 /* Buffers allocated per mpops_pkt_alloc_bulk() call in rx fill. */
 #define RX_FILL_BATCH 64
 
-int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom)
+int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom, uint32_t mark)
 {
 	uint16_t avail = q->sh->avail_idx;
 	struct mpops_pkt *m[RX_FILL_BATCH];
@@ -108,9 +108,10 @@ int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom)
 		unsigned want = q->sh->num_free < RX_FILL_BATCH ? q->sh->num_free : RX_FILL_BATCH;
 		unsigned got = want;
 
-		if (mpops_pkt_alloc_bulk(pool, m, want) < 0) {
+		if (mpops_pkt_alloc_bulk_mark(pool, m, want, mark) < 0) {
 			/* Fewer than that in the pool: what there is. */
-			for (got = 0; got < want && (m[got] = mpops_pkt_alloc(pool)); got++)
+			for (got = 0; got < want && mpops_pkt_alloc_bulk_mark(pool, m + got, 1, mark) == 0;
+			     got++)
 				;
 		}
 		for (unsigned i = 0; i < got; i++) {

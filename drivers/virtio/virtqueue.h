@@ -142,7 +142,7 @@ void vq_reset(struct vq *q);
  * @headroom bytes in front of the data for the device's header.
  * @return buffers posted (0 when the pool is empty).
  */
-int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom);
+int vq_rx_fill(struct vq *q, struct mpops_pktpool *pool, uint16_t headroom, uint32_t mark);
 
 /* Free every buffer on the queue into @pool and reset it (device stopped).
  * Heads a half-done burst took and never published are counted in

@@ -187,7 +187,7 @@ static int drv_start(struct mpops_port *port)
 		int n;
 
 		mpops_port_fill_mark(port, q, 0);
-		n = vq_rx_fill(&p->vq[2 * q], p->pool, sh->hdr_size);
+		n = vq_rx_fill(&p->vq[2 * q], p->pool, sh->hdr_size, 0);
 		mpops_port_fill_mark(port, -1, 0);
 		if (n <= 0) {
 			vt_err("vtnet %s: no packet buffers for rx queue %u: make the pool larger", sh->name,
@@ -274,6 +274,7 @@ static int drv_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	h->qp = qp;
 	h->slot = slot;
 	h->notify = MPOPS_OPS(vtpci, p->sh->ops_id)->notify_queue;
+	h->marks = q->marks;
 	q->rx = vtnet_rx;
 	q->tx = vtnet_tx;
 	q->queue = h;

@@ -109,6 +109,7 @@ struct vtnet_qp {
 	/* ops->notify_queue of this process's table, cached: one miss, not two */
 	int (*notify)(struct vtnet_port *p, struct vtnet_slot *slot, uint16_t vq);
 	struct vtnet_slot *slot;
+	struct mpops_port_marks marks;	/* what the bursts mark their buffers (queue_setup) */
 };
 
 struct vtnet_dev;	/* the transports' private state, primary only */

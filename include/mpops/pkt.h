@@ -15,7 +15,7 @@
  * Nothing a dead process held is lost: each handle's cache lives in
  * shared memory, and every allocated buffer records who holds it (in
  * mpops_pkt.flags): the process that allocated it, or a port's ring while
- * it is posted there (the port layer marks the buffers each burst hands
+ * it is posted there (a port driver marks the buffers each burst hands
  * over or takes back). When the primary notices that a process is gone
  * (its exit callback) it gives back to the pool the buffers of its caches
  * and every buffer the process held that is on no ring. A process that
@@ -181,6 +181,16 @@ MPOPS_API void mpops_pktpool_close(struct mpops_pktpool *p);
  */
 MPOPS_API int mpops_pkt_alloc_bulk(struct mpops_pktpool *p,
 				   struct mpops_pkt **pkts, unsigned n);
+
+/**
+ * mpops_pkt_alloc_bulk(), the buffers marked as held by @p mark instead of
+ * this process: for a port driver, what a burst posts on a ring (a mark of
+ * struct mpops_port_marks, port_driver.h), written by the same store that
+ * marks a buffer allocated. 0: as mpops_pkt_alloc_bulk().
+ * @return as mpops_pkt_alloc_bulk().
+ */
+MPOPS_API int mpops_pkt_alloc_bulk_mark(struct mpops_pktpool *p, struct mpops_pkt **pkts,
+					unsigned n, uint32_t mark);
 
 /** One buffer, or NULL when the pool is empty (see mpops_pkt_alloc_bulk()). */
 MPOPS_API struct mpops_pkt *mpops_pkt_alloc(struct mpops_pktpool *p);

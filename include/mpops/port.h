@@ -29,10 +29,11 @@
  *
  * Buffers: a burst marks who holds each buffer it moves (pkt.h): what tx
  * takes and what rx posts for the device are the queue's ring's, what rx
- * returns and tx leaves are this process's. So when a process dies, the
- * primary gives back to the pool what it held and leaves what is on the
- * rings; a port stop gives back what a burst interrupted by a death left
- * between the two.
+ * returns and tx leaves are this process's (the driver writes the marks
+ * where it touches each buffer anyway, port_driver.h). So when a process
+ * dies, the primary gives back to the pool what it held and leaves what is
+ * on the rings; a port stop gives back what a burst interrupted by a death
+ * left between the two.
  */
 #ifndef MPOPS_PORT_H
 #define MPOPS_PORT_H
@@ -72,10 +73,8 @@ struct mpops__port_fpq {
 				   inside a burst, busy[1] mirrors the port's
 				   epoch (the primary writes it there) */
 	uint32_t epoch;		/* port epoch this entry was built at; 0 = none */
-	uint32_t own;		/* mpops_pkt.flags of a buffer this process holds */
-	uint32_t *pool_flags;	/* what the port's pool handle gives new buffers */
-	uint32_t ring_rx;	/* flags of a buffer on this queue pair's rx ring */
-	uint32_t ring_tx;	/* ... on its tx ring */
+	uint16_t qp;		/* this entry's queue pair, and its port: for */
+	struct mpops_port *port;	/* mpops__port_burst_stale() */
 };
 
 /* The head of every struct mpops_port: the fast-path table. */
@@ -89,64 +88,40 @@ struct mpops__port_fp {
 MPOPS_API int mpops__port_burst_slow(struct mpops_port *port, uint16_t qp,
 				     struct mpops_pkt **pkts, uint16_t n, int tx);
 
-/*
- * Internal: call the driver, marking who holds the buffers (one plain
- * store per buffer, on a line the driver reads anyway). What tx is given
- * is the ring's before the call: a process killed inside leaves it to the
- * ring, never to itself and the ring at once. What rx posts (the driver
- * allocates through the port's pool handle) is the ring's; what tx left
- * and rx returned is this process's after the call.
- */
-static inline int mpops__port_call(const struct mpops__port_fpq *q, struct mpops_pkt **pkts,
-				   uint16_t n, int tx)
-{
-	uint16_t nb;
-	int rc;
-
-	if (tx) {
-		for (uint16_t i = 0; i < n; i++)
-			__atomic_store_n(&pkts[i]->flags, q->ring_tx, __ATOMIC_RELAXED);
-		*q->pool_flags = q->ring_tx;
-		rc = q->tx(q->queue, pkts, n);
-		*q->pool_flags = q->own;
-		nb = rc > 0 ? (uint16_t)rc : 0;		/* never negative, never > n */
-		for (uint16_t i = nb; i < n; i++)
-			__atomic_store_n(&pkts[i]->flags, q->own, __ATOMIC_RELAXED);
-	} else {
-		*q->pool_flags = q->ring_rx;
-		rc = q->rx(q->queue, pkts, n);
-		*q->pool_flags = q->own;
-		nb = rc > 0 ? (uint16_t)rc : 0;
-		for (uint16_t i = 0; i < nb; i++)
-			__atomic_store_n(&pkts[i]->flags, q->own, __ATOMIC_RELAXED);
-	}
-	return nb;
-}
+/* Internal: the same for entry @p q, whose epoch is not the port's (it
+ * names its port and queue pair: the inline path need not keep qp). */
+MPOPS_API int mpops__port_burst_stale(const struct mpops__port_fpq *q,
+				      struct mpops_pkt **pkts, uint16_t n, int tx);
 
 /*
- * Internal: mark the queue pair busy, check the epoch, call. The busy flag
- * is a plain store and the check a plain load of the word beside it: a
- * stopping primary makes them ordered with membarrier(2) (every CPU
- * running an attached process executes a full barrier) before it waits for
- * busy to clear, so the fast path needs no fence of its own.
+ * Internal: mark the queue pair busy, check the epoch, call the driver.
+ * The busy flag is a plain store and the check a plain load of the word
+ * beside it: a stopping primary makes them ordered with membarrier(2)
+ * (every CPU running an attached process executes a full barrier) before
+ * it waits for busy to clear, so the fast path needs no fence of its own.
+ * Who holds each buffer the burst moves is the driver's to mark, where it
+ * touches the buffer anyway (port_driver.h, "Buffer marks"). The driver
+ * never returns a negative count.
  */
 static inline int mpops__port_burst(struct mpops_port *port, uint16_t qp,
 				    struct mpops_pkt **pkts, uint16_t n, int tx)
 {
 	struct mpops__port_fp *fp = (struct mpops__port_fp *)port;
 	const struct mpops__port_fpq *q;
+	mpops_port_burst_fn fn;
 	uint32_t *busy;
 	int nb;
 
 	if (__builtin_expect(qp >= MPOPS_PORT_MAX_QP, 0))
 		return mpops__port_burst_slow(port, qp, pkts, n, tx);
-	q = &fp->q[qp];
+	q = fp->q + (size_t)qp;
 	busy = q->busy;
 	__atomic_store_n(busy, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (__builtin_expect(q->epoch != __atomic_load_n(busy + 1, __ATOMIC_RELAXED), 0))
-		return mpops__port_burst_slow(port, qp, pkts, n, tx);
-	nb = mpops__port_call(q, pkts, n, tx);
+		return mpops__port_burst_stale(q, pkts, n, tx);
+	fn = tx ? q->tx : q->rx;
+	nb = fn(q->queue, pkts, n);
 	__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
 	return nb;
 }

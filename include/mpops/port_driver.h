@@ -33,12 +33,73 @@
 extern "C" {
 #endif
 
-/** What a driver's queue_setup fills for this process. */
-struct mpops_port_queue {
-	mpops_port_burst_fn rx;	/**< called as rx(queue, pkts, n) */
-	mpops_port_burst_fn tx;	/**< called as tx(queue, pkts, n) */
-	void *queue;		/**< the driver's per-process context */
+/**
+ * Who holds a buffer, as the bursts of one queue pair in this process mark
+ * it (mpops_pkt.flags; the census and the recovery of a dead process's
+ * buffers read it). Constant for a claim: a driver copies them into its
+ * queue context at queue_setup.
+ */
+struct mpops_port_marks {
+	uint32_t own;		/**< held by this process (what rx returns) */
+	uint32_t ring_rx;	/**< on the queue pair's rx ring (what rx posts) */
+	uint32_t ring_tx;	/**< on its tx ring (what tx takes) */
 };
+
+/** What a driver's queue_setup is given and fills for this process. */
+struct mpops_port_queue {
+	mpops_port_burst_fn rx;	/**< filled: called as rx(queue, pkts, n) */
+	mpops_port_burst_fn tx;	/**< filled: called as tx(queue, pkts, n) */
+	void *queue;		/**< filled: the driver's per-process context */
+	struct mpops_port_marks marks;	/**< given: the queue pair's buffer marks */
+};
+
+/*
+ * Buffer marks: a driver's duty in its bursts. The port layer does not
+ * walk the packets of a burst; the driver does, and marks each buffer
+ * where it touches it anyway (its flags word shares the line with the
+ * lengths and addresses the driver reads or writes), with the values
+ * queue_setup was given:
+ *  - tx: each packet it takes (its first segment), mpops_port_mark_ring()
+ *    with marks.ring_tx, before any of the driver's ring state names it;
+ *    what it does not take stays unmarked (the caller's). One it drops is
+ *    freed, marked or not.
+ *  - rx: each packet it returns (its first segment; later segments go with
+ *    it), mpops_port_mark_own() with marks.own, once none of the driver's
+ *    ring state names it any more (consumed, journaled: what a new owner's
+ *    queue_takeover would not find in flight).
+ *  - what a burst posts for the device (rx refills) is allocated with
+ *    mpops_pkt_alloc_bulk_mark() (pkt.h) and marks.ring_rx, so it is the
+ *    ring's before it is posted.
+ * So a process killed at any instruction of a burst leaves each buffer
+ * either its own (the primary gives it back to the pool) or the ring's
+ * (the device holds it, or queue_takeover and the stop's recovery give it
+ * back), never both. The marks of start's fills are the port layer's
+ * (mpops_port_fill_mark()).
+ */
+
+/**
+ * Mark @p m (a first segment) as on a ring, @p ring a mark of
+ * struct mpops_port_marks, before the driver's state names it: the driver's
+ * later stores stay after this one (a compiler barrier; stores reach
+ * memory in program order on the CPUs mpops runs on, and a killed process
+ * stops between instructions). One plain store.
+ */
+static inline void mpops_port_mark_ring(struct mpops_pkt *m, uint32_t ring)
+{
+	__atomic_store_n(&m->flags, ring, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+/**
+ * Mark @p m (a first segment) as this process's, @p own from
+ * struct mpops_port_marks, after the driver's state stopped naming it: the
+ * driver's earlier stores stay before this one. One plain store.
+ */
+static inline void mpops_port_mark_own(struct mpops_pkt *m, uint32_t own)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&m->flags, own, __ATOMIC_RELAXED);
+}
 
 /**
  * The port driver ops. "Any process" ops run in whichever process calls;
@@ -62,7 +123,9 @@ struct mpops_port_queue {
  *    functions and context for queue pair @p qp, using @p slot, which is
  *    current now; the context may keep it: the port layer calls
  *    queue_setup again before any burst runs at a later epoch. Runs at claim
- *    and after each epoch move.
+ *    and after each epoch move. @p q->marks holds the marks the bursts
+ *    write on the buffers they move (see "Buffer marks" above): the
+ *    context keeps them.
  *  - queue_takeover (any process): this process just took the claim on
  *    queue pair @p qp from a dead owner (pid @p dead; its claim taken over
  *    here, or released by the primary when it noticed the death), and the
@@ -226,7 +289,7 @@ MPOPS_API int mpops_port_bufs_kept(struct mpops_port *port, uint16_t qp, int tx,
  * queue pair @p qp's rx (@p tx 0) or tx ring that the driver does not hold:
  * all but the @p nkeep packets in @p keep (the first segments of what the
  * device still has; their later segments stay too). A burst whose process
- * died inside leaves such buffers between the port layer's marks and the
+ * died inside leaves such buffers between the marks it wrote and the
  * driver's state (mpops_port_stop() gives back those of every queue). The
  * owner of @p qp in this process, outside a burst. Logs a line when it gave
  * some back.

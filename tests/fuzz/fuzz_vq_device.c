@@ -302,7 +302,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		port.vq[i].st = &st[i];
 		dev_avail[i] = 0;
 	}
-	vq_rx_fill(&port.vq[0], pool, psh.hdr_size);
+	vq_rx_fill(&port.vq[0], pool, psh.hdr_size, 0);
 	for (size_t i = 1; i < size;) {
 		const uint8_t *a = data + i + 1;
 		size_t left = size - i - 1;
