@@ -49,6 +49,8 @@ TMP=$(mktemp -d /tmp/mpops-shim-XXXXXX)
 PMDDIR=$(mktemp -d /run/mpops-shim-XXXXXX)
 cp "$PMD" "$PMDDIR/"
 PMD=$PMDDIR/librte_net_mpops.so
+# The copy finds mpops's libraries by path, not by its build-tree rpath.
+export LD_LIBRARY_PATH=$PWD/$BUILD/lib:$PWD/$BUILD/drivers/virtio:$PWD/$BUILD/drivers/af_xdp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 PIDS=()
 PREFIXES=()
 cleanup() {
