@@ -107,7 +107,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	port.base = base;
 	port.sh = &psh;
 	port.pool = pool;
-	port.qp[0] = (struct vtnet_qp){ .p = &port, .qp = 0, .notify = notify };
+	/* The marks a port would give queue_setup: here every buffer is simply
+	 * allocated (no owner), so the harness's own accounting decides. */
+	port.qp[0] = (struct vtnet_qp){ .p = &port, .qp = 0, .notify = notify,
+					.marks = { .own = MPOPS_PKT_F_ALLOCATED,
+						   .ring_rx = MPOPS_PKT_F_ALLOCATED,
+						   .ring_tx = MPOPS_PKT_F_ALLOCATED } };
 	return 0;
 }
 
