@@ -194,25 +194,38 @@ static unsigned cached_here(struct mpops_port *port)
 
 static int cmd_alloc(struct mpops_port *port, struct mpops_pktpool *pool)
 {
+	static struct mpops_pkt *held[2048];
 	struct mpops_pktpool *pp = mpops_port_pool(port);
 	struct mpops_pkt *m[128];
+	unsigned cached, nheld = 0;
 
-	unsigned cached;
-
-	if (send_n(port, pool, 100) != 100 || wait_used(port, 100) < 0)
+	if (send_n(port, pool, 100) != 100 || wait_used(port, 100) < 0) {
+		fprintf(stderr, "vt-kill-peer: the loopback did not return 100 packets\n");
 		return 2;
-	/* Leave 80 in the port's handle's cache (tx cleanup freed into it):
-	 * an allocation from an empty cache refills it to half its 256 first.
-	 * What is taken is held until the death. */
-	mpops_pktpool_close(pool);
-	if ((cached = cached_here(port)) < 80) {
-		if (cached > 128 || mpops_pkt_alloc_bulk(pp, m, cached + 1) < 0)
-			return 2;
-		cached = cached_here(port);
 	}
-	if (cached < 80 || cached - 80 > 128 || (cached > 80 && mpops_pkt_alloc_bulk(pp, m, cached - 80) < 0) ||
-	    cached_here(port) != 80)
+	/* Leave 80 in the port's handle's cache (tx cleanup freed into it, how
+	 * many depends on when the device completed): an allocation from a
+	 * cache with too few refills it to half its 256 first. Taken in steps
+	 * of at most 128 until 80 are left; what is taken is held until the
+	 * death. */
+	mpops_pktpool_close(pool);
+	for (int step = 0; step < 16 && (cached = cached_here(port)) != 80; step++) {
+		unsigned take = cached < 80 ? cached + 1 : cached - 80;
+
+		if (take > 128)
+			take = 128;
+		if (nheld + take > sizeof(held) / sizeof(held[0]) ||
+		    mpops_pkt_alloc_bulk(pp, held + nheld, take) < 0) {
+			fprintf(stderr, "vt-kill-peer: cannot take %u buffers (%u cached)\n", take,
+				cached);
+			return 2;
+		}
+		nheld += take;
+	}
+	if ((cached = cached_here(port)) != 80) {
+		fprintf(stderr, "vt-kill-peer: %u buffers cached, not 80\n", cached);
 		return 2;
+	}
 	dying = "pktring.refill.copied";
 	mpops__test_point_hook = die_at_point;
 	printf("armed alloc\n");
