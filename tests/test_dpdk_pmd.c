@@ -76,13 +76,6 @@ static void setup(void)
 	be.pid = pri.pid = sec.pid = dump.pid = -1;
 	snprintf(pmd_dir, sizeof(pmd_dir), "/run/mpops-pmd-%d", (int)getpid());
 	snprintf(pmd, sizeof(pmd), "%s/librte_net_mpops.so", pmd_dir);
-	if (*env("MPOPS_NET_MPOPS") && mkdir(pmd_dir, 0700) == 0) {
-		char cmd[512];
-
-		snprintf(cmd, sizeof(cmd), "cp %s %s", env("MPOPS_NET_MPOPS"), pmd);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot copy the PMD to %s\n", pmd_dir);
-	}
 }
 
 /*
@@ -143,6 +136,13 @@ static void need_testpmd(void)
 		cr_skip_test("%s", env("MPOPS_DPDK_SKIP"));
 	if (access(TESTPMD, X_OK) != 0)
 		cr_skip_test("%s is not installed (apt-get install dpdk-dev)", TESTPMD);
+	/* Not skipped: the PMD where DPDK will load it from (see pmd_dir). */
+	if (mkdir(pmd_dir, 0700) == 0) {
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "cp %s %s", env("MPOPS_NET_MPOPS"), pmd);
+		cr_assert_eq(system(cmd), 0, "cannot copy the PMD to %s", pmd_dir);
+	}
 }
 
 static void need_hugepages(void)
