@@ -75,6 +75,13 @@ static void bye(void)
 		mpops_pktpool_close(pool);
 	if (r)
 		mpops_region_detach(r);
+	/* What the primary's region leaves in its runtime directory. */
+	for (int i = 0; i < 2; i++) {
+		char f[128];
+
+		snprintf(f, sizeof(f), "%s/fuzzvq.%s", rundir, i ? "lock" : "sock");
+		unlink(f);
+	}
 	rmdir(rundir);
 }
 
