@@ -132,10 +132,15 @@ TestSuite(dpdk_pmd, .init = setup, .fini = teardown, .timeout = 120);
 
 static void need_testpmd(void)
 {
-	if (*env("MPOPS_DPDK_SKIP"))
+	/* A skipped test's teardown does not run: remove what setup made. */
+	if (*env("MPOPS_DPDK_SKIP")) {
+		rundir_remove();
 		cr_skip_test("%s", env("MPOPS_DPDK_SKIP"));
-	if (access(TESTPMD, X_OK) != 0)
+	}
+	if (access(TESTPMD, X_OK) != 0) {
+		rundir_remove();
 		cr_skip_test("%s is not installed (apt-get install dpdk-dev)", TESTPMD);
+	}
 	/* Not skipped: the PMD where DPDK will load it from (see pmd_dir). */
 	if (mkdir(pmd_dir, 0700) == 0) {
 		char cmd[512];
