@@ -128,7 +128,6 @@ int afxdp_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 		q->rxst->kicks++;
 	}
-	afxdp_complete(q);
 	return (int)nb;
 }
 
