@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -298,4 +299,34 @@ struct mpops_pktpool_census pool_census_settled(struct mpops_region *r, mpops_of
 		usleep(10000);
 	}
 	return c;
+}
+
+void netns_veth_enter(char *ns, size_t len, const char *prefix)
+{
+	char cmd[320], path[96];
+	int fd, st;
+
+	snprintf(ns, len, "%s%d", prefix, (int)getpid());
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns add %s && ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
+		 "ip -n %s link add vxa numtxqueues 2 numrxqueues 2 type veth peer name vxb numtxqueues 2 numrxqueues 2 && "
+		 "ip -n %s link set vxa up && ip -n %s link set vxb up",
+		 ns, ns, ns, ns, ns);
+	st = system(cmd);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "'%s' failed: %#x", cmd, st);
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	cr_assert_geq(fd = open(path, O_RDONLY | O_CLOEXEC), 0);
+	cr_assert_eq(setns(fd, CLONE_NEWNET), 0);
+	close(fd);
+}
+
+void netns_remove(const char *ns)
+{
+	char cmd[96];
+
+	if (!ns[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove network namespace %s\n", ns);
 }

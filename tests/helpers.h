@@ -67,6 +67,15 @@ void peers_end_all(void);
 /* The number after "key": in the JSON text @obj; fails the test if none. */
 unsigned long long json_num(const char *obj, const char *key);
 
+/*
+ * A network namespace "PREFIX<pid>" (in @ns, @len bytes) with a veth pair
+ * vxa <-> vxb of two queues each, up, IPv6 off (only a test's frames on the
+ * wire), entered by this process so that everything it starts lives there.
+ * Fails the test when it cannot. netns_remove() deletes it (and the veth).
+ */
+void netns_veth_enter(char *ns, size_t len, const char *prefix);
+void netns_remove(const char *ns);
+
 /* Is the wait status a clean exit 0? */
 #define EXITED_OK(st) (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 

@@ -50,27 +50,12 @@ static void sh(const char *fmt, ...)
 
 static void setup(void)
 {
-	int fd;
-
 	rundir_make();
 	primary.pid = gen.pid = -1;
 	for (int i = 0; i < 3; i++)
 		sec[i].pid = -1;
-	snprintf(ns, sizeof(ns), "mpx%d", (int)getpid());
-	sh("ip netns add %s", ns);
-	sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-	   ns);
-	sh("ip -n %s link add vxa numtxqueues 2 numrxqueues 2 type veth peer name vxb numtxqueues 2 numrxqueues 2",
-	   ns);
-	sh("ip -n %s link set vxa up && ip -n %s link set vxb up", ns, ns);
 	/* This test process and everything it starts live in the namespace. */
-	char path[64];
-
-	snprintf(path, sizeof(path), "/run/netns/%s", ns);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(setns(fd, CLONE_NEWNET), 0);
-	close(fd);
+	netns_veth_enter(ns, sizeof(ns), "mpx");
 }
 
 static void teardown(void)
@@ -87,10 +72,8 @@ static void teardown(void)
 		snprintf(cmd, sizeof(cmd), "rm -rf /var/run/dpdk/%s", ns);
 		if (system(cmd) != 0)
 			fprintf(stderr, "could not remove /var/run/dpdk/%s\n", ns);
-		snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove network namespace %s\n", ns);
 	}
+	netns_remove(ns);
 	rundir_remove();
 }
 

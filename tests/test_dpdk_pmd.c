@@ -118,13 +118,7 @@ static void teardown(void)
 	eal_rundir_remove(bprefix);
 	unlink(pmd);
 	rmdir(pmd_dir);
-	if (ns[0]) {
-		char cmd[64];
-
-		snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove network namespace %s\n", ns);
-	}
+	netns_remove(ns);
 	rundir_remove();
 }
 
@@ -524,37 +518,6 @@ Test(dpdk_pmd, secondary_before_the_primary_made_the_port_is_one_line)
 
 /* ==== AF_XDP, on a veth pair in a namespace of the test's own ============= */
 
-/* Run a shell command that must succeed. */
-static void sh(const char *cmd)
-{
-	int st = system(cmd);
-
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "'%s' failed: %#x", cmd, st);
-}
-
-/* A namespace with vxa <-> vxb (two queues each, IPv6 off), entered by this
- * test process, so that every testpmd it starts lives there too. */
-static void veth_ns(void)
-{
-	char cmd[256], path[64];
-	int fd;
-
-	snprintf(ns, sizeof(ns), "npx%d", (int)getpid());
-	snprintf(cmd, sizeof(cmd), "ip netns add %s", ns);
-	sh(cmd);
-	snprintf(cmd, sizeof(cmd),
-		 "ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-		 ns);
-	sh(cmd);
-	snprintf(cmd, sizeof(cmd),
-		 "ip -n %s link add vxa numtxqueues 2 numrxqueues 2 type veth peer name vxb numtxqueues 2 numrxqueues 2 && ip -n %s link set vxa up && ip -n %s link set vxb up",
-		 ns, ns, ns);
-	sh(cmd);
-	snprintf(path, sizeof(path), "/run/netns/%s", ns);
-	cr_assert_geq(fd = open(path, O_RDONLY | O_CLOEXEC), 0);
-	cr_assert_eq(setns(fd, CLONE_NEWNET), 0);
-	close(fd);
-}
 
 /* A testpmd primary with @vdev on hugepages: queue 0 of 2 (@procs 2), or
  * the only queue (@procs 1). */
@@ -610,7 +573,7 @@ Test(dpdk_pmd, af_xdp_secondary_receives_and_transmits_where_net_af_xdps_gets_0)
 	need_hugepages();
 	if (access(helper_path("xsk-peer"), X_OK) != 0)
 		cr_skip_test("the AF_XDP driver is not built (libbpf-dev, libxdp-dev)");
-	veth_ns();
+	netns_veth_enter(ns, sizeof(ns), "npx");
 	primary_vdev("net_mpops0,driver=af_xdp,iface=vxa,queues=2,mode=native,ring_size=2048",
 		     "--forward-mode=rxonly", 2);
 	/* The secondary polls queue 1: what the peer sends to that queue. */
