@@ -403,7 +403,7 @@ static int conf_check(const struct afxdp_conf *c, const char *name)
 }
 
 /* Queues, MTU and MAC of the interface. @return 0 or -errno (logged). */
-static int iface_facts(const char *name, const char *iface, uint16_t last_queue, uint16_t *mtu,
+static int iface_facts(const char *name, const char *iface, uint16_t last_queue, uint32_t *mtu,
 		       uint8_t mac[6])
 {
 	struct ethtool_channels ch = { .cmd = ETHTOOL_GCHANNELS };
@@ -428,7 +428,7 @@ static int iface_facts(const char *name, const char *iface, uint16_t last_queue,
 	memset(&ifr, 0, sizeof(ifr));
 	strlcpy(ifr.ifr_name, iface, sizeof(ifr.ifr_name));
 	if (ioctl(s, SIOCGIFMTU, &ifr) == 0)
-		*mtu = (uint16_t)ifr.ifr_mtu;
+		*mtu = (uint32_t)ifr.ifr_mtu;
 	if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
 		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
 out:
@@ -446,7 +446,7 @@ int afxdp_port_create(struct mpops_region *r, const char *name, const struct afx
 	struct afxdp_port *p;
 	struct afxdp_shared *sh;
 	uint32_t ifindex;
-	uint16_t mtu = 1500;
+	uint32_t mtu = 1500;	/* lo has 65536: not a uint16_t */
 	int rc;
 
 	if (!r || !out)
@@ -483,7 +483,7 @@ int afxdp_port_create(struct mpops_region *r, const char *name, const struct afx
 		return -EINVAL;
 	}
 	pc.nb_qp = c.nb_qp;
-	pc.mtu = mtu;
+	pc.mtu = (uint16_t)mtu;	/* checked against the frame above */
 	pc.tx_headroom = 0;
 	pc.pool_size = c.pool_size;
 	pc.drv_size = sizeof(struct afxdp_shared);
