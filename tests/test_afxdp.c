@@ -294,6 +294,11 @@ Test(afxdp, bad_set_ups_fail_with_one_line_that_says_what_to_do)
 		      "pool_size 8192 is less than 2 x ring_size 4096 x 2 queue pairs");
 	primary_fails("iface=vxa,start_queue=1,queues=2", "vxa has 2 queues, the port needs queue 2");
 	primary_fails("iface=vxa,zero_copy=on", "vxa refused zero-copy: use zero_copy=auto or off");
+	/* The namespace's own loopback: an MTU no frame holds, then (at 1500)
+	 * no native XDP. */
+	primary_fails("iface=lo", "lo has MTU 65536, more than a 2048-byte frame holds");
+	sh("ip link set lo mtu 1500 up");
+	primary_fails("iface=lo,mode=native", "lo refused native XDP: use mode=auto or generic");
 	/* A port on queue 0 holds the interface's XDP hook: a second one on
 	 * queue 1 binds its socket, then cannot attach; a third on queue 0
 	 * finds the queue busy. */
