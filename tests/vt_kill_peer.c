@@ -212,6 +212,13 @@ static int cmd_alloc(struct mpops_port *port, struct mpops_pktpool *pool)
 	for (int step = 0; step < 16 && (cached = cached_here(port)) != 80; step++) {
 		unsigned take = cached < 80 ? cached + 1 : cached - 80;
 
+		if (cached < 80 && nheld >= 80 - cached) {
+			/* Too few: give some of what it holds back to the cache
+			 * (taking more would only refill it to 128 again). */
+			nheld -= 80 - cached;
+			mpops_pkt_free_bulk(pp, held + nheld, 80 - cached);
+			continue;
+		}
 		if (take > 128)
 			take = 128;
 		if (nheld + take > sizeof(held) / sizeof(held[0]) ||
