@@ -74,6 +74,8 @@ int main(int argc, char **argv)
 	};
 	struct mpops_attach_opts ao = { .sz = sizeof(ao), .flags = MPOPS_ATTACH_F_READONLY };
 	struct mpops_region *r;
+	struct mpops_region_dev rd;
+	struct mpops_alloc_stats as = { 0 };
 	struct mpops_port *p;
 	struct vtnet_info in = { 0 };
 	static struct mpops_pktpool_census pc = { .sz = sizeof(pc) };
@@ -113,6 +115,8 @@ int main(int argc, char **argv)
 	}
 	mpops_port_info_get(p, &pi);
 	mpops_port_link_get(p, &l);
+	mpops_region_dev(r, &rd);
+	mpops_alloc_stats(r, &as);
 	/* A snapshot: exact when nothing moves (see unaccounted). */
 	has_pool = mpops_port_pool_census(p, &pc) == 0;
 	is_vtnet = strcmp(pi.driver, "vtnet") == 0 && vtnet_info_get(p, &in) == 0;
@@ -153,6 +157,9 @@ int main(int argc, char **argv)
 #endif
 		if (has_pool)
 			pool_json(&pc);
+		printf("\"memory\": {\"size\": %zu, \"host_used\": %llu, \"dev_off\": %llu, \"dev_size\": %zu, \"dev_used\": %llu}, ",
+		       mpops_region_size(r), (unsigned long long)as.bytes_used,
+		       (unsigned long long)rd.off, rd.size, (unsigned long long)as.dev_bytes_used);
 		printf("\"queues\": [");
 	} else {
 		printf("port %s: driver %s (ops ID %u), %s, link %s (%u changes, %u device connections), mac %02x:%02x:%02x:%02x:%02x:%02x, epoch %u\n",
@@ -185,6 +192,10 @@ int main(int argc, char **argv)
 #endif
 		if (has_pool)
 			pool_text(&pc);
+		printf("  memory: %zu bytes; host part %llu of %llu used; device part (all a device is given) %zu bytes from %#llx, %llu used\n",
+		       mpops_region_size(r), (unsigned long long)as.bytes_used,
+		       (unsigned long long)as.bytes_total, rd.size, (unsigned long long)rd.off,
+		       (unsigned long long)as.dev_bytes_used);
 		printf("  %-4s %-3s %5s %6s %6s %6s %5s %5s %12s %14s %6s %6s %8s\n", "vq", "dir",
 		       "owner", "avail", "used", "last", "free", "bufs", "packets", "bytes", "errors",
 		       "drops", "kicks");

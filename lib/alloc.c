@@ -273,7 +273,7 @@ int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
 	int rc;
 
 	if (!r || !out || size == 0 || (align & (align - 1)) ||
-	    size > r->size || align > r->size / 2) {
+	    size > r->dev_off || align > r->dev_off / 2) {
 		log_err("mpops_alloc: invalid size %zu or alignment %zu (a power of two)",
 			size, align);
 		return -EINVAL;
@@ -333,8 +333,9 @@ int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
 		return 0;
 	}
 	shlock_unlock(&a->lock);
-	log_err("region '%s' is out of memory for %zu bytes (tag '%s'): create it with a larger size",
-		r->name, size, tag ? tag : "");
+	log_err("region '%s': the host part (%llu bytes, %llu in use) has no room for %zu bytes (tag '%s'): create the region larger, or with a smaller dev_size",
+		r->name, (unsigned long long)a->heap_size, (unsigned long long)a->bytes_used,
+		size, tag ? tag : "");
 	return -ENOMEM;
 }
 
@@ -355,6 +356,16 @@ static mpops_off_t block_of(struct mpops_region *r, mpops_off_t off)
 	return 0;
 }
 
+static int devheap_free(struct mpops_region *r, mpops_off_t off);
+static int devheap_find(struct mpops_region *r, mpops_off_t off, mpops_off_t *start,
+			size_t *size, char *tag);
+static int devheap_stats(struct mpops_region *r, struct mpops_alloc_stats *st);
+
+static inline int in_dev(const struct mpops_region *r, mpops_off_t off)
+{
+	return off >= r->dev_off && off - r->dev_off < r->dev_size;
+}
+
 int mpops_free(struct mpops_region *r, mpops_off_t off)
 {
 	struct alloc_shared *a;
@@ -366,6 +377,8 @@ int mpops_free(struct mpops_region *r, mpops_off_t off)
 		return -EINVAL;
 	if ((rc = region_writable(r, "mpops_free")) < 0)
 		return rc;
+	if (in_dev(r, off))
+		return devheap_free(r, off);
 	a = &r->hdr->alloc;
 	if ((rc = alloc_lock(r)) < 0)
 		return rc;
@@ -434,7 +447,7 @@ int mpops_alloc_stats(struct mpops_region *r, struct mpops_alloc_stats *st)
 	st->free_blocks = a->free_blocks;
 	if (!r->readonly)
 		shlock_unlock(&a->lock);
-	return 0;
+	return devheap_stats(r, st);
 }
 
 int mpops_alloc_find(struct mpops_region *r, mpops_off_t off, mpops_off_t *start,
@@ -445,6 +458,8 @@ int mpops_alloc_find(struct mpops_region *r, mpops_off_t off, mpops_off_t *start
 
 	if (!r)
 		return -EINVAL;
+	if (in_dev(r, off))
+		return devheap_find(r, off, start, size, tag);
 	if (!r->readonly && (lk = alloc_lock(r)) < 0)
 		return lk;
 	bo = block_of(r, off);
@@ -460,4 +475,268 @@ int mpops_alloc_find(struct mpops_region *r, mpops_off_t off, mpops_off_t *start
 	if (!r->readonly)
 		shlock_unlock(&r->hdr->alloc.lock);
 	return rc;
+}
+
+/* ==== the device part =================================================== */
+
+/*
+ * Memory a device is given (rings, packet buffers) comes from the device
+ * part. Its bookkeeping is the extent table of struct devheap_shared, in the
+ * host part: nothing a device writes is ever read back as a size or a
+ * link. A call copies the table aside first (the undo copy); the next
+ * locker after a death inside copies it back.
+ */
+
+static struct devheap_shared *devheap(struct mpops_region *r)
+{
+	return mpops_ptr(r->base, r->hdr->devheap_off);
+}
+
+int devheap_init(struct mpops_region *r)
+{
+	struct devheap_shared *d;
+	mpops_off_t off;
+	int rc;
+
+	if ((rc = mpops_alloc(r, sizeof(*d), 64, "mpops.devheap", &off)) < 0)
+		return rc;
+	d = mpops_ptr(r->base, off);
+	if ((rc = shlock_init(&d->lock)) < 0)
+		return rc;
+	d->off = r->dev_off;
+	d->size = r->dev_size;
+	d->t.n = 1;
+	d->t.e[0].off = r->dev_off;
+	d->t.e[0].size = r->dev_size;
+	r->hdr->devheap_off = off;
+	return 0;
+}
+
+/* Walk the table; @return NULL when it covers the part in order, else what is wrong. */
+static const char *devheap_bad(const struct devheap_shared *d)
+{
+	const struct devheap_table *t = &d->t;
+	mpops_off_t at = d->off;
+	uint64_t used = 0;
+	uint32_t objects = 0;
+
+	if (t->n == 0 || t->n > DEVHEAP_MAX)
+		return "its extent count is out of range";
+	for (uint32_t i = 0; i < t->n; i++) {
+		const struct devblk_shared *e = &t->e[i];
+
+		if (e->off != at || e->size == 0 || e->size > d->off + d->size - at)
+			return "its extents do not cover the device part in order";
+		if (e->used) {
+			used += e->size;
+			objects++;
+		}
+		at += e->size;
+	}
+	if (at != d->off + d->size)
+		return "its extents end before the device part does";
+	if (used != t->bytes_used || objects != t->objects)
+		return "the counts do not match the extents";
+	return NULL;
+}
+
+static int devheap_repair(void *arg)
+{
+	struct mpops_region *r = arg;
+	struct devheap_shared *d = devheap(r);
+	const char *bad;
+
+	if (d->active) {
+		d->t = d->undo;
+		d->repairs++;
+		d->active = 0;
+		log_warn("region '%s': the device-part allocator call of a process that died inside was undone",
+			 r->name);
+	}
+	if ((bad = devheap_bad(d))) {
+		log_err("region '%s': the device part's allocator table is not sound after a process died inside it: %s",
+			r->name, bad);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int devheap_lock(struct mpops_region *r)
+{
+	return shlock_lock_repair(&devheap(r)->lock, "the region's device-part allocator",
+				  devheap_repair, r);
+}
+
+static void devheap_begin(struct devheap_shared *d)
+{
+	d->undo = d->t;
+	undo_publish_u32(&d->active, 1);
+}
+
+static void devheap_end(struct devheap_shared *d)
+{
+	undo_publish_u32(&d->active, 0);
+}
+
+/* Make room for @k more extents after index @i. */
+static void devheap_open(struct devheap_table *t, uint32_t i, uint32_t k)
+{
+	memmove(&t->e[i + 1 + k], &t->e[i + 1], (t->n - i - 1) * sizeof(t->e[0]));
+	t->n += k;
+}
+
+static void devheap_close(struct devheap_table *t, uint32_t i)
+{
+	memmove(&t->e[i], &t->e[i + 1], (t->n - i - 1) * sizeof(t->e[0]));
+	t->n--;
+	memset(&t->e[t->n], 0, sizeof(t->e[0]));
+}
+
+int mpops_alloc_dev(struct mpops_region *r, size_t size, size_t align,
+		    const char *tag, mpops_off_t *out)
+{
+	struct devheap_shared *d;
+	struct devheap_table *t;
+	int rc;
+
+	if (!r || !out || size == 0 || (align & (align - 1)) ||
+	    size > r->dev_size || align > r->dev_size) {
+		log_err("mpops_alloc_dev: invalid size %zu or alignment %zu (a power of two)",
+			size, align);
+		return -EINVAL;
+	}
+	if ((rc = region_writable(r, "mpops_alloc_dev")) < 0)
+		return rc;
+	if (align < 64)
+		align = 64;
+	size = ALIGN_UP(size, 64);
+	d = devheap(r);
+	t = &d->t;
+	if ((rc = devheap_lock(r)) < 0)
+		return rc;
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct devblk_shared *e = &t->e[i];
+		mpops_off_t pay = ALIGN_UP(e->off, align);
+		uint64_t gap = pay - e->off, rest;
+		uint32_t extra;
+
+		if (e->used || gap > e->size || size > e->size - gap)
+			continue;
+		rest = e->size - gap - size;
+		extra = (gap != 0) + (rest != 0);
+		if (t->n + extra > DEVHEAP_MAX) {
+			shlock_unlock(&d->lock);
+			log_err("region '%s': the device part's table is full (%u extents) for '%s': allocate fewer, larger device objects",
+				r->name, DEVHEAP_MAX, tag ? tag : "");
+			return -ENOSPC;
+		}
+		devheap_begin(d);
+		test_point("devalloc.saved");
+		devheap_open(t, i, extra);
+		e = &t->e[i];
+		if (gap) {
+			e->size = gap;
+			e++;
+		}
+		*e = (struct devblk_shared){ .off = pay, .size = size, .req_size = size, .used = 1 };
+		if (tag)
+			strlcpy(e->tag, tag, sizeof(e->tag));
+		if (rest)
+			e[1] = (struct devblk_shared){ .off = pay + size, .size = rest };
+		t->bytes_used += size;
+		t->objects++;
+		test_point("devalloc.split");
+		devheap_end(d);
+		shlock_unlock(&d->lock);
+		/* A device may have written here since the last free. */
+		memset((char *)r->base + pay, 0, size);
+		*out = pay;
+		return 0;
+	}
+	shlock_unlock(&d->lock);
+	log_err("region '%s': the device part (%zu bytes, %llu in use) has no room for %zu bytes (tag '%s'): create the region with a larger dev_size",
+		r->name, r->dev_size, (unsigned long long)t->bytes_used, size, tag ? tag : "");
+	return -ENOMEM;
+}
+
+static int devheap_free(struct mpops_region *r, mpops_off_t off)
+{
+	struct devheap_shared *d = devheap(r);
+	struct devheap_table *t = &d->t;
+	uint32_t i;
+	int rc;
+
+	if ((rc = devheap_lock(r)) < 0)
+		return rc;
+	for (i = 0; i < t->n && t->e[i].off != off; i++)
+		;
+	if (i == t->n || !t->e[i].used) {
+		shlock_unlock(&d->lock);
+		log_err("region '%s': mpops_free(%#llx): not an allocated object of the device part (double free or bad offset)",
+			r->name, (unsigned long long)off);
+		return -EINVAL;
+	}
+	devheap_begin(d);
+	t->bytes_used -= t->e[i].size;
+	t->objects--;
+	t->e[i].used = 0;
+	t->e[i].req_size = 0;
+	memset(t->e[i].tag, 0, sizeof(t->e[i].tag));
+	if (i + 1 < t->n && !t->e[i + 1].used) {
+		t->e[i].size += t->e[i + 1].size;
+		devheap_close(t, i + 1);
+	}
+	if (i > 0 && !t->e[i - 1].used) {
+		t->e[i - 1].size += t->e[i].size;
+		devheap_close(t, i);
+	}
+	test_point("devfree.merged");
+	devheap_end(d);
+	shlock_unlock(&d->lock);
+	return 0;
+}
+
+static int devheap_find(struct mpops_region *r, mpops_off_t off, mpops_off_t *start,
+			size_t *size, char *tag)
+{
+	struct devheap_shared *d = devheap(r);
+	const struct devheap_table *t = &d->t;
+	int rc = -ENOENT, lk;
+
+	if (!r->readonly && (lk = devheap_lock(r)) < 0)
+		return lk;
+	for (uint32_t i = 0; i < t->n && i < DEVHEAP_MAX; i++) {
+		const struct devblk_shared *e = &t->e[i];
+
+		if (off < e->off || off - e->off >= e->size)
+			continue;
+		if (e->used) {
+			if (start)
+				*start = e->off;
+			if (size)
+				*size = e->req_size;
+			if (tag)
+				strlcpy(tag, e->tag, MPOPS_NAME_MAX + 1);
+			rc = 0;
+		}
+		break;
+	}
+	if (!r->readonly)
+		shlock_unlock(&d->lock);
+	return rc;
+}
+
+static int devheap_stats(struct mpops_region *r, struct mpops_alloc_stats *st)
+{
+	struct devheap_shared *d = devheap(r);
+	int rc;
+
+	if (!r->readonly && (rc = devheap_lock(r)) < 0)
+		return rc;
+	st->dev_bytes_total = d->size;
+	st->dev_bytes_used = d->t.bytes_used;
+	st->dev_objects = d->t.objects;
+	if (!r->readonly)
+		shlock_unlock(&d->lock);
+	return 0;
 }

@@ -148,8 +148,11 @@ int mpops_audit(struct mpops_region *r, const char *skip_tag_prefix,
 	if ((rc = ranges_load(&rs)) == 0)
 		rc = ranges_add(&rs, (uintptr_t)r->base, (uintptr_t)r->base + r->size,
 				MPOPS_AUDIT_REGION, "[this region]");
+	/* The host part only: the device part holds what devices write
+	 * (rings, packet bytes), which may be anything and is never read
+	 * back as an address. */
 	if (rc == 0)
-		rc = scan(r, r->base, r->size, &rs, skip_tag_prefix, out, max);
+		rc = scan(r, r->base, r->dev_off, &rs, skip_tag_prefix, out, max);
 	free(rs.v);
 	return rc;
 }

@@ -287,6 +287,7 @@ static int hello_handle(struct mpops_region *r, struct chan_client *cl,
 			const struct mpops_msg *req, struct mpops_msg *reply)
 {
 	struct hello_req hr;
+	int rc;
 	struct hello_reply out = {
 		.abi_version = MPOPS_ABI_VERSION,
 		.backing = r->hdr->backing,
@@ -311,7 +312,9 @@ static int hello_handle(struct mpops_region *r, struct chan_client *cl,
 		return -EPROTO;
 	}
 	cl->start_time = hr.start_time;
-	return mpops_msg_add_fd(reply, r->fd);
+	if ((rc = mpops_msg_add_fd(reply, r->fd)) < 0)
+		return rc;
+	return mpops_msg_add_fd(reply, r->dev_fd);
 }
 
 static int dispatch(struct mpops_region *r, struct chan_client *cl,
@@ -1048,7 +1051,7 @@ static int connect_by(struct mpops_region *r, int64_t deadline, int timeout_ms)
 	return rc;
 }
 
-int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
+int chan_connect(struct mpops_region *r, int timeout_ms, int region_fd[2],
 		 struct hello_reply *info)
 {
 	int64_t deadline = now_ms() + timeout_ms;
@@ -1126,14 +1129,15 @@ int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
 		rc = reply->status;
 		goto out;
 	}
-	if (reply->nfds != 1) {
-		log_err("region '%s': hand-shake reply carries %u fds, expected the region's one",
+	if (reply->nfds != 2) {
+		log_err("region '%s': hand-shake reply carries %u fds, expected the region's two",
 			r->name, reply->nfds);
 		rc = -EBADMSG;
 		goto out;
 	}
-	*region_fd = reply->fds[0];
-	reply->fds[0] = -1;
+	region_fd[0] = reply->fds[0];
+	region_fd[1] = reply->fds[1];
+	reply->fds[0] = reply->fds[1] = -1;
 	r->primary_pid = info->primary_pid;
 	rc = 0;
 out:

@@ -120,16 +120,16 @@ static void print_region(struct out *o, struct mpops_region *r)
 	if (o->json) {
 		fprintf(o->f, ", \"region\": {\"name\": ");
 		jstr(o->f, r->name);
-		fprintf(o->f, ", \"role\": \"%s\", \"size\": %zu, \"base\": \"%p\", \"abi_version\": %u, \"layout_hash\": \"%#" PRIx64 "\", \"primary_pid\": %d, \"primary_build_id\": \"%s\", \"backing\": %u}",
+		fprintf(o->f, ", \"role\": \"%s\", \"size\": %zu, \"dev_off\": %zu, \"dev_size\": %zu, \"base\": \"%p\", \"abi_version\": %u, \"layout_hash\": \"%#" PRIx64 "\", \"primary_pid\": %d, \"primary_build_id\": \"%s\", \"backing\": %u}",
 			r->role == MPOPS_ROLE_PRIMARY ? "primary" : "secondary",
-			r->size, r->base, h->abi_version, h->layout_hash,
+			r->size, r->dev_off, r->dev_size, r->base, h->abi_version, h->layout_hash,
 			(int)h->primary_pid, bid, h->backing);
 	} else {
-		fprintf(o->f, "region '%s': %zu bytes mapped at %p here (%s), ABI %u, layout %#" PRIx64 ", primary pid %d (build-id %s)\n",
+		fprintf(o->f, "region '%s': %zu bytes mapped at %p here (%s; device part %zu bytes from %#zx), ABI %u, layout %#" PRIx64 ", primary pid %d (build-id %s)\n",
 			r->name, r->size, r->base,
 			r->role == MPOPS_ROLE_PRIMARY ? "primary" : "secondary",
-			h->abi_version, h->layout_hash, (int)h->primary_pid,
-			bid[0] ? bid : "none");
+			r->dev_size, r->dev_off, h->abi_version, h->layout_hash,
+			(int)h->primary_pid, bid[0] ? bid : "none");
 	}
 }
 

@@ -53,12 +53,12 @@ int region_iova_init(struct mpops_region *r, const struct mpops_region_opts *o)
 	if (fstatfs(r->fd, &sfs) < 0)
 		return -errno;
 	page = (uint64_t)sfs.f_bsize;
-	if (page == 0 || (page & (page - 1)) || r->size % page) {
+	if (page == 0 || (page & (page - 1)) || r->dev_size % page || r->dev_off % page) {
 		log_err("region '%s': page size %llu of the backing is not usable", r->name,
 			(unsigned long long)page);
 		return -EINVAL;
 	}
-	npages = r->size / page;
+	npages = r->dev_size / page;	/* only the device part has device addresses */
 	if ((rc = mpops_alloc(r, npages * sizeof(uint64_t), 64, "mpops.iova", &off)) < 0)
 		return rc;
 	table = mpops_ptr(r->base, off);
@@ -69,7 +69,7 @@ int region_iova_init(struct mpops_region *r, const struct mpops_region_opts *o)
 		return rc;
 	}
 	for (size_t i = 0; i < npages && rc == 0; i++) {
-		volatile char *va = (char *)r->base + i * page;
+		volatile char *va = (char *)r->base + r->dev_off + i * page;
 
 		*va = *va;	/* fault the page in: a hugepage is then pinned for good */
 		rc = pagemap_pa(fd, (const void *)va, &table[i]);
@@ -113,7 +113,8 @@ int mpops_region_iova(const struct mpops_region *r, mpops_off_t off, size_t len,
 	const uint64_t *table;
 	uint64_t shift, first, last;
 
-	if (!r || !iova || off >= r->size || len > r->size - off)
+	if (!r || !iova || off < r->dev_off || off - r->dev_off >= r->dev_size ||
+	    len > r->dev_size - (off - r->dev_off))
 		return -ERANGE;
 	h = r->hdr;
 	if (h->iova_mode != MPOPS_IOVA_PA) {
@@ -122,11 +123,11 @@ int mpops_region_iova(const struct mpops_region *r, mpops_off_t off, size_t len,
 	}
 	shift = h->iova_page_shift;
 	table = mpops_ptr(r->base, h->iova_table_off);
-	first = off >> shift;
-	last = (off + (len ? len - 1 : 0)) >> shift;
+	first = (off - r->dev_off) >> shift;
+	last = (off - r->dev_off + (len ? len - 1 : 0)) >> shift;
 	for (uint64_t i = first; i < last; i++)
 		if (table[i + 1] != table[i] + (1ULL << shift))
 			return -EFAULT;
-	*iova = table[first] + (off & ((1ULL << shift) - 1));
+	*iova = table[first] + ((off - r->dev_off) & ((1ULL << shift) - 1));
 	return 0;
 }

@@ -209,11 +209,12 @@ struct pool_layout {
 	uint32_t ring_size;
 	uint32_t buf_stride;
 	uint32_t handle_stride;
-	uint64_t ring_rel, handles_rel, meta_rel, data_rel, total;
+	uint64_t ring_rel, handles_rel, meta_rel, total;	/* the host part */
+	uint64_t data_len;	/* the buffers, in the device part */
 };
 
 static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_size,
-			   uint32_t cache_size, uint32_t max_handles, uint32_t data_align)
+			   uint32_t cache_size, uint32_t max_handles)
 {
 	l->ring_size = pow2_at_least(count + 1);
 	l->buf_stride = (uint32_t)ALIGN_UP(buf_size, 64);
@@ -223,10 +224,9 @@ static void layout_compute(struct pool_layout *l, uint32_t count, uint16_t buf_s
 	l->handles_rel = ALIGN_UP(l->ring_rel + sizeof(struct pkt_ring_shared) +
 				  (uint64_t)l->ring_size * sizeof(uint32_t), 64);
 	l->meta_rel = l->handles_rel + (uint64_t)max_handles * l->handle_stride;
-	/* The pool itself starts data_align-aligned (mpops_alloc), so an
-	 * aligned data_rel gives buffers aligned in every mapping. */
-	l->data_rel = ALIGN_UP(l->meta_rel + (uint64_t)count * META_SIZE, data_align);
-	l->total = l->data_rel + (uint64_t)count * l->buf_stride;
+	l->total = l->meta_rel + (uint64_t)count * META_SIZE;
+	/* The buffers: an allocation of the device part of their own. */
+	l->data_len = (uint64_t)count * l->buf_stride;
 }
 
 static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
@@ -283,8 +283,9 @@ static int opts_check(const char *name, const struct mpops_pktpool_opts *opts,
 	return 0;
 }
 
-static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
-		      const struct mpops_pktpool_opts *o, const struct pool_layout *l)
+static void pool_init(struct mpops_region *r, mpops_off_t off, mpops_off_t data,
+		      const char *name, const struct mpops_pktpool_opts *o,
+		      const struct pool_layout *l)
 {
 	char *base = r->base;
 	uint32_t usable = 0;
@@ -308,7 +309,7 @@ static void pool_init(struct mpops_region *r, mpops_off_t off, const char *name,
 	sh->max_handles = o->max_handles;
 	sh->handle_stride = l->handle_stride;
 	sh->meta_off = off + l->meta_rel;
-	sh->data_off = off + l->data_rel;
+	sh->data_off = data;
 	sh->total_size = l->total;
 	strlcpy(sh->name, name, sizeof(sh->name));
 
@@ -351,15 +352,17 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 			 const struct mpops_pktpool_opts *opts, mpops_off_t *out)
 {
 	struct mpops_pktpool_opts o;
+	struct mpops_region_dev dev;
 	struct pool_layout l;
 	char tag[MPOPS_NAME_MAX + 1];
-	mpops_off_t off;
+	mpops_off_t off, data;
 	int rc;
 
 	if (!r || !out) {
 		log_err("mpops_pktpool_create: region and out must not be NULL");
 		return -EINVAL;
 	}
+	mpops_region_dev(r, &dev);
 	if (!name || !*name || strlen(name) > MPOPS_NAME_MAX) {
 		log_err("mpops_pktpool_create: pool name '%s' must be 1 to %d characters",
 			name ? name : "(null)", MPOPS_NAME_MAX);
@@ -374,18 +377,24 @@ int mpops_pktpool_create(struct mpops_region *r, const char *name,
 			name, r->name);
 		return -EEXIST;
 	}
-	layout_compute(&l, o.count, o.buf_size, o.cache_size, o.max_handles, o.data_align);
-	if (l.total > r->size) {
-		log_err("pktpool '%s': %u buffers of %u bytes need %llu bytes, more than region '%s' has (%zu): create the region larger or the pool smaller",
-			name, o.count, o.buf_size, (unsigned long long)l.total, r->name, r->size);
+	layout_compute(&l, o.count, o.buf_size, o.cache_size, o.max_handles);
+	if (l.data_len > dev.size || l.total > dev.off) {
+		log_err("pktpool '%s': %u buffers of %u bytes need %llu bytes of the device part and %llu of the host part; region '%s' has %zu and %llu: create the region larger or the pool smaller",
+			name, o.count, o.buf_size, (unsigned long long)l.data_len,
+			(unsigned long long)l.total, r->name, dev.size, (unsigned long long)dev.off);
 		return -ENOMEM;
 	}
 	snprintf(tag, sizeof(tag), "pktpool.%s", name);
-	if ((rc = mpops_alloc(r, l.total, o.data_align, tag, &off)) < 0)
+	if ((rc = mpops_alloc(r, l.total, 64, tag, &off)) < 0)
 		return rc;
-	pool_init(r, off, name, &o, &l);
+	if ((rc = mpops_alloc_dev(r, l.data_len, o.data_align, tag, &data)) < 0) {
+		mpops_free(r, off);
+		return rc;
+	}
+	pool_init(r, off, data, name, &o, &l);
 	/* Another process may have taken the name meanwhile: root_set says. */
 	if ((rc = mpops_root_set(r, name, off)) < 0) {
+		mpops_free(r, data);
 		mpops_free(r, off);
 		return rc;
 	}
@@ -414,15 +423,16 @@ const char *pool_header_bad(struct mpops_region *r, mpops_off_t pool,
 	if (sh->data_align < 64 || sh->data_align > PKTPOOL_DATA_ALIGN_MAX ||
 	    (sh->data_align & (sh->data_align - 1)))
 		return "data_align out of range";
-	layout_compute(&l, sh->count, sh->buf_size, sh->cache_size, sh->max_handles,
-		       sh->data_align);
+	layout_compute(&l, sh->count, sh->buf_size, sh->cache_size, sh->max_handles);
 	if (sh->buf_stride != l.buf_stride || sh->total_size != l.total ||
 	    sh->handle_stride != l.handle_stride || sh->ring_off != pool + l.ring_rel ||
-	    sh->handles_off != pool + l.handles_rel || sh->meta_off != pool + l.meta_rel ||
-	    sh->data_off != pool + l.data_rel)
+	    sh->handles_off != pool + l.handles_rel || sh->meta_off != pool + l.meta_rel)
 		return "part offsets do not match its sizes";
-	if (l.total > r->size - pool)
-		return "extends past the region";
+	if (l.total > r->dev_off || pool > r->dev_off - l.total)
+		return "extends past the region's host part";
+	if (sh->data_off < r->dev_off || sh->data_off % sh->data_align ||
+	    l.data_len > r->dev_size || sh->data_off - r->dev_off > r->dev_size - l.data_len)
+		return "its buffers are not inside the region's device part";
 	rg = (const struct pkt_ring_shared *)((char *)r->base + sh->ring_off);
 	if (rg->size != l.ring_size || rg->mask != l.ring_size - 1 ||
 	    rg->capacity != l.ring_size - 1)
@@ -1045,7 +1055,7 @@ int pktpool_holds_no_addresses(struct mpops_region *r, mpops_off_t obj, mpops_of
 	if (sh->magic != PKTPOOL_MAGIC || sh->self_off != obj || pool_header_bad(r, obj, sh))
 		return 0;
 	return (off >= sh->ring_off && off < sh->meta_off) ||
-	       (off >= sh->data_off && off < obj + sh->total_size);
+	       (off >= sh->data_off && off - sh->data_off < (uint64_t)sh->count * sh->buf_stride);
 }
 
 int mpops_pktpool_layout(const struct mpops_pktpool *p, struct mpops_pktpool_layout *l)

@@ -24,6 +24,9 @@
 
 #define DEFAULT_SIZE (16u << 20)
 #define HUGE_2M (2u << 20)
+/* The host part: at least this much, and by default at least DEFAULT_HOST_MIN. */
+#define HOST_MIN (1u << 20)
+#define DEFAULT_HOST_MIN (2u << 20)
 #define HUGETLBFS_MAGIC_NR 0x958458f6
 
 /* ==== layout hash ======================================================= */
@@ -163,6 +166,7 @@ static struct mpops_region *region_new(void)
 	if (!r)
 		return NULL;
 	r->fd = -1;
+	r->dev_fd = -1;
 	r->listen_fd = -1;
 	r->conn_fd = -1;
 	r->stop_fd[0] = r->stop_fd[1] = -1;
@@ -180,9 +184,11 @@ static struct mpops_region *region_new(void)
 static void region_free(struct mpops_region *r)
 {
 	if (r->base)
-		munmap(r->base, r->size);
+		munmap(r->base, r->map_size);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->dev_fd >= 0)
+		close(r->dev_fd);
 	free(r->slots);
 	free(r->clients);
 	if (r->exit_fd >= 0)
@@ -197,69 +203,141 @@ static void region_free(struct mpops_region *r)
 
 /* ==== memory ============================================================ */
 
-static int memory_create(struct mpops_region *r, const struct mpops_region_opts *o,
-			 size_t *size)
+/* One memory object of @size bytes (already rounded): the fd, or -errno. */
+static int memory_object(struct mpops_region *r, const struct mpops_region_opts *o,
+			 const char *part, size_t size)
 {
-	long page = sysconf(_SC_PAGESIZE);
+	char name[MPOPS_NAME_MAX + 8];
 	const char *what = "memfd";
 	int fd = -1;
 
+	snprintf(name, sizeof(name), "%s.%s", r->name, part);
 	switch (o->backing) {
 	case MPOPS_BACKING_MEMFD:
-		*size = ALIGN_UP(*size, (size_t)page);
-		fd = memfd_create(r->name, MFD_CLOEXEC);
+		fd = memfd_create(name, MFD_CLOEXEC);
 		break;
 	case MPOPS_BACKING_MEMFD_HUGETLB:
 		what = "hugetlb memfd";
-		*size = ALIGN_UP(*size, HUGE_2M);
-		fd = memfd_create(r->name, MFD_CLOEXEC | MFD_HUGETLB);
+		fd = memfd_create(name, MFD_CLOEXEC | MFD_HUGETLB);
+		break;
+	default: {
+		const char *dir = o->hugetlbfs_dir ? o->hugetlbfs_dir : "/dev/hugepages";
+		char path[256];
+
+		what = "hugetlbfs file";
+		snprintf(path, sizeof(path), "%s/mpops-%s-XXXXXX", dir, name);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path); /* the fd is all anyone needs */
+		break;
+	}
+	}
+	if (fd < 0) {
+		int e = errno;
+		log_err("region '%s': cannot create the %s part's %s: %s", r->name, part, what,
+			strerror(e));
+		return -e;
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int e = errno;
+		log_err("region '%s': cannot size the %s part's %s to %zu bytes: %s",
+			r->name, part, what, size, strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/*
+ * Map the host part (r->fd) and the device part (r->dev_fd) back to back:
+ * reserve the whole range first, aligned to @page, then map each part over
+ * its share. @prot for both.
+ */
+static int memory_map(struct mpops_region *r, size_t page, int prot)
+{
+	size_t total = r->dev_off + r->dev_size;
+	char *res, *base;
+
+	r->map_size = total + (page > 4096 ? page : 0);
+	res = mmap(NULL, r->map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	base = (char *)ALIGN_UP((uintptr_t)res, page);
+	/* Give back the slack, so that base..base+map_size is all ours. */
+	if (base != res)
+		munmap(res, (size_t)(base - res));
+	if (r->map_size - (size_t)(base - res) > total)
+		munmap(base + total, r->map_size - (size_t)(base - res) - total);
+	r->map_size = total;
+	r->base = base;
+	if (mmap(base, r->dev_off, prot, MAP_SHARED | MAP_FIXED, r->fd, 0) == MAP_FAILED ||
+	    mmap(base + r->dev_off, r->dev_size, prot, MAP_SHARED | MAP_FIXED, r->dev_fd, 0) ==
+		    MAP_FAILED)
+		return -errno;
+	r->size = total;
+	return 0;
+}
+
+static int memory_create(struct mpops_region *r, const struct mpops_region_opts *o,
+			 size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), dev;
+	int rc;
+
+	switch (o->backing) {
+	case MPOPS_BACKING_MEMFD:
+		break;
+	case MPOPS_BACKING_MEMFD_HUGETLB:
+		page = HUGE_2M;
 		break;
 	case MPOPS_BACKING_HUGETLBFS: {
 		const char *dir = o->hugetlbfs_dir ? o->hugetlbfs_dir : "/dev/hugepages";
-		char path[256];
 		struct statfs sfs;
 
-		what = "hugetlbfs file";
 		if (statfs(dir, &sfs) < 0 || (unsigned long)sfs.f_type != HUGETLBFS_MAGIC_NR) {
 			log_err("region '%s': %s is not a mounted hugetlbfs: mount one (mount -t hugetlbfs nodev %s) or use the memfd backing",
 				r->name, dir, dir);
 			return -ENODEV;
 		}
-		*size = ALIGN_UP(*size, (size_t)sfs.f_bsize);
-		snprintf(path, sizeof(path), "%s/mpops-%s-XXXXXX", dir, r->name);
-		fd = mkostemp(path, O_CLOEXEC);
-		if (fd >= 0)
-			unlink(path); /* the fd is all anyone needs */
+		page = (size_t)sfs.f_bsize;
 		break;
 	}
 	default:
 		log_err("region '%s': unknown backing %d", r->name, (int)o->backing);
 		return -EINVAL;
 	}
-	if (fd < 0) {
-		int e = errno;
-		log_err("region '%s': cannot create the %s: %s", r->name, what, strerror(e));
-		return -e;
+	size = ALIGN_UP(size, page);
+	if (o->dev_size) {
+		dev = ALIGN_UP(o->dev_size, page);
+	} else {
+		dev = size / 4 * 3 / page * page;
+		if (size - dev < DEFAULT_HOST_MIN)
+			dev = (size > DEFAULT_HOST_MIN + size / 2 ? size - DEFAULT_HOST_MIN
+								    : size / 2) / page * page;
 	}
-	r->fd = fd;
-	if (ftruncate(fd, (off_t)*size) < 0) {
-		int e = errno;
-		log_err("region '%s': cannot size the %s to %zu bytes: %s",
-			r->name, what, *size, strerror(e));
-		return -e;
+	if (dev == 0 || dev >= size || size - dev < HOST_MIN) {
+		log_err("region '%s': %zu bytes with a device part of %zu leave %zu for the host part, which needs at least %u: create the region larger%s",
+			r->name, size, dev, dev < size ? size - dev : 0, HOST_MIN,
+			o->dev_size ? " or with a smaller dev_size" : "");
+		return -EINVAL;
 	}
-	r->base = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (r->base == MAP_FAILED) {
-		int e = errno;
-		r->base = NULL;
-		if (o->backing != MPOPS_BACKING_MEMFD && e == ENOMEM)
+	r->dev_off = size - dev;
+	r->dev_size = dev;
+	if ((rc = memory_object(r, o, "host", r->dev_off)) < 0)
+		return rc;
+	r->fd = rc;
+	if ((rc = memory_object(r, o, "dev", r->dev_size)) < 0)
+		return rc;
+	r->dev_fd = rc;
+	if ((rc = memory_map(r, page, PROT_READ | PROT_WRITE)) < 0) {
+		if (o->backing != MPOPS_BACKING_MEMFD && rc == -ENOMEM)
 			log_err("region '%s': not enough free hugepages for %zu bytes: reserve more in /sys/kernel/mm/hugepages/ or use the memfd backing",
-				r->name, *size);
+				r->name, size);
 		else
-			log_err("region '%s': cannot map %zu bytes: %s", r->name, *size, strerror(e));
-		return -e;
+			log_err("region '%s': cannot map %zu bytes: %s", r->name, size, strerror(-rc));
+		return rc;
 	}
-	r->size = *size;
 	return 0;
 }
 
@@ -291,17 +369,14 @@ static int header_init(struct mpops_region *r, const struct mpops_region_opts *o
 	mpops_off_t off;
 	int rc;
 
-	if (r->size < heap + (1u << 20)) {
-		log_err("region '%s': size %zu is too small: at least %llu bytes",
-			r->name, r->size, (unsigned long long)(heap + (1u << 20)));
-		return -EINVAL;
-	}
 	r->hdr = h;
 	h->magic = REGION_MAGIC;
 	h->abi_version = MPOPS_ABI_VERSION;
 	h->hdr_size = (uint32_t)heap;
 	h->layout_hash = region_layout_hash();
 	h->size = r->size;
+	h->dev_off = r->dev_off;
+	h->dev_size = r->dev_size;
 	h->primary_pid = getpid();
 	h->primary_start_time = mpops_proc_start_time(getpid());
 	strlcpy(h->name, r->name, sizeof(h->name));
@@ -310,7 +385,9 @@ static int header_init(struct mpops_region *r, const struct mpops_region_opts *o
 	h->backing = (uint32_t)o->backing;
 	if ((rc = shlock_init(&h->roots_lock)) < 0)
 		return rc;
-	alloc_init(&h->alloc, heap, r->size - heap);
+	alloc_init(&h->alloc, heap, r->dev_off - heap);
+	if ((rc = devheap_init(r)) < 0)
+		return rc;
 
 	rc = mpops_alloc(r, mpops_ops_table_size(), 64, "mpops.ops", &off);
 	if (rc < 0)
@@ -329,7 +406,6 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 {
 	struct mpops_region_opts o = { .sz = sizeof(o) };
 	struct mpops_region *r;
-	size_t size;
 	pid_t other = 0;
 	int rc;
 
@@ -379,8 +455,7 @@ int mpops_region_create(const char *name, const struct mpops_region_opts *opts,
 	 * primary must not keep the lock alive after the primary died. */
 	fcntl(pidfile_fileno(r->pidfh), F_SETFD, FD_CLOEXEC);
 
-	size = o.size ? o.size : DEFAULT_SIZE;
-	if ((rc = memory_create(r, &o, &size)) < 0)
+	if ((rc = memory_create(r, &o, o.size ? o.size : DEFAULT_SIZE)) < 0)
 		goto fail;
 	if ((rc = memory_place(r, &o)) < 0)
 		goto fail;
@@ -433,9 +508,11 @@ static int header_check(struct mpops_region *r, const struct hello_reply *info)
 			MPOPS_ABI_VERSION, (unsigned long long)region_layout_hash());
 		return -EPROTO;
 	}
-	if (h->size != r->size || h->size != info->size) {
-		log_err("region '%s': header says %llu bytes, mapping has %zu: the region is corrupt",
-			r->name, (unsigned long long)h->size, r->size);
+	if (h->size != r->size || h->size != info->size || h->dev_off != r->dev_off ||
+	    h->dev_size != r->dev_size) {
+		log_err("region '%s': header says %llu bytes with the device part at %#llx, the mapping has %zu at %#zx: the region is corrupt",
+			r->name, (unsigned long long)h->size, (unsigned long long)h->dev_off,
+			r->size, r->dev_off);
 		return -EPROTO;
 	}
 	if (atomic_load(&h->state) != REGION_READY) {
@@ -452,8 +529,8 @@ int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
 	struct mpops_attach_opts o = { .sz = sizeof(o) };
 	struct hello_reply info;
 	struct mpops_region *r;
-	struct stat st;
-	int rc, fd = -1, prot;
+	struct stat st, dst;
+	int rc, fds[2] = { -1, -1 };
 
 	if (!out)
 		return -EINVAL;
@@ -477,25 +554,26 @@ int mpops_region_attach(const char *name, const struct mpops_attach_opts *opts,
 	}
 	if ((rc = region_paths(r, name, o.runtime_dir)) < 0)
 		goto fail;
-	if ((rc = chan_connect(r, o.timeout_ms > 0 ? o.timeout_ms : 5000, &fd, &info)) < 0)
+	if ((rc = chan_connect(r, o.timeout_ms > 0 ? o.timeout_ms : 5000, fds, &info)) < 0)
 		goto fail;
-	r->fd = fd;
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != info.size) {
-		log_err("region '%s': the fd received from the primary is not the region (size %lld, expected %llu)",
-			name, (long long)st.st_size, (unsigned long long)info.size);
+	r->fd = fds[0];
+	r->dev_fd = fds[1];
+	if (fstat(r->fd, &st) < 0 || fstat(r->dev_fd, &dst) < 0 || st.st_size <= 0 ||
+	    dst.st_size <= 0 || (uint64_t)st.st_size + (uint64_t)dst.st_size != info.size) {
+		log_err("region '%s': the fds received from the primary are not the region (sizes %lld and %lld, expected %llu in all)",
+			name, (long long)st.st_size, (long long)dst.st_size,
+			(unsigned long long)info.size);
 		rc = -EPROTO;
 		goto fail;
 	}
-	prot = PROT_READ | (r->readonly ? 0 : PROT_WRITE);
-	r->base = mmap(NULL, info.size, prot, MAP_SHARED, fd, 0);
-	if (r->base == MAP_FAILED) {
-		rc = -errno;
-		r->base = NULL;
+	r->dev_off = (size_t)st.st_size;
+	r->dev_size = (size_t)dst.st_size;
+	if ((rc = memory_map(r, (size_t)(st.st_blksize > 4096 ? st.st_blksize : 4096),
+			     PROT_READ | (r->readonly ? 0 : PROT_WRITE))) < 0) {
 		log_err("region '%s': cannot map %llu bytes: %s",
 			name, (unsigned long long)info.size, strerror(-rc));
 		goto fail;
 	}
-	r->size = info.size;
 	if ((rc = header_check(r, &info)) < 0)
 		goto fail;
 	r->hdr = r->base;
@@ -566,6 +644,17 @@ const char *mpops_region_name(const struct mpops_region *r) { return r->name; }
 enum mpops_role mpops_region_role(const struct mpops_region *r) { return r->role; }
 int mpops_region_primary_pid(const struct mpops_region *r) { return r->primary_pid; }
 int mpops_region_fd(const struct mpops_region *r) { return r->fd; }
+
+int mpops_region_dev(const struct mpops_region *r, struct mpops_region_dev *d)
+{
+	if (!r || !d)
+		return -EINVAL;
+	d->off = r->dev_off;
+	d->size = r->dev_size;
+	d->addr = (char *)r->base + r->dev_off;
+	d->fd = r->dev_fd;
+	return 0;
+}
 int mpops_region_is_writable(const struct mpops_region *r) { return !r->readonly; }
 
 int mpops_region_primary_check(struct mpops_region *r)

@@ -71,6 +71,46 @@ struct alloc_shared {
 _Static_assert(sizeof(struct alloc_shared) % 64 == 0, "alloc layout");
 _Static_assert(offsetof(struct alloc_shared, undo) == 128, "alloc layout");
 
+/*
+ * Allocator of the device part: a table of extents covering it in offset
+ * order, each used or free. The table sits in the host part, so a device
+ * that writes all over its memory cannot corrupt it. A call copies the
+ * table to the undo copy first; the next locker after a death copies it
+ * back.
+ */
+#define DEVHEAP_MAX 256
+
+struct devblk_shared {
+	mpops_off_t off;
+	uint64_t size;
+	uint64_t req_size;	/* bytes the caller asked for, 0 = free */
+	uint32_t used;
+	uint32_t pad;
+	char tag[MPOPS_NAME_MAX + 1];
+};
+_Static_assert(sizeof(struct devblk_shared) == 64, "device block layout");
+
+struct devheap_table {
+	uint32_t n;		/* extents */
+	uint32_t objects;
+	uint64_t bytes_used;
+	uint64_t pad[6];
+	struct devblk_shared e[DEVHEAP_MAX];
+};
+
+struct devheap_shared {
+	struct shlock lock;
+	mpops_off_t off;	/* the device part */
+	uint64_t size;
+	uint32_t active;	/* a call is changing the table */
+	uint32_t pad0;
+	uint64_t repairs;
+	uint64_t pad[4];
+	struct devheap_table t;
+	struct devheap_table undo;
+};
+_Static_assert(sizeof(struct devheap_shared) % 64 == 0, "device heap layout");
+
 struct region_hdr_shared {
 	uint64_t magic;
 	uint32_t abi_version;
@@ -89,8 +129,16 @@ struct region_hdr_shared {
 	mpops_off_t obj_table_off;
 	uint32_t iova_mode;		/* enum mpops_iova_mode */
 	uint32_t iova_page_shift;	/* MPOPS_IOVA_PA: log2 of the page size */
-	mpops_off_t iova_table_off;	/* MPOPS_IOVA_PA: uint64_t address per page */
-	uint64_t pad0[4];
+	mpops_off_t iova_table_off;	/* MPOPS_IOVA_PA: uint64_t address per page
+					   of the device part, from dev_off */
+	/* The device part: [dev_off, dev_off + dev_size), a second memory
+	 * object mapped right after the first, the only memory a device is
+	 * given. Its allocator's table lives in the first part (devheap_off),
+	 * where no device writes. */
+	mpops_off_t dev_off;
+	uint64_t dev_size;
+	mpops_off_t devheap_off;
+	uint64_t pad0;
 	struct shlock roots_lock;
 	struct root_shared roots[MPOPS_ROOTS_MAX];
 	struct alloc_shared alloc;
@@ -211,9 +259,12 @@ struct mpops_region {
 	char rundir[108];
 	enum mpops_role role;
 	int readonly;
-	int fd;				/* the region memory */
+	int fd;				/* the host part's memory */
+	int dev_fd;			/* the device part's memory */
 	void *base;
-	size_t size;
+	size_t size;			/* both parts */
+	size_t dev_off, dev_size;	/* the device part */
+	size_t map_size;		/* bytes reserved at base (>= size) */
 	struct region_hdr_shared *hdr;
 	struct proc_table_shared *procs;
 	struct obj_table_shared *objs;
@@ -292,6 +343,8 @@ int region_iova_init(struct mpops_region *r, const struct mpops_region_opts *o);
 
 /* alloc.c */
 void alloc_init(struct alloc_shared *a, mpops_off_t heap_off, uint64_t heap_size);
+/* The device part's allocator, in the host part (primary, at create). */
+int devheap_init(struct mpops_region *r);
 
 /* proc.c */
 int proc_table_init(struct mpops_region *r);
@@ -310,9 +363,10 @@ void obj_slots_release_all(struct mpops_region *r);
 /* channel.c */
 int chan_listen(struct mpops_region *r, unsigned mode);
 void chan_stop(struct mpops_region *r);
-/* Secondary: connect, hand-shake and receive the region fd. */
+/* Secondary: connect, hand-shake and receive the region's two fds
+ * (host part, device part). */
 struct hello_reply;
-int chan_connect(struct mpops_region *r, int timeout_ms, int *region_fd,
+int chan_connect(struct mpops_region *r, int timeout_ms, int region_fd[2],
 		 struct hello_reply *info);
 void chan_close(struct mpops_region *r);
 /* Secondary: start / stop the thread that waits for the primary's end of

@@ -7,7 +7,7 @@
  *
  *   crash-peer RUNDIR REGION POINT CMD [ARG]
  *
- * CMD: alloc SIZE | free OFFSET | root NAME | attach (the hook is armed
+ * CMD: alloc SIZE | devalloc SIZE (in the device part) | free OFFSET | root NAME | attach (the hook is armed
  * before attaching: the process dies registering itself) | pool NAME N
  * (open pool NAME, allocate N buffers one bulk at a time and free them).
  * Prints "armed POINT" before the call and "dying at POINT" at it; exits 3
@@ -82,6 +82,8 @@ int main(int argc, char **argv)
 	mpops__test_point_hook = die_here;
 	if (strcmp(cmd, "alloc") == 0 && argc > 5)
 		rc = mpops_alloc(r, strtoull(argv[5], NULL, 0), 0, "crash", &off);
+	else if (strcmp(cmd, "devalloc") == 0 && argc > 5)
+		rc = mpops_alloc_dev(r, strtoull(argv[5], NULL, 0), 4096, "crash", &off);
 	else if (strcmp(cmd, "free") == 0 && argc > 5)
 		rc = mpops_free(r, strtoull(argv[5], NULL, 0));
 	else if (strcmp(cmd, "root") == 0 && argc > 5)

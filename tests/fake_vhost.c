@@ -3,7 +3,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -42,6 +44,35 @@ static void reply(int fd, struct vhost_user_msg *m, uint32_t size)
 	m->hdr.size = size;
 	if (send(fd, m, sizeof(m->hdr) + size, MSG_NOSIGNAL) < 0)
 		return;
+}
+
+/* What a backend gets: keep the figures, map the fd whole (a backend may
+ * map any part of what it was given) and look for the region's header. */
+static void mem_table(struct fake_vhost *f, const struct vhost_user_memory *mt, int fd)
+{
+	const uint64_t magic = 0x4e4752534f50504dULL;	/* the region header's */
+	struct stat st;
+
+	if (f->mem)
+		munmap(f->mem, f->mem_len);
+	f->mem = NULL;
+	f->mem_nregions = mt->nregions;
+	f->mem_gpa = mt->regions[0].guest_phys_addr;
+	f->mem_size = mt->regions[0].memory_size;
+	f->mem_uaddr = mt->regions[0].userspace_addr;
+	f->mem_mmap_off = mt->regions[0].mmap_offset;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return;
+	f->mem_fd_size = (uint64_t)st.st_size;
+	f->mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (f->mem == MAP_FAILED) {
+		f->mem = NULL;
+		return;
+	}
+	f->mem_len = (size_t)st.st_size;
+	f->mem_magic_seen = 0;
+	for (size_t i = 0; i + 8 <= f->mem_len; i += 8)
+		f->mem_magic_seen += memcmp((char *)f->mem + i, &magic, 8) == 0;
 }
 
 static void session(struct fake_vhost *f, int fd)
@@ -90,6 +121,13 @@ static void session(struct fake_vhost *f, int fd)
 		case VHOST_USER_SET_FEATURES:
 			f->acked_features = m.payload.u64;
 			break;
+		case VHOST_USER_SET_MEM_TABLE: {
+			struct vhost_user_memory mt;
+
+			memcpy(&mt, &m.payload.memory, sizeof(mt));
+			mem_table(f, &mt, nfds > 0 ? fds[0] : -1);
+			break;
+		}
 		case VHOST_USER_SET_VRING_KICK:
 			if (nfds == 1 && (m.payload.u64 & 0xff) < 32) {
 				if (f->kickfd[m.payload.u64 & 0xff] >= 0)
@@ -187,4 +225,6 @@ void fake_vhost_stop(struct fake_vhost *f)
 	for (int i = 0; i < 32; i++)
 		if (f->kickfd[i] >= 0)
 			close(f->kickfd[i]);
+	if (f->mem)
+		munmap(f->mem, f->mem_len);
 }

@@ -30,6 +30,14 @@ struct fake_vhost {
 	int requests[64];	/* count per request code */
 	int kickfd[32];
 	uint64_t acked_features;
+	/* the last SET_MEM_TABLE: its one region, and the fd's size; the
+	 * fd is mapped at mem (mem_len bytes) for the test to play the
+	 * device, as a backend would, and searched for the region's magic */
+	uint32_t mem_nregions;
+	uint64_t mem_gpa, mem_size, mem_uaddr, mem_mmap_off, mem_fd_size;
+	void *mem;
+	size_t mem_len;
+	int mem_magic_seen;
 	/* internals */
 	int listen_fd, conn_fd, stop;
 	pthread_t thr;

@@ -155,7 +155,7 @@ Test(region, abi_mismatch_in_header_is_eproto)
 {
 	struct mpops_region *r = primary_make("abi");
 	struct region_hdr_shared *h;
-	char line[32];
+	char line[48];
 	int st;
 
 	cr_assert_not_null(r);
@@ -165,7 +165,8 @@ Test(region, abi_mismatch_in_header_is_eproto)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", out);
 	snprintf(line, sizeof(line), "attach=%d", -EPROTO);
 	cr_assert(strstr(out, line), "%s", out);
-	cr_assert(strstr(out, "the primary's region has ABI 2"), "%s", out);
+	snprintf(line, sizeof(line), "the primary's region has ABI %d,", MPOPS_ABI_VERSION + 1);
+	cr_assert(strstr(out, line), "%s", out);
 	cr_assert(strstr(out, "rebuild both from the same mpops version"), "%s", out);
 	h->abi_version = MPOPS_ABI_VERSION;
 	mpops_region_detach(r);
@@ -175,7 +176,7 @@ Test(region, layout_mismatch_in_handshake_is_eproto)
 {
 	struct mpops_region *r = primary_make("layout");
 	struct region_hdr_shared *h;
-	char line[32];
+	char line[48];
 	int st;
 
 	cr_assert_not_null(r);
@@ -185,7 +186,8 @@ Test(region, layout_mismatch_in_handshake_is_eproto)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", out);
 	snprintf(line, sizeof(line), "attach=%d", -EPROTO);
 	cr_assert(strstr(out, line), "%s", out);
-	cr_assert(strstr(out, "this process was built with ABI 1, layout"), "%s", out);
+	snprintf(line, sizeof(line), "this process was built with ABI %d, layout", MPOPS_ABI_VERSION);
+	cr_assert(strstr(out, line), "%s", out);
 	/* The primary says it too, naming the refused pid. */
 	cr_assert_eq(logcap_count("refused pid"), 1);
 	h->layout_hash ^= 1;
@@ -439,13 +441,18 @@ Test(region, device_addresses_default_to_the_offset)
 {
 	struct mpops_region_opts o = { .sz = sizeof(o), .runtime_dir = rundir_path() };
 	struct mpops_region *r = NULL;
+	struct mpops_region_dev d;
 	uint64_t iova = 1;
 
 	cr_assert_eq(mpops_region_create("iovaoff", &o, &r), 0);
 	cr_assert_eq(mpops_region_iova_mode(r), MPOPS_IOVA_OFF);
 	cr_assert_eq(mpops_region_page_size(r), (size_t)sysconf(_SC_PAGESIZE));
-	cr_assert_eq(mpops_region_iova(r, 0x12345, 100, &iova), 0);
-	cr_assert_eq(iova, 0x12345);
+	cr_assert_eq(mpops_region_dev(r, &d), 0);
+	cr_assert_eq(mpops_region_iova(r, d.off + 0x12345, 100, &iova), 0);
+	cr_assert_eq(iova, d.off + 0x12345);
+	/* The host part has no device address. */
+	cr_assert_eq(mpops_region_iova(r, 0x12345, 100, &iova), -ERANGE);
+	cr_assert_eq(mpops_region_iova(r, d.off - 10, 11, &iova), -ERANGE);
 	cr_assert_eq(mpops_region_iova(r, mpops_region_size(r), 1, &iova), -ERANGE);
 	cr_assert_eq(mpops_region_iova(r, mpops_region_size(r) - 10, 11, &iova), -ERANGE);
 	mpops_region_detach(r);
@@ -484,11 +491,12 @@ Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
 	};
 	struct mpops_pktpool_opts po = { .sz = sizeof(po), .count = 2048, .cache_size = 1 };
 	const size_t huge = 2u << 20;
+	struct mpops_region_dev d;
 	struct mpops_region *r = NULL;
 	struct mpops_pktpool *pool;
 	struct mpops_pkt *m;
 	mpops_off_t pool_off;
-	uint64_t iova, pa[4];
+	uint64_t iova, pa[3];
 	unsigned straddle = 0, seen = 0, gaps = 0;
 	long old = huge_reserve(4);
 	int rc;
@@ -503,15 +511,20 @@ Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
 	cr_assert_eq(rc, 0);
 	cr_assert_eq(mpops_region_iova_mode(r), MPOPS_IOVA_PA);
 	cr_assert_eq(mpops_region_page_size(r), huge);
-	for (int i = 0; i < 4; i++) {
-		pa[i] = test_pa((char *)mpops_region_base(r) + i * huge);
+	/* 8 MiB: 2 for the host part, 3 pages of device part. */
+	cr_assert_eq(mpops_region_dev(r, &d), 0);
+	cr_assert_eq(d.off, huge);
+	cr_assert_eq(d.size, 3 * huge);
+	for (int i = 0; i < 3; i++) {
+		pa[i] = test_pa((char *)mpops_region_base(r) + d.off + i * huge);
 		cr_assert_neq(pa[i], 0);
-		cr_assert_eq(mpops_region_iova(r, i * huge + 0x1234, 64, &iova), 0);
+		cr_assert_eq(mpops_region_iova(r, d.off + i * huge + 0x1234, 64, &iova), 0);
 		cr_assert_eq(iova, pa[i] + 0x1234, "page %d: %#llx, pagemap says %#llx", i,
 			     (unsigned long long)iova, (unsigned long long)pa[i] + 0x1234);
 	}
+	cr_assert_eq(mpops_region_iova(r, 0x1234, 64, &iova), -ERANGE);
 	/* Across a page boundary only when the two pages are adjacent. */
-	rc = mpops_region_iova(r, huge - 8, 16, &iova);
+	rc = mpops_region_iova(r, d.off + huge - 8, 16, &iova);
 	cr_assert_eq(rc, pa[1] == pa[0] + huge ? 0 : -EFAULT);
 
 	/* A pool: every buffer's device address, and the ones left out. */
@@ -528,11 +541,44 @@ Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
 	/* Each boundary between pages that are not adjacent costs at most one
 	 * buffer; adjacent ones cost none. */
 	straddle = po.count - seen;
-	for (int i = 1; i < 4; i++)
+	for (int i = 1; i < 3; i++)
 		gaps += pa[i] != pa[i - 1] + huge;
 	cr_assert_leq(straddle, gaps, "%u buffers left out, %u gaps between pages", straddle, gaps);
 	cr_assert_eq(logcap_count("span two hugepages"), straddle ? 1 : 0);
 	mpops_pktpool_close(pool);
 	mpops_region_detach(r);
 	huge_restore(old);
+}
+
+Test(region, the_device_part_is_sized_as_asked_and_a_part_too_small_is_einval)
+{
+	struct mpops_region_opts o = {
+		.sz = sizeof(o), .runtime_dir = rundir_path(), .size = 8u << 20, .dev_size = 5u << 20,
+	};
+	struct mpops_region *r = NULL;
+	struct mpops_region_dev d;
+
+	cr_assert_eq(mpops_region_create("devsz", &o, &r), 0);
+	cr_assert_eq(mpops_region_dev(r, &d), 0);
+	cr_assert_eq(d.size, 5u << 20);
+	cr_assert_eq(d.off, 3u << 20);
+	cr_assert_eq(mpops_region_size(r), 8u << 20);
+	mpops_region_detach(r);
+	/* Small regions keep 2 MiB, or half, for the host part. */
+	o.dev_size = 0;
+	o.size = 3u << 20;
+	cr_assert_eq(mpops_region_create("devsz", &o, &r), 0);
+	mpops_region_dev(r, &d);
+	cr_assert_eq(d.size, 3u << 19);
+	mpops_region_detach(r);
+	/* A device part that leaves the host part less than 1 MiB. */
+	o.size = 8u << 20;
+	o.dev_size = 7u << 20 | 4096;
+	r = NULL;
+	cr_assert_eq(mpops_region_create("devsz", &o, &r), -EINVAL);
+	cr_assert_null(r);
+	cr_assert_eq(logcap_count("leave 1044480 for the host part, which needs at least 1048576: create the region larger or with a smaller dev_size"), 1);
+	o.dev_size = 8u << 20;
+	cr_assert_eq(mpops_region_create("devsz", &o, &r), -EINVAL);
+	cr_assert_eq(logcap_count("which needs at least 1048576"), 2);
 }

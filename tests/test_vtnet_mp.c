@@ -276,6 +276,12 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 		     json_num(strstr(out, "\"pool\""), "on_rings"), "%s", out);
 	cr_assert_eq(json_num(strstr(out, "\"pool\""), "lost"), 0, "%s", out);
 	cr_assert(strstr(out, "\"buffers\": "), "%s", out);
+	/* The memory: vt-primary's 64 MiB, three quarters of it the device
+	 * part, which holds the rings and the pool's buffers. */
+	cr_assert_eq(json_num(strstr(out, "\"memory\""), "size"), 64 << 20, "%s", out);
+	cr_assert_eq(json_num(strstr(out, "\"memory\""), "dev_off"), 16 << 20, "%s", out);
+	cr_assert_eq(json_num(strstr(out, "\"memory\""), "dev_size"), 48 << 20, "%s", out);
+	cr_assert_gt(json_num(strstr(out, "\"memory\""), "dev_used"), 4096 * 2048, "%s", out);
 	/* The text form too. */
 	d[0] = "--runtime-dir";
 	d[1] = rundir_path();
@@ -289,6 +295,8 @@ Test(vtnet_mp, dump_tool_prints_the_shared_state_read_only)
 	cr_assert(strstr(out, "  pool: "), "%s", out);
 	cr_assert(strstr(out, " free ("), "%s", out);
 	cr_assert(strstr(out, " bufs "), "%s", out);
+	cr_assert(strstr(out, "device part (all a device is given) 50331648 bytes from 0x1000000"),
+		  "%s", out);
 }
 
 /* ==== claims held across events ========================================= */

@@ -396,7 +396,8 @@ static int vfio_open(struct vtpci_dev *d, const char *addr, const struct mpops_r
 {
 	struct vfio_group_status gs = { .argsz = sizeof(gs) };
 	char path[PATH_MAX], link[PATH_MAX];
-	size_t page = mpops_region_page_size(r), size = mpops_region_size(r);
+	size_t page = mpops_region_page_size(r);
+	struct mpops_region_dev dev;
 	ssize_t n;
 	int rc;
 
@@ -433,9 +434,11 @@ static int vfio_open(struct vtpci_dev *d, const char *addr, const struct mpops_r
 		vt_err("vtnet: cannot set up the vfio container for %s: %s", addr, strerror(-rc));
 		return rc;
 	}
-	/* Every hugepage at its physical address: IOVA = physical address, so
-	 * the device addresses are the same as without the IOMMU. */
-	for (size_t off = 0; off < size; off += page) {
+	/* Every hugepage of the device part (the device reaches nothing else)
+	 * at its physical address: IOVA = physical address, so the device
+	 * addresses are the same as without the IOMMU. */
+	mpops_region_dev(r, &dev);
+	for (size_t off = dev.off; off < dev.off + dev.size; off += page) {
 		struct vfio_iommu_type1_dma_map m = {
 			.argsz = sizeof(m),
 			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,

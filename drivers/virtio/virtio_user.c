@@ -366,18 +366,20 @@ static int dev_rings_start(struct vtnet_dev *d)
 	struct vtnet_port *p = d->p;
 	struct vhost_user_memory mem = { .nregions = 1 };
 	uint64_t f = backend_view(d, p->sh->features);
-	int fd = -1, rc;
+	struct mpops_region_dev dev;
+	int rc;
 
-	mem.regions[0].guest_phys_addr = 0;
-	mem.regions[0].memory_size = mpops_region_size(p->r);
-	mem.regions[0].userspace_addr = (uint64_t)(uintptr_t)p->base;
+	/* The region's device part alone (rings and buffers): its guest
+	 * address is its region offset, so a device address is an offset. */
+	if ((rc = mpops_region_dev(p->r, &dev)) < 0)
+		return rc;
+	mem.regions[0].guest_phys_addr = dev.off;
+	mem.regions[0].memory_size = dev.size;
+	mem.regions[0].userspace_addr = (uint64_t)(uintptr_t)dev.addr;
 	mem.regions[0].mmap_offset = 0;
-	/* The region's fd: the one mpops received or created for this process. */
-	if ((fd = mpops_region_fd(p->r)) < 0)
-		return fd;
 	if ((rc = vu_call(d, VHOST_USER_SET_FEATURES, &f, 8, NULL, 0, -1, NULL)) < 0 ||
 	    (rc = vu_call(d, VHOST_USER_SET_MEM_TABLE, &mem,
-			  (uint32_t)(8 + sizeof(mem.regions[0])), &fd, 1, -1, NULL)) < 0)
+			  (uint32_t)(8 + sizeof(mem.regions[0])), &dev.fd, 1, -1, NULL)) < 0)
 		return rc;
 	for (uint16_t i = 0; i < 2 * p->sh->nb_qp; i++)
 		if ((rc = vring_setup(d, i)) < 0)
@@ -721,12 +723,14 @@ static int vu_slot_detach(struct vtnet_port *p, struct vtnet_slot *s)
 
 #define CTRL_CMD_MAX 130
 
-/* Device address -> this process's pointer, if the whole range is in the region. */
+/* Device address -> this process's pointer, if the whole range is in the
+ * region's device part (the only memory a device has). */
 static void *dev_ptr(struct vtnet_port *p, uint64_t addr, uint32_t len)
 {
-	size_t size = mpops_region_size(p->r);
+	struct mpops_region_dev dev;
 
-	if (addr == 0 || addr >= size || len > size - addr)
+	mpops_region_dev(p->r, &dev);
+	if (addr < dev.off || addr - dev.off >= dev.size || len > dev.size - (addr - dev.off))
 		return NULL;
 	return (char *)p->base + addr;
 }

@@ -77,11 +77,11 @@ static int vq_create(struct vtnet_port *p, uint16_t index, uint16_t size)
 	for (align = 4096; align < bytes; align <<= 1)
 		;
 	if ((rc = mpops_alloc(r, sizeof(struct vq_shared), 64, tag, &sh_off)) < 0 ||
-	    (rc = mpops_alloc(r, bytes, align, tag, &ring)) < 0 ||
+	    (rc = mpops_alloc_dev(r, bytes, align, tag, &ring)) < 0 ||
 	    (rc = mpops_alloc(r, sizeof(struct vq_extra) * size, 64, tag, &extra)) < 0 ||
 	    (rc = mpops_alloc(r, 2u * size, 64, tag, &inflight)) < 0)
 		return rc;
-	if (index == VTNET_CVQ(p->sh->max_qp) && (rc = mpops_alloc(r, 256, 256, tag, &scratch)) < 0)
+	if (index == VTNET_CVQ(p->sh->max_qp) && (rc = mpops_alloc_dev(r, 256, 256, tag, &scratch)) < 0)
 		return rc;
 	p->sh->vq_off[index] = sh_off;
 	vq_init(&p->vq[index], p->base, mpops_ptr(p->base, sh_off), index, size, ring, extra,

@@ -59,7 +59,9 @@ struct mpops_audit_finding {
 MPOPS_API const char *mpops_audit_kind_name(enum mpops_audit_kind kind);
 
 /**
- * Audit the whole region @p r as seen from this process. Up to @p max
+ * Audit region @p r's host part as seen from this process (its device
+ * part holds only what devices write, rings and packet bytes, which may be
+ * anything and is never read back as an address). Up to @p max
  * findings are stored in @p out (may be NULL with @p max 0); each is also
  * logged at MPOPS_LOG_WARN. Objects whose tag starts with
  * @p skip_tag_prefix (may be NULL) are not scanned.

@@ -27,7 +27,7 @@ extern "C" {
 
 /** Version of the layout of every *_shared struct. A region created by a
  *  primary with another ABI version is rejected at attach with -EPROTO. */
-#define MPOPS_ABI_VERSION 1
+#define MPOPS_ABI_VERSION 2
 
 /** Log levels, lowest is most severe. */
 enum mpops_log_level {

@@ -8,6 +8,15 @@
  * base (mpops_off_t), never by pointer: a secondary may map the region at a
  * different address than the primary. Offset 0 is the region header, so it
  * doubles as "no object" (MPOPS_OFF_NULL).
+ *
+ * A region is two memory objects mapped back to back, one range of
+ * offsets: the host part [0, dev_off) holds the header, the tables, the
+ * ports' and queues' state and the pools' bookkeeping; the device part
+ * [dev_off, size) holds only what a device reads and writes, rings and
+ * packet buffers (mpops_alloc_dev()). A device (a vhost-user backend, a
+ * PCI device through the IOMMU) is given the device part alone
+ * (mpops_region_dev()), so nothing it writes can reach the state the
+ * processes share.
  */
 #ifndef MPOPS_REGION_H
 #define MPOPS_REGION_H
@@ -79,7 +88,9 @@ enum mpops_iova_mode {
  */
 struct mpops_region_opts {
 	size_t sz;		/**< sizeof(struct mpops_region_opts) */
-	size_t size;		/**< bytes; 0 = 16 MiB. Rounded up to the page size */
+	size_t size;		/**< bytes of both parts; 0 = 16 MiB. Rounded up to
+				     the page size (the hugepage size for a
+				     hugepage backing) */
 	enum mpops_backing backing;
 	const char *hugetlbfs_dir; /**< MPOPS_BACKING_HUGETLBFS; NULL = /dev/hugepages */
 	uint32_t flags;		/**< MPOPS_REGION_F_* */
@@ -91,6 +102,10 @@ struct mpops_region_opts {
 				     this mode: the primary's uid, root, or
 				     the group MPOPS_REGION_F_GROUP allows */
 	uint32_t gid;		/**< with MPOPS_REGION_F_GROUP */
+	size_t dev_size;	/**< bytes of @c size for the device part (rings
+				     and packet buffers); 0 = three quarters,
+				     leaving the host part at least 2 MiB.
+				     Rounded up like @c size */
 };
 
 /** mpops_attach_opts.flags */
@@ -167,11 +182,29 @@ MPOPS_API const char *mpops_region_name(const struct mpops_region *r);
 /** Role of this process in the region. */
 MPOPS_API enum mpops_role mpops_region_role(const struct mpops_region *r);
 /**
- * The fd of the region's memory in this process (memfd or hugetlbfs file),
- * for handing the memory to a device, e.g. vhost-user SET_MEM_TABLE. Owned
- * by the region: do not close it.
+ * The fd of the region's host part in this process (memfd or hugetlbfs
+ * file). Owned by the region: do not close it. Never hand it to a device:
+ * mpops_region_dev() gives what a device may map.
  */
 MPOPS_API int mpops_region_fd(const struct mpops_region *r);
+
+/** The region's device part, the only memory to give a device. */
+struct mpops_region_dev {
+	mpops_off_t off;	/**< its first region offset (page aligned) */
+	size_t size;		/**< its bytes */
+	void *addr;		/**< where it is mapped in this process */
+	int fd;			/**< its memfd or hugetlbfs file, mapped from
+				     file offset 0; owned by the region */
+};
+
+/**
+ * Fill @p d with the device part: for a vhost-user memory table (one
+ * region: guest address @c off, size @c size, user address @c addr, fd
+ * @c fd, mmap offset 0), or an IOMMU mapping. Device addresses
+ * (mpops_region_iova()) exist only inside it.
+ * @return 0, -EINVAL NULL arguments.
+ */
+MPOPS_API int mpops_region_dev(const struct mpops_region *r, struct mpops_region_dev *d);
 /** How device addresses are formed in this region. */
 MPOPS_API enum mpops_iova_mode mpops_region_iova_mode(const struct mpops_region *r);
 
@@ -179,7 +212,9 @@ MPOPS_API enum mpops_iova_mode mpops_region_iova_mode(const struct mpops_region 
  * Device address of @p len bytes at region offset @p off: the offset
  * itself (MPOPS_IOVA_OFF), or the physical address (MPOPS_IOVA_PA). The
  * same in every process. Any thread; a table lookup, no system call.
- * @return 0 and *iova, or -ERANGE outside the region, -EFAULT the bytes
+ * @return 0 and *iova, or -ERANGE outside the device part (the host part
+ *   has no device address: allocate what a device reaches with
+ *   mpops_alloc_dev()), -EFAULT the bytes
  *   span two pages that are not physically adjacent (allocate with an
  *   alignment of at least their size to keep them in one page).
  */
@@ -291,7 +326,21 @@ MPOPS_API int mpops_alloc(struct mpops_region *r, size_t size, size_t align,
 			  const char *tag, mpops_off_t *out);
 
 /**
- * Free an object allocated by mpops_alloc() (its bytes are zeroed).
+ * Allocate @p size bytes of zeroed memory in the device part, aligned to
+ * @p align (a power of two; 0 = 64): for what a device reads or writes
+ * (rings, packet buffers), and nothing else, since a device may write all
+ * of it. The part's bookkeeping lives in the host part. Same safety as
+ * mpops_alloc(); free with mpops_free().
+ * @return 0 and *out, or -EINVAL bad size/alignment, -ENOMEM device part
+ *   full, -ENOSPC its table of 256 extents full, -EROFS read-only attach,
+ *   -ENOTRECOVERABLE (see mpops_alloc()).
+ */
+MPOPS_API int mpops_alloc_dev(struct mpops_region *r, size_t size, size_t align,
+			      const char *tag, mpops_off_t *out);
+
+/**
+ * Free an object allocated by mpops_alloc() or mpops_alloc_dev() (its
+ * bytes are zeroed, or, in the device part, zeroed when next allocated).
  * @return 0, -EINVAL not an allocated object (double free, bad offset),
  *   -EROFS read-only attach, -ENOTRECOVERABLE (see mpops_alloc()).
  */
@@ -299,10 +348,14 @@ MPOPS_API int mpops_free(struct mpops_region *r, mpops_off_t off);
 
 /** Allocator figures, for tests and tools. */
 struct mpops_alloc_stats {
-	uint64_t bytes_total;	/**< heap size after the header */
+	uint64_t bytes_total;	/**< host part: heap size after the header */
 	uint64_t bytes_used;	/**< including block headers */
 	uint32_t objects;	/**< live allocations */
 	uint32_t free_blocks;
+	uint64_t dev_bytes_total; /**< device part: its size */
+	uint64_t dev_bytes_used;
+	uint32_t dev_objects;
+	uint32_t pad;
 };
 
 /** Fill @p st. @return 0, -EINVAL, -ENOTRECOVERABLE (see mpops_alloc()). */
@@ -310,7 +363,7 @@ MPOPS_API int mpops_alloc_stats(struct mpops_region *r,
 				struct mpops_alloc_stats *st);
 
 /**
- * Find the allocated object containing offset @p off.
+ * Find the allocated object containing offset @p off (either part).
  * @return 0 with its start offset, size and tag (tag buffer of at least
  *   MPOPS_NAME_MAX + 1 bytes, may be NULL), or -ENOENT, -ENOTRECOVERABLE
  *   (see mpops_alloc()).
