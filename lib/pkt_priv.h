@@ -138,7 +138,7 @@ struct pktpool_shared {
 	mpops_off_t ring_off;
 	mpops_off_t meta_off;
 	mpops_off_t data_off;
-	uint64_t total_size;	/* of the whole allocation */
+	uint64_t total_size;	/* of the host part's allocation (the buffers are another, data_off) */
 	char name[MPOPS_NAME_MAX + 1];
 	mpops_off_t handles_off;
 	uint32_t max_handles;

@@ -915,15 +915,12 @@ int mpops_port_link_set(struct mpops_port *p, int up)
 static int fpq_build(struct mpops_port *p, uint16_t qp)
 {
 	struct mpops__port_fpq *q = &p->fp.q[qp];
-	struct mpops_port_queue mq = {
-		.marks = { .own = pktpool_own(p->pool),
-			   .ring_rx = pktpool_ring(ring_id(p), qp, 0),
-			   .ring_tx = pktpool_ring(ring_id(p), qp, 1) },
-	};
+	struct mpops_port_queue mq = { 0 };
 	uint32_t epoch;
 	void *slot;
 	int rc;
 
+	mpops_port_queue_marks(p, qp, &mq.marks);
 	q->epoch = 0;
 	if ((rc = mpops_port_slot(p, &slot, &epoch)) < 0 ||
 	    (rc = p->drv->queue_setup(p, qp, slot, &mq)) < 0)
@@ -1106,6 +1103,18 @@ void mpops_port_fill_mark(struct mpops_port *p, int qp, int tx)
 	*pktpool_cur_ref(p->pool) = qp < 0 || qp >= p->sh->nb_qp
 					    ? pktpool_ring_anyq(ring_id(p))
 					    : pktpool_ring(ring_id(p), (uint16_t)qp, tx);
+}
+
+int mpops_port_queue_marks(struct mpops_port *p, uint16_t qp, struct mpops_port_marks *m)
+{
+	if (!p || !m)
+		return -EINVAL;
+	if (qp >= p->sh->nb_qp)
+		return -ERANGE;
+	*m = (struct mpops_port_marks){ .own = pktpool_own(p->pool),
+					.ring_rx = pktpool_ring(ring_id(p), qp, 0),
+					.ring_tx = pktpool_ring(ring_id(p), qp, 1) };
+	return 0;
 }
 
 int mpops_port_pool_open(struct mpops_port *p, struct mpops_pktpool **pool)

@@ -464,6 +464,7 @@ Test(vtnet, claims_are_exclusive_and_checked)
 Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
 {
 	struct mpops_port *p = started(conf());
+	struct mpops_pktpool_census c = { .sz = sizeof(c) };
 	struct mpops_pkt *pk[4];
 	struct mpops_port_link l;
 	int i;
@@ -498,6 +499,12 @@ Test(vtnet, backend_gone_turns_the_link_down_and_reconnects)
 	cr_assert_eq(fv.sessions, 2);
 	cr_assert_eq(fv.requests[VHOST_USER_SET_MEM_TABLE], 2);
 	cr_assert_eq(logcap_count("reconnected: link up"), 1);
+	/* The rx ring refilled for the new backend holds buffers marked as
+	 * its own, as at start: none reads as held by this process. */
+	cr_assert_eq(mpops_port_pool_census(p, &c), 0);
+	cr_assert_eq(c.on_queue[0][0], 64, "rx ring %u, held %u", c.on_queue[0][0], c.held);
+	cr_assert_eq(c.held, 0);
+	cr_assert_eq(c.unaccounted, 0);
 	mpops_port_close(p);
 }
 

@@ -446,8 +446,13 @@ static int dev_restore(struct vtnet_dev *d, int fd)
 	}
 	p->sh->features = had;
 	if (rc == 0 && d->want_started) {
-		for (uint16_t q = 0; q < p->sh->nb_qp; q++)
-			vq_rx_fill(&p->vq[2 * q], d->pool, p->sh->hdr_size, 0);
+		for (uint16_t q = 0; q < p->sh->nb_qp; q++) {
+			struct mpops_port_marks mk;
+
+			/* As the ring's, as start and the bursts post them. */
+			mpops_port_queue_marks(p->port, q, &mk);
+			vq_rx_fill(&p->vq[2 * q], d->pool, p->sh->hdr_size, mk.ring_rx);
+		}
 		pthread_mutex_lock(&d->mu);
 		rc = dev_rings_start(d);
 		/* With MQ nothing is enabled yet (at start VQ_PAIRS_SET does

@@ -308,6 +308,17 @@ MPOPS_API int mpops_port_queue_recover(struct mpops_port *port, uint16_t qp, int
  */
 MPOPS_API void mpops_port_fill_mark(struct mpops_port *port, int qp, int tx);
 
+/**
+ * The marks of queue pair @p qp's rings, for buffers a driver posts outside
+ * a burst and outside start: a thread of the creator that refills the rings
+ * when the device comes back, through a pool handle of its own
+ * (mpops_pkt_alloc_bulk_mark() with @c ring_rx). @c own is the port
+ * handle's, not that thread's. Any process, any thread.
+ * @return 0, -ERANGE no such queue pair, -EINVAL.
+ */
+MPOPS_API int mpops_port_queue_marks(struct mpops_port *port, uint16_t qp,
+				     struct mpops_port_marks *m);
+
 /** Count a (re)connection of the device (creator). */
 MPOPS_API void mpops_port_connected(struct mpops_port *port);
 
