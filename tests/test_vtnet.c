@@ -199,6 +199,25 @@ static void dev_used(struct vq *q, uint32_t id, uint32_t len)
 	__atomic_store_n(&q->used->idx, (uint16_t)(u + 1), __ATOMIC_RELEASE);
 }
 
+/* Play the device: a good 60-byte packet of @byte in the next rx buffer,
+ * and check that it arrives whole. */
+static void dev_rx_good(struct mpops_port *p, struct vq *rxq, uint8_t byte)
+{
+	struct vtnet_port *vp = vtnet_of(p);
+	uint16_t head = rxq->avail->ring[rxq->used->idx & rxq->mask];
+	struct mpops_pkt *m = mpops_ptr(vp->base, rxq->x[head].cookie), *pk[8];
+	struct virtio_net_hdr_mrg_rxbuf *vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
+
+	vh->num_buffers = 1;
+	memset(mpops_pkt_data(vp->base, m), byte, 60);
+	dev_used(rxq, head, 12 + 60);
+	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 1);
+	cr_assert_eq(pk[0]->pkt_len, 60);
+	cr_assert_eq(((uint8_t *)mpops_pkt_data(vp->base, pk[0]))[0], byte);
+	cr_assert_eq(((uint8_t *)mpops_pkt_data(vp->base, pk[0]))[59], byte);
+	mpops_pkt_free(mpops_port_pool(p), pk[0]);
+}
+
 Test(vtnet, bad_used_entries_are_counted_and_dropped)
 {
 	struct mpops_port *p = started(conf());
@@ -230,16 +249,7 @@ Test(vtnet, bad_used_entries_are_counted_and_dropped)
 	dev_used(rxq, head, 12 + 60);
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
 	/* A good one still arrives. */
-	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->x[head].cookie);
-	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
-	vh->num_buffers = 1;
-	memset(mpops_pkt_data(vp->base, m), 0xab, 60);
-	dev_used(rxq, head, 12 + 60);
-	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 1);
-	cr_assert_eq(pk[0]->pkt_len, 60);
-	cr_assert_eq(((uint8_t *)mpops_pkt_data(vp->base, pk[0]))[59], 0xab);
-	mpops_pkt_free(mpops_port_pool(p), pk[0]);
+	dev_rx_good(p, rxq, 0xab);
 	/* The used index jumping beyond the ring. */
 	__atomic_store_n(&rxq->used->idx, (uint16_t)(rxq->used->idx + 1000), __ATOMIC_RELEASE);
 	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
@@ -276,10 +286,6 @@ Test(vtnet, the_backend_gets_the_device_part_alone_and_its_garbage_is_survived)
 	struct mpops_port_info in;
 	struct mpops_region_dev d;
 	struct mpops_pkt *pk[8];
-	struct virtio_net_hdr_mrg_rxbuf *vh;
-	struct mpops_pkt *m;
-	struct vq *rxq;
-	uint16_t head;
 
 	cr_assert_eq(mpops_region_dev(r, &d), 0);
 	cr_assert_eq(fv.mem_nregions, 1);
@@ -322,17 +328,7 @@ Test(vtnet, the_backend_gets_the_device_part_alone_and_its_garbage_is_survived)
 	 * claim still held, and the device's next good entry arrives. */
 	cr_assert_eq(mpops_port_stop(p), 0);
 	cr_assert_eq(mpops_port_start(p), 0);
-	rxq = &vp->vq[0];
-	head = rxq->avail->ring[rxq->used->idx & rxq->mask];
-	m = mpops_ptr(vp->base, rxq->x[head].cookie);
-	vh = (void *)((char *)mpops_pkt_data(vp->base, m) - 12);
-	vh->num_buffers = 1;
-	memset(mpops_pkt_data(vp->base, m), 0xcd, 60);
-	dev_used(rxq, head, 12 + 60);
-	cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 1);
-	cr_assert_eq(pk[0]->pkt_len, 60);
-	cr_assert_eq(((uint8_t *)mpops_pkt_data(vp->base, pk[0]))[0], 0xcd);
-	mpops_pkt_free(mpops_port_pool(p), pk[0]);
+	dev_rx_good(p, &vp->vq[0], 0xcd);
 	cr_assert_eq(mpops_port_pool_census(p, &after), 0);
 	cr_assert_eq(after.unaccounted, 0);
 	cr_assert_eq(after.total, before.total);
