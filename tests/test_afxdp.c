@@ -22,6 +22,7 @@
 #include <mpops/afxdp.h>
 #include <mpops/port_driver.h>
 
+#include "afxdp_priv.h"
 #include "helpers.h"
 
 #define FWD "../app/mpops-fwd"
@@ -308,39 +309,88 @@ Test(afxdp, bad_set_ups_fail_with_one_line_that_says_what_to_do)
 	end_ok(&primary, SIGTERM, "primary");
 }
 
-Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
+/*
+ * In this process: a pool left under the port's name by an earlier port
+ * with other buffers, and a shared block that no longer matches its pool
+ * (as memory overwritten would leave it), each refused with one line.
+ */
+Test(afxdp, a_pool_of_another_layout_and_a_corrupt_shared_block_are_refused_with_one_line)
 {
-	const char *a[] = { "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-			    "/bin/sh", "-c", NULL, NULL };
-	char cmd[512], out[8192];
-	int fd, st;
-	pid_t pid;
+	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 64u << 20,
+					.runtime_dir = rundir_path() };
+	struct mpops_pktpool_opts po = { .sz = sizeof(po), .count = 1024, .buf_size = 2176 };
+	struct mpops_port *p = NULL, *p2 = NULL;
+	struct afxdp_shared *sh;
+	struct mpops_region *r;
+	mpops_off_t pool, umem;
 
-	if (access("/usr/bin/setpriv", X_OK) != 0)
-		cr_skip_test("setpriv (util-linux) is not installed");
+	logcap_start();
+	cr_assert_eq(mpops_region_create("axbad", &ro, &r), 0);
+	cr_assert_eq(mpops_pktpool_create(r, "port.ax0.pool", &po, &pool), 0);
+	cr_assert_eq(afxdp_port_create_args(r, "ax0", "iface=vxa,queues=1,ring_size=256,pool_size=1024", &p),
+		     -EEXIST);
+	cr_assert_eq(logcap_count("afxdp ax0: the port's pool (from an earlier port of that name?) is not laid out in 2048-byte frames: pick another name or frame_size"),
+		     1);
+	cr_assert_eq(afxdp_port_create_args(r, "ax1", "iface=vxa,queues=1,ring_size=256,pool_size=1024", &p), 0);
+	sh = mpops_port_drv_shared(p);
+	umem = sh->umem_off;
+	sh->umem_off = umem + 4096;
+	cr_assert_eq(mpops_port_open(r, "ax1", &p2), -EPROTO);
+	cr_assert_eq(logcap_count("afxdp ax1: the shared port does not match its pool: it is corrupt; restart the primary"),
+		     1);
+	sh->umem_off = umem;
+	cr_assert_eq(mpops_port_open(r, "ax1", &p2), 0);
+	cr_assert_eq(mpops_port_close(p2), 0);
+	cr_assert_eq(mpops_port_close(p), 0);
+	cr_assert_eq(mpops_region_detach(r), 0);
+}
+
+/* mpops-fwd as a primary on vxa, run as nobody with capabilities @caps
+ * (setpriv's form, "" for none): its exit status and output. */
+static int primary_as_nobody(const char *caps, char *out, size_t len)
+{
+	char cmd[512], inh[64], amb[64];
+	const char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+			       "--clear-groups", inh, amb, "--", "/bin/sh", "-c", cmd, NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int p[2];
+
+	snprintf(inh, sizeof(inh), "--inh-caps=%s", *caps ? caps : "-all");
+	snprintf(amb, sizeof(amb), "--ambient-caps=%s", *caps ? caps : "-all");
 	snprintf(cmd, sizeof(cmd),
 		 "%s/" FWD " --runtime-dir /tmp --region nocap%d --af-xdp iface=vxa --duration 1",
 		 getenv("MPOPS_TEST_BINDIR"), (int)getpid());
-	a[6] = cmd;
 	/* peer_start runs programs next to the tests; setpriv is not one. */
-	{
-		const char *argv[] = { "/usr/bin/setpriv", a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL };
-		posix_spawn_file_actions_t fa;
-		int p[2];
+	cr_assert_eq(pipe(p), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	return peer_finish(pid, p[0], out, len, 20000);
+}
 
-		cr_assert_eq(pipe(p), 0);
-		posix_spawn_file_actions_init(&fa);
-		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-		posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-		cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
-		posix_spawn_file_actions_destroy(&fa);
-		close(p[1]);
-		fd = p[0];
-	}
-	st = peer_finish(pid, fd, out, sizeof(out), 20000);
+Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
+{
+	char out[8192];
+	int st;
+
+	if (access("/usr/bin/setpriv", X_OK) != 0)
+		cr_skip_test("setpriv (util-linux) is not installed");
+	out[0] = '\0';
+	st = primary_as_nobody("", out, sizeof(out));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
 	cr_assert(strstr(out, "no permission to open an AF_XDP socket: run the primary as root or with CAP_NET_RAW"),
 		  "%s", out);
+	/* With CAP_NET_RAW the sockets are made; the program's maps are not. */
+	out[0] = '\0';
+	st = primary_as_nobody("+net_raw", out, sizeof(out));
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
+	cr_assert(strstr(out, "afxdp port0: no permission to create BPF maps: run the primary as root or with CAP_BPF and CAP_NET_ADMIN"),
+		  "%s", out);
+	cr_assert_null(strstr(out, "AF_XDP socket"), "%s", out);
 }
 
 /* dpdk-testpmd with DPDK's own AF_XDP driver on vxb (one queue: 22.11
