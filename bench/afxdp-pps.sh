@@ -230,6 +230,7 @@ if [ $CG = 1 ]; then
 	cgrun() {
 		local f=$TMP/cg.$1.$2.$3${NOGEN:+.idle} pk e r lo hi
 		SECS=$3 measure "$1" "$2" "valgrind --tool=callgrind --callgrind-out-file=$f" >"$TMP/m" || return 1
+		cp "$TMP/m" "$f.m"	# with KEEP=1, beside the profile
 		read -r _ pk r lo hi <"$TMP/m"
 		e=${lo:-0}
 		if [ "$1" = dpdk ] && [ "$2" = rx ]; then
