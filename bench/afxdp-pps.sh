@@ -32,7 +32,10 @@
 #     recvfrom(), which net_af_xdp makes once per empty poll and never
 #     otherwise, checked against testpmd's --record-burst-stats, whose share
 #     of empty bursts is a whole percent), and the "net" column takes them
-#     out. pkts/burst: packets per poll that found some (the S2 run's).
+#     out. pkts/burst: packets per poll that found some, in the S1 and the S2
+#     run: the difference assumes the two alike; where the generator ran
+#     at another speed in one (the rates are bimodal), they are not, and
+#     the figure mixes two regimes (run again).
 #
 # Output: a table on stdout and BUILD_DIR/bench/afxdp-pps.json. Every
 # process is ended by its pid; the namespace and DPDK's runtime directories
@@ -48,7 +51,7 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift ;;
 	--seconds) SECS=$2; shift ;;
 	--no-callgrind) CG=0 ;;
-	-h|--help) sed -n '4,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) BUILD=$1 ;;
 	esac
 	shift
@@ -258,9 +261,9 @@ if [ $CG = 1 ]; then
 	echo
 	echo "Instructions per packet (callgrind, whole process, (Ir(S2) - Ir(S1)) / (pk(S2) - pk(S1))):"
 	echo "rx: empty/pkt the polls that found nothing, per packet; pkts/burst per poll that found"
-	echo "some; net: without the empty polls (an empty poll costs ${EMPTY[ours-primary]} instructions in ours"
+	echo "some (S1 run/S2 run); net: without the empty polls (an empty poll costs ${EMPTY[ours-primary]} instructions in ours"
 	echo "as primary, ${EMPTY[ours-secondary]} as secondary, ${EMPTY[dpdk]} in DPDK's, each measured with no generator)."
-	printf '  %-3s %-15s %10s %9s %10s %8s  %s\n' dir who instr/pkt empty/pkt pkts/burst net packets
+	printf '  %-3s %-15s %10s %9s %11s %8s  %s\n' dir who instr/pkt empty/pkt pkts/burst net packets
 	for dir in ${CG_DIRS:-rx tx}; do
 		for w in "${WHO[@]}"; do
 			set -- $(cgrun "$w" "$dir" 4) $(cgrun "$w" "$dir" 10)
@@ -269,16 +272,17 @@ if [ $CG = 1 ]; then
 			if [ "$dir" = rx ]; then
 				read -r epp ppb net < <(awk -v i1="$1" -v p1="$2" -v r1="$3" -v e1="$4" \
 					-v i2="$5" -v p2="$6" -v r2="$7" -v e2="$8" -v c="${EMPTY[$w]}" 'BEGIN {
-					n = p2 - p1; e = e2 - e1; b = r2 - e2
+					n = p2 - p1; e = e2 - e1; b1 = r1 - e1; b2 = r2 - e2
 					if (n <= 0) { print "0 0 0"; exit }
-					printf "%.3f %.1f %.1f\n", e / n, (b > 0) ? p2 / b : 0, (i2 - i1 - e * c) / n }')
+					printf "%.3f %.1f/%.1f %.1f\n", e / n, (b1 > 0) ? p1 / b1 : 0,
+						(b2 > 0) ? p2 / b2 : 0, (i2 - i1 - e * c) / n }')
 			else
 				epp=-; ppb=-; net=-
 			fi
-			printf '  %-3s %-15s %10s %9s %10s %8s  (%s vs %s packets)\n' "$dir" "$w" "$ipp" \
+			printf '  %-3s %-15s %10s %9s %11s %8s  (%s vs %s packets)\n' "$dir" "$w" "$ipp" \
 				"$epp" "$ppb" "$net" "$2" "$6"
 			if [ "$dir" = rx ]; then
-				IPP+="{\"dir\": \"$dir\", \"who\": \"$w\", \"instructions_per_packet\": $ipp, \"empty_polls_per_packet\": $epp, \"packets_per_burst\": $ppb, \"empty_poll_instructions\": ${EMPTY[$w]}, \"net_instructions_per_packet\": $net},"
+				IPP+="{\"dir\": \"$dir\", \"who\": \"$w\", \"instructions_per_packet\": $ipp, \"empty_polls_per_packet\": $epp, \"packets_per_burst\": [${ppb/\//, }], \"empty_poll_instructions\": ${EMPTY[$w]}, \"net_instructions_per_packet\": $net},"
 			else
 				IPP+="{\"dir\": \"$dir\", \"who\": \"$w\", \"instructions_per_packet\": $ipp},"
 			fi
