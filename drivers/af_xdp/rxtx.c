@@ -80,31 +80,74 @@ int afxdp_fill(struct afxdp_q *q, uint32_t min)
 	return (int)posted;
 }
 
-int afxdp_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
+/* The fill ring is topped up once this many entries are free. */
+#define AX_FILL_MIN (AX_BATCH / 2)
+
+/* A descriptor that fails a bound: counted, logged once, skipped; @m its
+ * frame when the address is one (its length is bad: back to the pool). */
+static __attribute__((noinline, cold)) void rx_bad(struct afxdp_q *q, uint64_t addr,
+						   uint32_t len, struct mpops_pkt *m)
 {
-	struct afxdp_q *q = ctx;
-	struct afxdp_port *p = q->p;
-	uint32_t idx, got, nb = 0;
+	q->rxst->errors++;
+	if (!m) {
+		log_once(q, AXQ_LOG_RX, "rx descriptor with an address that is no posted frame",
+			 addr);
+		return;
+	}
+	q->rxst->drops++;
+	log_once(q, AXQ_LOG_RX, "rx descriptor longer than its frame", len);
+	mpops_pkt_free(q->p->pool, m);
+}
+
+/*
+ * A poll that found nothing: top the fill ring up if it has room for a
+ * batch, and wake the kernel if it asks. rx_idle() and rx_take() are out
+ * of line so that afxdp_rx() saves no register: it peeks and jumps to one.
+ */
+static __attribute__((noinline)) int rx_idle(struct afxdp_q *q)
+{
+	if (xsk_prod_nb_free(&q->fill, AX_FILL_MIN) >= AX_FILL_MIN)
+		afxdp_fill(q, AX_FILL_MIN);
+	if (xsk_ring_prod__needs_wakeup(&q->fill)) {
+		recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+		q->rxst->kicks++;
+	}
+	return 0;
+}
+
+/*
+ * Take the @got descriptors peeked from @idx on. The port's bounds and the
+ * ring's mask are read once into locals: the frames' metadata the loop
+ * writes could alias them, so the compiler would load them again for every
+ * packet otherwise. Same checks, in the same order, as afxdp_frame() and
+ * the frame's length.
+ */
+static __attribute__((noinline)) int rx_take(struct afxdp_q *q, struct mpops_pkt **pkts,
+					     uint32_t idx, uint32_t got)
+{
+	const struct afxdp_port *p = q->p;
+	struct mpops_pkt *const meta = p->meta;
+	const struct xdp_desc *const descs = q->rx.ring;
+	const uint32_t mask = q->rx.mask, shift = p->frame_shift;
+	const uint32_t fsize = p->frame_size, nb_frames = p->nb_frames;
+	const uint16_t qp = q->qp;
+	uint32_t nb = 0;
 	uint64_t bytes = 0;
 
-	got = xsk_ring_cons__peek(&q->rx, n, &idx);
 	for (uint32_t i = 0; i < got; i++) {
-		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + i);
-		uint64_t addr = d->addr;
-		uint32_t len = d->len, off = (uint32_t)(addr & (p->frame_size - 1));
-		struct mpops_pkt *m = afxdp_frame(p, addr);
+		const struct xdp_desc *d = &descs[(idx + i) & mask];
+		uint64_t addr = d->addr, fi = addr >> shift;
+		uint32_t len = d->len, off = (uint32_t)(addr & (fsize - 1));
+		struct mpops_pkt *m;
 
-		if (!m || !(__atomic_load_n(&m->flags, __ATOMIC_RELAXED) & MPOPS_PKT_F_ALLOCATED)) {
-			q->rxst->errors++;
-			log_once(q, AXQ_LOG_RX, "rx descriptor with an address that is no posted frame",
-				 addr);
+		if (__builtin_expect(fi >= nb_frames || !(__atomic_load_n(&meta[fi].flags,
+			__ATOMIC_RELAXED) & MPOPS_PKT_F_ALLOCATED), 0)) {
+			rx_bad(q, addr, len, NULL);
 			continue;
 		}
-		if (len == 0 || off + len > p->frame_size) {
-			q->rxst->errors++;
-			q->rxst->drops++;
-			log_once(q, AXQ_LOG_RX, "rx descriptor longer than its frame", len);
-			mpops_pkt_free(p->pool, m);
+		m = &meta[fi];
+		if (__builtin_expect(len == 0 || off + len > fsize, 0)) {
+			rx_bad(q, addr, len, m);
 			continue;
 		}
 		m->data_off = (uint16_t)off;
@@ -112,23 +155,29 @@ int afxdp_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 		m->pkt_len = len;
 		m->nb_segs = 1;
 		m->next = 0;
-		m->queue = q->qp;
+		m->queue = qp;
 		bytes += len;
 		pkts[nb++] = m;
 	}
-	if (got)
-		xsk_ring_cons__release(&q->rx, got);
+	xsk_ring_cons__release(&q->rx, got);
 	/* Off the ring now (a new owner resumes after them): this process's. */
 	for (uint32_t i = 0; i < nb; i++)
 		mpops_port_mark_own(pkts[i], q->marks.own);
 	q->rxst->packets += nb;
 	q->rxst->bytes += bytes;
-	afxdp_fill(q, AX_BATCH / 2);
-	if (!got && xsk_ring_prod__needs_wakeup(&q->fill)) {
-		recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
-		q->rxst->kicks++;
-	}
+	/* The test inline: afxdp_fill() only when it would post. */
+	if (xsk_prod_nb_free(&q->fill, AX_FILL_MIN) >= AX_FILL_MIN)
+		afxdp_fill(q, AX_FILL_MIN);
 	return (int)nb;
+}
+
+int afxdp_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
+{
+	struct afxdp_q *q = ctx;
+	uint32_t idx, got;
+
+	got = xsk_ring_cons__peek(&q->rx, n, &idx);
+	return got ? rx_take(q, pkts, idx, got) : rx_idle(q);
 }
 
 int afxdp_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
