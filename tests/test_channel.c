@@ -17,8 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/mman.h>
+
+#include "channel_priv.h"
 #include "demo_ops.h"
 #include "helpers.h"
+#include "region_priv.h"
 
 static struct mpops_region *r;
 static char out[1 << 16];
@@ -678,6 +683,88 @@ Test(channel, attach_gives_up_within_its_timeout_when_the_primary_accepts_no_con
 	cr_assert_geq(ms, 400);
 	cr_assert_lt(ms, 1500, "attach took %ld ms", ms);
 	cr_assert_eq(logcap_count("the primary accepted no connection on"), 1);
+}
+
+/* A "primary" that answers one hand-shake with @nfds memfds of @sizes,
+ * announcing @total bytes, then waits for the peer to hang up. */
+struct forged {
+	int lfd;
+	unsigned nfds;
+	size_t sizes[3];
+	uint64_t total;
+};
+
+static void *forged_primary(void *arg)
+{
+	struct forged *f = arg;
+	struct hello_reply rep = { .abi_version = MPOPS_ABI_VERSION,
+				   .layout_hash = region_layout_hash(), .size = f->total,
+				   .primary_pid = getpid() };
+	struct wire_hdr h, rh = { .magic = WIRE_MAGIC, .version = WIRE_VERSION,
+				  .kind = WIRE_REPLY, .len = sizeof(rep) };
+	char buf[512];
+	int c = accept(f->lfd, NULL, NULL), fds[3];
+
+	if (c < 0)
+		return NULL;
+	if (recv(c, buf, sizeof(buf), 0) >= (ssize_t)sizeof(h)) {
+		memcpy(&h, buf, sizeof(h));
+		rh.type = h.type;
+		rh.seq = h.seq;
+		rh.nfds = f->nfds;
+		for (unsigned i = 0; i < f->nfds; i++) {
+			fds[i] = memfd_create("forged", MFD_CLOEXEC);
+			if (ftruncate(fds[i], (off_t)f->sizes[i]) < 0)
+				break;
+		}
+		chan_send_rec(c, &rh, &rep, fds, f->nfds);
+		for (unsigned i = 0; i < f->nfds; i++)
+			close(fds[i]);
+		while (recv(c, buf, sizeof(buf), 0) > 0)
+			;
+	}
+	close(c);
+	return NULL;
+}
+
+/* Attach to a forged primary that sends what @f says: @return attach's result. */
+static int attach_forged(struct forged *f)
+{
+	struct mpops_attach_opts ao = {
+		.sz = sizeof(ao), .runtime_dir = rundir_path(), .timeout_ms = 2000,
+	};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mpops_region *s = NULL;
+	pthread_t t;
+	int rc;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/forged.sock", rundir_path());
+	unlink(sa.sun_path);
+	f->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(f->lfd, 4), 0);
+	cr_assert_eq(pthread_create(&t, NULL, forged_primary, f), 0);
+	rc = mpops_region_attach("forged", &ao, &s);
+	cr_assert_null(s);
+	pthread_join(t, NULL);
+	close(f->lfd);
+	unlink(sa.sun_path);
+	return rc;
+}
+
+/* A primary of this version whose hand-shake does not carry the region's
+ * two memory objects (a forged or broken peer): refused, one line each. */
+Test(channel, a_hand_shake_without_the_regions_two_parts_is_refused_with_one_line)
+{
+	struct forged one = { .nfds = 1, .sizes = { 4u << 20 }, .total = 4u << 20 };
+	struct forged odd = { .nfds = 2, .sizes = { 1u << 20, 1u << 20 }, .total = 4u << 20 };
+
+	mpops_region_detach(r);
+	r = NULL;
+	cr_assert_eq(attach_forged(&one), -EBADMSG);
+	cr_assert_eq(logcap_count("region 'forged': hand-shake reply carries 1 fds, expected the region's two"), 1);
+	cr_assert_eq(attach_forged(&odd), -EPROTO);
+	cr_assert_eq(logcap_count("region 'forged': the fds received from the primary are not the region (sizes 1048576 and 1048576, expected 4194304 in all)"), 1);
 }
 
 /* The signals blocked by this process's thread named @comm; -1 if none is. */
