@@ -40,28 +40,3 @@ void eal_rundir_remove(const char *prefix)
 		snprintf(dir, sizeof(dir), "%s/dpdk/%s", xdg ? xdg : "/tmp", prefix);
 	dir_remove(dir, 1);	/* net_mpops's mpops/ inside */
 }
-
-#define NR_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
-
-long hugepages_get(void)
-{
-	FILE *f = fopen(NR_HUGE, "r");
-	long n = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &n) != 1)
-			n = -1;
-		fclose(f);
-	}
-	return n;
-}
-
-int hugepages_set(long n)
-{
-	FILE *f = fopen(NR_HUGE, "w");
-
-	if (!f)
-		return -1;
-	fprintf(f, "%ld\n", n);
-	return fclose(f);
-}

@@ -10,9 +10,4 @@
  * for an empty one). */
 void eal_rundir_remove(const char *prefix);
 
-/* The number of 2 MB hugepages reserved (-1 when unreadable), and set it
- * (0 or -1): tests that run DPDK multi-process reserve some and give them back. */
-long hugepages_get(void);
-int hugepages_set(long n);
-
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -329,4 +330,51 @@ void netns_remove(const char *ns)
 	snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove network namespace %s\n", ns);
+}
+
+/* ---- hugepages ---------------------------------------------------------- */
+
+#define NR_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+
+static long huge_read(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* Add @delta pages to the reservation (not below 0): @return the change made. */
+static long huge_adjust(long delta)
+{
+	int fd = open(NR_HUGE, O_RDWR | O_CLOEXEC);
+	long cur, now = -1;
+	char buf[32];
+	int len;
+
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX) == 0 && (cur = huge_read(fd)) >= 0) {
+		len = snprintf(buf, sizeof(buf), "%ld\n", cur + delta > 0 ? cur + delta : 0);
+		if (pwrite(fd, buf, (size_t)len, 0) == len || delta < 0)
+			now = huge_read(fd);
+		if (now >= 0)
+			now -= cur;
+	}
+	close(fd);	/* and the lock with it */
+	return now;
+}
+
+long huge_take(long n)
+{
+	return huge_adjust(n);
+}
+
+void huge_give(long n)
+{
+	if (n > 0)
+		huge_adjust(-n);
 }

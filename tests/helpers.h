@@ -76,6 +76,17 @@ unsigned long long json_num(const char *obj, const char *key);
 void netns_veth_enter(char *ns, size_t len, const char *prefix);
 void netns_remove(const char *ns);
 
+/*
+ * 2 MiB hugepages are the machine's, and tests in other processes change
+ * their number at the same time: huge_take() adds @n to whatever is
+ * reserved now, huge_give() takes back what it added, each under an flock
+ * of the sysfs file, so that no test restores another's reservation away.
+ * @return pages huge_take() added (the kernel may find fewer), -1 when
+ * they cannot be changed here (not root).
+ */
+long huge_take(long n);
+void huge_give(long n);
+
 /* Is the wait status a clean exit 0? */
 #define EXITED_OK(st) (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 

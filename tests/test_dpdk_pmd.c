@@ -53,7 +53,7 @@ static char ns[32];	/* the AF_XDP test's network namespace, removed at teardown 
 /* The PMD, copied where DPDK will load it from: EAL refuses a -d path any
  * of whose directories is world-writable (a build tree under /tmp). */
 static char pmd_dir[64], pmd[128];
-static long old_pages = -1;
+static long got_pages = -1;
 static int mounted;
 
 static const char *env(const char *k)
@@ -112,8 +112,8 @@ static void teardown(void)
 	}
 	if (mounted)
 		umount2(huge, MNT_DETACH);	/* freed when the last file closes */
-	if (old_pages >= 0)
-		hugepages_set(old_pages);
+	huge_give(got_pages);
+	got_pages = -1;
 	eal_rundir_remove(prefix);
 	eal_rundir_remove(bprefix);
 	unlink(pmd);
@@ -147,10 +147,12 @@ static void need_testpmd(void)
 static void need_hugepages(void)
 {
 	need_testpmd();
-	old_pages = hugepages_get();
-	if (old_pages < 0 || hugepages_set(old_pages + MORE_PAGES) < 0 ||
-	    hugepages_get() < old_pages + MORE_PAGES)
+	got_pages = huge_take(MORE_PAGES);
+	if (got_pages < MORE_PAGES) {
+		huge_give(got_pages);	/* no teardown after a skip */
+		got_pages = -1;
 		cr_skip_test("cannot reserve %d hugepages here (not root, or memory)", MORE_PAGES);
+	}
 	cr_assert_eq(mkdir(huge, 0700), 0);
 	cr_assert_eq(mount("nodev", huge, "hugetlbfs", 0, NULL), 0, "mount: %s", strerror(errno));
 	mounted = 1;

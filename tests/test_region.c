@@ -383,35 +383,6 @@ Test(region, one_region_per_process)
 	mpops_region_detach(r2);
 }
 
-/* Reserve hugepages for the test's own region and give them back. */
-static long huge_reserve(long more)
-{
-	const char *path = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-	FILE *f = fopen(path, "r");
-	long old = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &old) != 1)
-		old = -1;
-	fclose(f);
-	if (old < 0 || !(f = fopen(path, "w")))
-		return -1;
-	fprintf(f, "%ld\n", old + more);
-	fclose(f);
-	return old;
-}
-
-static void huge_restore(long old)
-{
-	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "w");
-
-	if (f) {
-		fprintf(f, "%ld\n", old);
-		fclose(f);
-	}
-}
-
 Test(region, hugetlb_memfd_region_is_shared_with_a_secondary)
 {
 	struct mpops_region_opts o = {
@@ -419,21 +390,21 @@ Test(region, hugetlb_memfd_region_is_shared_with_a_secondary)
 		.backing = MPOPS_BACKING_MEMFD_HUGETLB, .size = 8u << 20,
 	};
 	struct mpops_region *r = NULL;
-	long old = huge_reserve(8);
+	long got = huge_take(8);
 	int rc, st;
 
-	if (old < 0)
+	if (got < 0)
 		cr_skip_test("cannot reserve hugepages here (not root?)");
 	rc = mpops_region_create("hugeok", &o, &r);
 	if (rc == -ENOMEM) {
-		huge_restore(old);
+		huge_give(got);
 		cr_skip_test("the kernel found no free 2 MiB pages");
 	}
 	cr_assert_eq(rc, 0);
 	cr_assert_eq(mpops_region_size(r), 8u << 20);
 	st = peer_run("mp-secondary", peer_args("attach", "hugeok"), out, sizeof(out));
 	mpops_region_detach(r);
-	huge_restore(old);
+	huge_give(got);
 	cr_assert(EXITED_OK(st), "%s", out);
 }
 
@@ -498,14 +469,14 @@ Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
 	mpops_off_t pool_off;
 	uint64_t iova, pa[3];
 	unsigned straddle = 0, seen = 0, gaps = 0;
-	long old = huge_reserve(4);
+	long got = huge_take(4);
 	int rc;
 
-	if (old < 0)
+	if (got < 0)
 		cr_skip_test("cannot reserve hugepages here (not root?)");
 	rc = mpops_region_create("phys", &o, &r);
 	if (rc == -ENOMEM) {
-		huge_restore(old);
+		huge_give(got);
 		cr_skip_test("the kernel found no free 2 MiB pages");
 	}
 	cr_assert_eq(rc, 0);
@@ -547,7 +518,7 @@ Test(region, physical_addresses_of_hugepages_and_of_pool_buffers)
 	cr_assert_eq(logcap_count("span two hugepages"), straddle ? 1 : 0);
 	mpops_pktpool_close(pool);
 	mpops_region_detach(r);
-	huge_restore(old);
+	huge_give(got);
 }
 
 Test(region, the_device_part_is_sized_as_asked_and_a_part_too_small_is_einval)

@@ -42,7 +42,7 @@ struct proc {
 
 static struct proc be, pri, sec;
 static char huge[128], sock[128], prefix[32];
-static long old_pages = -1;
+static long got_pages = -1;
 static int mounted;
 
 static void setup(void)
@@ -72,8 +72,8 @@ static void teardown(void)
 	stop(&be, SIGKILL);
 	if (mounted)
 		umount(huge);
-	if (old_pages >= 0)
-		hugepages_set(old_pages);
+	huge_give(got_pages);
+	got_pages = -1;
 	eal_rundir_remove(prefix);
 	rundir_remove();
 }
@@ -84,9 +84,10 @@ static void need_hugepages(void)
 {
 	if (access(TESTPMD, X_OK) != 0)
 		cr_skip_test("%s is not installed (apt-get install dpdk-dev)", TESTPMD);
-	old_pages = hugepages_get();
-	if (old_pages < 0 || hugepages_set(old_pages + MORE_PAGES) < 0 ||
-	    hugepages_get() < old_pages + MORE_PAGES) {
+	got_pages = huge_take(MORE_PAGES);
+	if (got_pages < MORE_PAGES) {
+		huge_give(got_pages);	/* no teardown after a skip */
+		got_pages = -1;
 		cr_skip_test("cannot reserve %d hugepages here (not root, or memory)", MORE_PAGES);
 	}
 	cr_assert_eq(mkdir(huge, 0700), 0);

@@ -537,8 +537,7 @@ Test(vtnet, audit_is_clean_after_start_and_traffic)
 
 /* A region whose device addresses are physical (PCI) is no place for a
  * virtio-user port, whose backend maps the region at address 0. */
-static long huge_old = -1;
-static const char *huge_nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+static long huge_got = -1;
 
 static void setup_phys(void)
 {
@@ -546,7 +545,6 @@ static void setup_phys(void)
 		.sz = sizeof(o), .size = 8u << 20, .backing = MPOPS_BACKING_MEMFD_HUGETLB,
 		.flags = MPOPS_REGION_F_PHYS,
 	};
-	FILE *f = fopen(huge_nr, "r");
 
 	/* Criterion ran the suite's setup first: give its region back (one
 	 * region per process), keep its runtime directory. */
@@ -554,29 +552,18 @@ static void setup_phys(void)
 		mpops_region_detach(r);
 	o.runtime_dir = rundir_path();
 	r = NULL;
-	if (!f || fscanf(f, "%ld", &huge_old) != 1)
-		huge_old = -1;
-	if (f)
-		fclose(f);
-	if (huge_old >= 0 && (f = fopen(huge_nr, "w"))) {
-		fprintf(f, "%ld\n", huge_old + 4);
-		fclose(f);
-	}
+	huge_got = huge_take(4);
 	if (mpops_region_create("vtphys", &o, &r) < 0)
 		r = NULL;
 }
 
 static void teardown_phys(void)
 {
-	FILE *f;
-
 	if (r)
 		mpops_region_detach(r);
 	r = NULL;
-	if (huge_old >= 0 && (f = fopen(huge_nr, "w"))) {
-		fprintf(f, "%ld\n", huge_old);
-		fclose(f);
-	}
+	huge_give(huge_got);
+	huge_got = -1;
 }
 
 Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini = teardown_phys)
@@ -584,8 +571,10 @@ Test(vtnet, user_port_in_a_physical_region_is_einval, .init = setup_phys, .fini 
 	struct vtnet_conf c = conf();
 	struct mpops_port *p = NULL;
 
-	if (!r)
+	if (!r) {
+		teardown_phys();	/* not run after a skip */
 		cr_skip_test("no hugepages with physical addresses here (not root?)");
+	}
 	cr_assert_eq(vtnet_port_create(r, "p0", &c, &p), -EINVAL);
 	cr_assert_null(p);
 	cr_assert_eq(logcap_count("a virtio-user port gives the backend region offsets as addresses"), 1);
