@@ -372,6 +372,44 @@ static int primary_as_nobody(const char *caps, char *out, size_t len)
 	return peer_finish(pid, p[0], out, len, 20000);
 }
 
+/*
+ * A primary that hands a secondary fewer sockets than the shared block says
+ * it has (a primary of another build would): the secondary's claim fails
+ * with one line, and the primary goes on. Played here by a primary in this
+ * process whose shared block is made to say two queue pairs.
+ */
+Test(afxdp, a_primary_handing_over_the_wrong_number_of_sockets_is_refused_with_one_line)
+{
+	struct mpops_region_opts ro = { .sz = sizeof(ro), .size = 64u << 20,
+					.runtime_dir = rundir_path() };
+	const char *a[] = { "--proc-type", "secondary", "--runtime-dir", rundir_path(),
+			    "--region", "axfd", "--queues-claim", "0", "--forward-mode",
+			    "rxonly", "--duration", "1", NULL };
+	struct mpops_port *p = NULL;
+	struct afxdp_shared *sh;
+	struct mpops_region *r;
+	char out[8192];
+	int st;
+
+	cr_assert_eq(mpops_region_create("axfd", &ro, &r), 0);
+	cr_assert_eq(afxdp_port_create_args(r, "port0", "iface=vxa,queues=1,ring_size=256,pool_size=1024",
+					    &p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
+	sh = mpops_port_drv_shared(p);
+	sh->nb_qp = 2;
+	st = peer_run(FWD, a, out, sizeof(out));
+	sh->nb_qp = 1;
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x:\n%s", st, out);
+	cr_assert(strstr(out, "afxdp port0: the primary handed over 1 socket fds for 2 queue pairs: restart both from the same build"),
+		  "%s", out);
+	/* The primary and its port go on: a secondary of the right view works. */
+	out[0] = '\0';
+	st = peer_run(FWD, a, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "status %#x:\n%s", st, out);
+	cr_assert_eq(mpops_port_close(p), 0);
+	cr_assert_eq(mpops_region_detach(r), 0);
+}
+
 Test(afxdp, a_primary_without_capabilities_is_refused_with_one_line)
 {
 	char out[8192];
