@@ -13,6 +13,7 @@
  *             cache), print "holding", and wait to be killed
  *     dietx   claim QP, transmit a burst of 32 and die by SIGKILL inside
  *             it, after the driver placed COUNT of them
+ *     stoptx  the same, but stop there (SIGSTOP) instead of dying
  *     ro      attach read-only and try to claim QP
  *     start   try to start the port (not ours to start)
  *     primary be the primary instead: create the region and a started loop
@@ -35,13 +36,14 @@
 
 static volatile sig_atomic_t stop, go;
 static unsigned die_after;
+static int die_sig = SIGKILL;
 
 static void die_in_tx(unsigned placed)
 {
 	if (placed == die_after) {
-		printf("dying after %u\n", placed);
+		printf("%s after %u\n", die_sig == SIGKILL ? "dying" : "stopping", placed);
 		fflush(stdout);
-		raise(SIGKILL);
+		raise(die_sig);
 	}
 }
 
@@ -215,8 +217,9 @@ int main(int argc, char **argv)
 		printf("holding\n");
 		for (;;)
 			pause();
-	} else if (strcmp(cmd, "dietx") == 0) {
+	} else if (strcmp(cmd, "dietx") == 0 || strcmp(cmd, "stoptx") == 0) {
 		die_after = count;
+		die_sig = cmd[0] == 's' ? SIGSTOP : SIGKILL;
 		loop_tx_hook = die_in_tx;
 		send_some(p, qp, 32);
 		printf("did not die\n");

@@ -485,6 +485,71 @@ Test(port, what_a_burst_cut_short_by_a_death_left_comes_back_at_stop)
 	mpops_port_close(p);
 }
 
+/* The state letter of process @pid in /proc (R, S, T, ...), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *s;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	s = strrchr(buf, ')');
+	return s && s[1] == ' ' ? s[2] : 0;
+}
+
+/*
+ * A process stopped (SIGSTOP) inside a burst: the port's stop waits 2 s for
+ * it, says so in one line and goes on, keeping what that burst marked (its
+ * process may go on with it). Once it is killed, the next owner of its
+ * queue pair gets the buffers back and moves packets.
+ */
+Test(port, a_process_stopped_inside_a_burst_delays_a_stop_by_2_s_then_the_stop_goes_on)
+{
+	struct mpops_port *p = port_up(1);
+	struct mpops_port_claim_info ci = { .sz = sizeof(ci) };
+	struct mpops_pktpool_census c;
+	struct timespec t0, t1;
+	static struct peer pe;
+	long ms;
+	int st;
+
+	peer_go(&pe, "stoptx", "0", "10", "stopping after 10");
+	for (int i = 0; i < 200 && proc_state(pe.pid) != 'T'; i++)
+		usleep(10000);
+	cr_assert_eq(proc_state(pe.pid), 'T');
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_assert_geq(ms, 1900, "stop took %ld ms", ms);
+	cr_assert_lt(ms, 5000, "stop took %ld ms", ms);
+	cr_assert_eq(logcap_count("stayed inside a burst on queue pair 0 for 2 s: going on without it"), 1);
+	/* Its claim is kept, and nothing was given back under its feet. */
+	cr_assert_eq(mpops_port_claim_info(p, 0, &ci), 0);
+	cr_assert_eq(ci.pid, pe.pid);
+	cr_assert_eq(ci.in_burst, 1);
+	c = census(p);
+	cr_assert_eq(c.recovered, 0);
+	cr_assert_eq(c.on_queue[0][1], 22, "tx marks %u", c.on_queue[0][1]);
+
+	st = peer_end(&pe, SIGKILL);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s", pe.out);
+	cr_assert_eq(mpops_port_start(p), 0);
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	c = census(p);
+	cr_assert_eq(c.free, c.total, "free %u of %u", c.free, c.total);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_eq(c.twice, 0);
+	mpops_port_close(p);
+}
+
 Test(port, the_next_owner_of_a_burst_cut_short_by_a_death_repairs_it_at_takeover)
 {
 	struct mpops_port *p = port_up(1);
