@@ -52,6 +52,7 @@ static int loop_rx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 }
 
 void (*loop_tx_hook)(unsigned placed);
+int loop_setup_fail;
 
 static int loop_tx(void *ctx, struct mpops_pkt **pkts, uint16_t n)
 {
@@ -200,6 +201,8 @@ static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 	struct loop_local *l = mpops_port_priv(port);
 	struct loop_queue *q = &l->q[qp];
 
+	if (loop_setup_fail)
+		return loop_setup_fail;
 	atomic_fetch_add(&l->sh->queue_setups, 1);
 	q->l = l;
 	q->ring = &l->sh->ring[qp];

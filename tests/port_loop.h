@@ -50,6 +50,10 @@ uint64_t loop_kicks(struct mpops_port *port);
  * burst), when set: a test makes the process die there. */
 extern void (*loop_tx_hook)(unsigned placed);
 
+/* When not 0, queue_setup fails with it: a test's driver that cannot build
+ * a queue pair's per-process state. */
+extern int loop_setup_fail;
+
 /* Send @n packets of 64 bytes stamped with @seq.. and take back what
  * arrives, up to @n; returns the number received. */
 int loop_traffic(struct mpops_port *port, uint16_t qp, unsigned n);

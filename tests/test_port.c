@@ -550,6 +550,30 @@ Test(port, a_process_stopped_inside_a_burst_delays_a_stop_by_2_s_then_the_stop_g
 	mpops_port_close(p);
 }
 
+/*
+ * The driver cannot build this process's state for a claimed queue pair
+ * after the port restarted: bursts return 0 and say so once; once it can,
+ * the same claim moves packets again.
+ */
+Test(port, a_fast_path_that_cannot_be_rebuilt_returns_0_says_so_once_and_recovers)
+{
+	struct mpops_port *p = port_up(1);
+	struct mpops_pkt *pk[8];
+
+	cr_assert_eq(mpops_port_claim(p, 0), 0);
+	cr_assert_eq(loop_traffic(p, 0, 10), 10);
+	cr_assert_eq(mpops_port_stop(p), 0);
+	cr_assert_eq(mpops_port_start(p), 0);
+	loop_setup_fail = -ENOMEM;
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mpops_rx_burst(p, 0, pk, 8), 0);
+	cr_assert_eq(mpops_tx_burst(p, 0, pk, 0), 0);
+	loop_setup_fail = 0;
+	cr_assert_eq(logcap_count("port lp: cannot rebuild this process's fast path for queue pair 0 (Cannot allocate memory): bursts return 0"), 1);
+	cr_assert_eq(loop_traffic(p, 0, 100), 100);
+	mpops_port_close(p);
+}
+
 Test(port, the_next_owner_of_a_burst_cut_short_by_a_death_repairs_it_at_takeover)
 {
 	struct mpops_port *p = port_up(1);
