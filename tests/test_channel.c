@@ -338,6 +338,46 @@ Test(channel, primary_death_is_enotconn_for_the_secondary)
 	cr_assert_eq(mpops_region_detach(s), 0);
 }
 
+/* A primary-exit callback that tries to detach its own region. */
+static _Atomic int detach_rc = 1;
+
+static void detach_from_callback(struct mpops_region *s, void *arg)
+{
+	(void)arg;
+	atomic_store(&detach_rc, mpops_region_detach(s));
+}
+
+/* Detaching from a primary-exit callback would join the thread it runs on:
+ * refused, one line, nothing detached; from another thread it works. */
+Test(channel, detach_from_a_primary_exit_callback_is_edeadlk_and_detaches_nothing)
+{
+	const char *args[] = { rundir_path(), "gone", NULL };
+	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
+	struct mpops_region *s;
+	char buf[256];
+	int fd;
+	pid_t pid;
+
+	mpops_region_detach(r);
+	r = NULL;
+	pid = peer_start("mp-primary", args, &fd);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(peer_wait_line(fd, "ready", buf, sizeof(buf), 10000), 0, "%s", buf);
+	cr_assert_eq(mpops_region_attach("gone", &ao, &s), 0);
+	cr_assert_eq(mpops_region_on_primary_exit(s, detach_from_callback, NULL), 0);
+	kill(pid, SIGKILL);
+	buf[0] = '\0';
+	peer_finish(pid, fd, buf, sizeof(buf), 5000);
+	for (int i = 0; i < 200 && atomic_load(&detach_rc) == 1; i++)
+		usleep(10000);
+	cr_assert_eq(atomic_load(&detach_rc), -EDEADLK);
+	cr_assert_eq(logcap_count("region 'gone': mpops_region_detach called from a primary-exit callback: detach from another thread"), 1);
+	/* Still attached: its handle answers, and detach works from here. */
+	cr_assert_eq(mpops_region_primary_check(s), -ENOTCONN);
+	cr_assert_str_eq(mpops_region_name(s), "gone");
+	cr_assert_eq(mpops_region_detach(s), 0);
+}
+
 /* ==== one peer cannot stop the others ==================================== */
 
 static pid_t rogue_start(const char *cmd, const char *region, const char *n)
