@@ -11,7 +11,9 @@
  * before attaching: the process dies registering itself) | pool NAME N
  * (open pool NAME, allocate N buffers one bulk at a time and free them).
  * Prints "armed POINT" before the call and "dying at POINT" at it; exits 3
- * if the call returned without reaching the point.
+ * if the call returned without reaching the point. With CRASH_PEER_STOP=1
+ * in its environment it stops there (SIGSTOP, "stopping at POINT") instead,
+ * for the test to change what the lock protects before it kills it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +31,11 @@ static void die_here(const char *point)
 {
 	if (strcmp(point, die_at) != 0)
 		return;
+	if (getenv("CRASH_PEER_STOP")) {
+		printf("stopping at %s\n", point);
+		fflush(stdout);
+		raise(SIGSTOP);
+	}
 	printf("dying at %s\n", point);
 	fflush(stdout);
 	raise(SIGKILL);

@@ -979,6 +979,43 @@ Test(pkt, a_process_killed_moving_buffers_between_its_cache_and_the_ring_loses_n
 }
 
 /*
+ * A process dies inside the free ring's lock, and the ring's indices are
+ * then overwritten (as stray writes would leave them): the next locker
+ * cannot repair it and says so; every allocation that needs the ring fails
+ * from then on, one line each, instead of handing out a buffer twice.
+ */
+Test(pkt, a_free_ring_that_cannot_be_repaired_after_a_death_refuses_every_allocation)
+{
+	const char *args[] = { rundir_path(), "pkt", "pktring.refill.copied", "pool", PKT_MP_POOL,
+			       "256", NULL };
+	mpops_off_t pool = mp_pool_make(256, 32);
+	struct pktpool_shared *sh = mpops_ptr(base, pool);
+	struct pkt_ring_shared *rg = pool_ring(sh);
+	static struct peer pe;
+	struct mpops_pktpool *p;
+	struct mpops_pkt *b[8];
+	int st;
+
+	/* Stopped holding the lock, the indices overwritten, then killed. */
+	setenv("CRASH_PEER_STOP", "1", 1);
+	peer_begin(&pe, "crash-peer", args, "stopping at");
+	unsetenv("CRASH_PEER_STOP");
+	atomic_store(&rg->tail, atomic_load(&rg->head) + rg->capacity + 5);
+	st = peer_end(&pe, SIGKILL);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s", pe.out);
+	p = pool_open(pool);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, b, 8), -ENOTRECOVERABLE);
+	cr_assert_eq(mpops_pkt_alloc_bulk(p, b, 8), -ENOTRECOVERABLE);
+	cr_assert_null(mpops_pkt_alloc(p));
+	/* Whoever locked first (the primary's reclaim of the dead process, or
+	 * this allocation) found it and said so once. */
+	cr_assert_eq(logcap_wait("its free ring holds 516 entries, more than its 511 slots", 1, 2000), 1);
+	cr_assert_eq(logcap_count("it cannot be repaired"), 1);
+	cr_assert_geq(logcap_count("is not usable"), 2);
+	mpops_pktpool_close(p);
+}
+
+/*
  * A dead process's record, made by hand in each state a SIGKILL can leave
  * (see cache_push_room() and mpops_pkt_alloc_bulk()): each buffer comes
  * back once, and nothing that is on a ring or someone else's.
