@@ -574,6 +574,34 @@ Test(port, a_fast_path_that_cannot_be_rebuilt_returns_0_says_so_once_and_recover
 	mpops_port_close(p);
 }
 
+/*
+ * A primary on a kernel without membarrier(2) (a seccomp filter makes it
+ * fail): it says so once, a secondary's traffic is not affected, and its
+ * stop at close waits 20 ms instead of the barrier.
+ */
+Test(port, without_membarrier_the_primary_says_so_once_and_its_stop_waits_instead)
+{
+	const char *sec[] = { "loop", rundir_path(), "nm", "lp", "0", "100", NULL };
+	char peer_path[512];
+	const char *pri[] = { peer_path, "primary", rundir_path(), "nm", "lp", "1", "0", NULL };
+	static struct peer pp;
+	char out[4096];
+	int st;
+
+	snprintf(peer_path, sizeof(peer_path), "%s", helper_path("port-peer"));
+	peer_begin(&pp, "no-membarrier", pri, "ready");
+	st = peer_run("port-peer", sec, out, sizeof(out));
+	cr_assert(EXITED_OK(st), "%s", out);
+	cr_assert(strstr(out, "received=100"), "%s", out);
+	st = peer_end(&pp, SIGTERM);
+	cr_assert(EXITED_OK(st), "%s", pp.out);
+	cr_assert(strstr(pp.out, "membarrier(REGISTER_GLOBAL_EXPEDITED) failed (Function not implemented)"),
+		  "%s", pp.out);
+	cr_assert(strstr(pp.out, "membarrier(2) is not available (Function not implemented): stopping a port waits 20 ms instead"),
+		  "%s", pp.out);
+	cr_assert_null(strstr(strstr(pp.out, "is not available") + 1, "is not available"), "%s", pp.out);
+}
+
 Test(port, the_next_owner_of_a_burst_cut_short_by_a_death_repairs_it_at_takeover)
 {
 	struct mpops_port *p = port_up(1);
