@@ -225,6 +225,24 @@ Test(channel, a_member_of_the_allowed_group_attaches_and_another_group_is_refuse
 	cr_assert_null(strstr(other_primary.out, "uid " MEMBER_UID ": only"), "%s", other_primary.out);
 }
 
+/* A primary that is neither root nor a member of the group it would let
+ * in cannot give it the socket: refused at create, one line. */
+Test(channel, a_primary_outside_the_group_it_lets_in_is_refused_with_one_line)
+{
+	const char *prim[] = { rundir_path(), "grpx", PRIMARY_UID ":" OTHER_GID ":" ALLOWED, NULL };
+	char o[4096];
+	int st;
+
+	cr_assert_eq(chown(rundir_path(), 54320, ALLOWED_GID), 0);
+	cr_assert_eq(chmod(rundir_path(), 0755), 0);
+	st = peer_run("mp-primary", prim, o, sizeof(o));
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x: %s", st, o);
+	cr_assert(strstr(o, "region 'grpx': cannot give "), "%s", o);
+	cr_assert(strstr(o, " to group " ALLOWED ": Operation not permitted: the primary must be root or a member of the group it lets attach"),
+		  "%s", o);
+	cr_assert_null(strstr(o, "ready"), "%s", o);
+}
+
 Test(channel, an_allowed_group_owns_the_socket_and_a_runtime_directory_the_primary_makes)
 {
 	char dir[160], path[200];
