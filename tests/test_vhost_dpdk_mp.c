@@ -136,7 +136,7 @@ static void dpdk_pair(const char *fwd)
 	};
 	const char *s[] = {
 		"timeout", "90", TESTPMD, "--proc-type=secondary", "--file-prefix", fp,
-		"--huge-dir", huge, "--no-pci", "--lcores", "0@1,1@1", "--", "--nb-cores=1",
+		"--huge-dir", huge, "--no-pci", "--lcores", "2@1,3@1", "--", "--nb-cores=1",
 		"--rxq=2", "--txq=2", "--num-procs=2", "--proc-id=1", fwd, "--stats-period=1",
 		NULL,
 	};
