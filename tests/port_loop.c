@@ -195,6 +195,13 @@ static int loop_fds_export(struct mpops_port *port, int *fds, int max)
 	return 1;
 }
 
+struct mpops_port_marks loop_marks(struct mpops_port *port, uint16_t qp)
+{
+	struct loop_local *l = mpops_port_priv(port);
+
+	return l->q[qp].marks;
+}
+
 static int loop_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
 			    struct mpops_port_queue *mq)
 {

@@ -50,6 +50,9 @@ uint64_t loop_kicks(struct mpops_port *port);
  * burst), when set: a test makes the process die there. */
 extern void (*loop_tx_hook)(unsigned placed);
 
+/* The marks queue_setup was given for @qp in this process. */
+struct mpops_port_marks loop_marks(struct mpops_port *port, uint16_t qp);
+
 /* When not 0, queue_setup fails with it: a test's driver that cannot build
  * a queue pair's per-process state. */
 extern int loop_setup_fail;

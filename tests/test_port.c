@@ -550,6 +550,31 @@ Test(port, a_process_stopped_inside_a_burst_delays_a_stop_by_2_s_then_the_stop_g
 	mpops_port_close(p);
 }
 
+/* A queue pair's marks for a driver thread outside bursts are the ones its
+ * queue_setup got; each queue pair and ring has its own. */
+Test(port, queue_marks_are_what_queue_setup_gets_and_bad_arguments_are_refused)
+{
+	struct mpops_port *p = port_up(2);
+	struct mpops_port_marks m0, m1, got;
+
+	cr_assert_eq(mpops_port_claim(p, 1), 0);
+	cr_assert_eq(loop_traffic(p, 1, 10), 10);
+	got = loop_marks(p, 1);
+	cr_assert_eq(mpops_port_queue_marks(p, 1, &m1), 0);
+	cr_assert_eq(m1.own, got.own);
+	cr_assert_eq(m1.ring_rx, got.ring_rx);
+	cr_assert_eq(m1.ring_tx, got.ring_tx);
+	cr_assert_eq(mpops_port_queue_marks(p, 0, &m0), 0);
+	cr_assert_neq(m0.ring_rx, m1.ring_rx);
+	cr_assert_neq(m0.ring_tx, m1.ring_tx);
+	cr_assert_neq(m1.ring_rx, m1.ring_tx);
+	cr_assert_neq(m1.own, m1.ring_rx);
+	cr_assert_eq(mpops_port_queue_marks(p, 2, &m0), -ERANGE);
+	cr_assert_eq(mpops_port_queue_marks(p, 0, NULL), -EINVAL);
+	cr_assert_eq(mpops_port_queue_marks(NULL, 0, &m0), -EINVAL);
+	mpops_port_close(p);
+}
+
 /*
  * The driver cannot build this process's state for a claimed queue pair
  * after the port restarted: bursts return 0 and say so once; once it can,
