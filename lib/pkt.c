@@ -1001,18 +1001,17 @@ int mpops_pkt_free_bulk(struct mpops_pktpool *p, struct mpops_pkt **pkts, unsign
 		uint32_t len = __atomic_load_n(lenp, __ATOMIC_RELAXED);
 
 		if (__builtin_expect(len <= p->cache_size && n <= p->cache_size - len, 1)) {
-			const uintptr_t meta = (uintptr_t)p->meta;
-			const uint64_t span = (uint64_t)p->count * META_SIZE;
+			const struct mpops_pkt *meta = p->meta;
+			const uint32_t count = p->count;
 			const mpops_off_t pool = p->pool_off;
 			uint32_t *cache = p->cache;
 			unsigned i;
 
 			for (i = 0; i < n; i++) {
 				struct mpops_pkt *m = pkts[i];
-				uint64_t rel = (uint64_t)((uintptr_t)m - meta);
 
-				if (__builtin_expect(!m || m->next || rel >= span || rel % META_SIZE ||
-						     m->index != rel / META_SIZE || m->pool != pool ||
+				if (__builtin_expect(!m || m->next ||
+						     seg_index_in(meta, count, pool, m) < 0 ||
 						     !(flags_get(m) & MPOPS_PKT_F_ALLOCATED), 0))
 					break;
 				cache[len] = m->index;
