@@ -554,26 +554,34 @@ static void mac_swap(struct fwd *f, struct mpops_pkt *m)
 	memcpy(e + 6, t, 6);
 }
 
-/*
- * rxonly's pass, on its own as testpmd has an engine per mode: receive a
- * burst, count it, free it. The same counts as fwd_pass().
- */
-static inline unsigned rx_pass(struct fwd *f, struct fwdq *q)
+/* Count a received burst of @n (an rx burst's result: < 0 is none). */
+static inline int rx_count(struct fwdq *q, struct mpops_pkt **pk, int n)
 {
-	struct mpops_pkt *pk[MAX_BURST];
 	uint64_t bytes = 0;
-	int n = mpops_rx_burst(f->port, q->qp, pk, (uint16_t)f->o.burst);
 
 	if (n <= 0) {
 		q->rx_empty++;
-		return 0;
+		return 0;	/* < 0: not claimed, cannot happen here, logged once */
 	}
 	q->rx_bursts++;
 	for (int i = 0; i < n; i++)
 		bytes += pk[i]->pkt_len;
 	q->rx_bytes += bytes;
 	q->rx += (uint64_t)n;
-	mpops_pkt_free_bulk(f->pool, pk, (unsigned)n);
+	return n;
+}
+
+/*
+ * rxonly's pass, on its own as testpmd has an engine per mode: receive a
+ * burst, count it, free it.
+ */
+static inline unsigned rx_pass(struct fwd *f, struct fwdq *q)
+{
+	struct mpops_pkt *pk[MAX_BURST];
+	int n = rx_count(q, pk, mpops_rx_burst(f->port, q->qp, pk, (uint16_t)f->o.burst));
+
+	if (n)
+		mpops_pkt_free_bulk(f->pool, pk, (unsigned)n);
 	return (unsigned)n;
 }
 
@@ -588,16 +596,7 @@ static unsigned fwd_pass(struct fwd *f, struct fwdq *q, int draining)
 	unsigned burst = f->o.burst, moved;
 	int n, t;
 
-	n = mpops_rx_burst(f->port, q->qp, pk, (uint16_t)burst);
-	if (n < 0)
-		n = 0;	/* not claimed: cannot happen here, logged once */
-	if (n)
-		q->rx_bursts++;
-	else
-		q->rx_empty++;
-	for (int i = 0; i < n; i++)
-		q->rx_bytes += pk[i]->pkt_len;
-	q->rx += (uint64_t)n;
+	n = rx_count(q, pk, mpops_rx_burst(f->port, q->qp, pk, (uint16_t)burst));
 	moved = (unsigned)n;
 	if (n && (draining || f->o.mode == MODE_RXONLY || f->o.mode == MODE_TXONLY)) {
 		if (draining)
