@@ -320,23 +320,33 @@ Test(channel, malformed_messages_drop_the_sender_not_the_primary)
 	cr_assert(EXITED_OK(st), "%s", out);
 }
 
+/* This test process becomes the secondary of an mp-primary of region
+ * @name: its pid and output fd, and the attached region. */
+static struct mpops_region *secondary_of(const char *name, pid_t *pid, int *fd)
+{
+	const char *args[] = { rundir_path(), name, NULL };
+	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
+	struct mpops_region *s = NULL;
+	char buf[256];
+
+	mpops_region_detach(r);
+	r = NULL;
+	*pid = peer_start("mp-primary", args, fd);
+	cr_assert_gt(*pid, 0);
+	cr_assert_eq(peer_wait_line(*fd, "ready", buf, sizeof(buf), 10000), 0, "%s", buf);
+	cr_assert_eq(mpops_region_attach(name, &ao, &s), 0);
+	return s;
+}
+
 Test(channel, primary_death_is_enotconn_for_the_secondary)
 {
-	const char *args[] = { rundir_path(), "dies", NULL };
-	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
 	struct mpops_msg req = { .type = DEMO_MSG_ECHO }, rep;
 	struct mpops_region *s;
 	char buf[256], line[96];
 	int fd;
 	pid_t pid;
 
-	/* This test process is the secondary here; mp-primary is the primary. */
-	mpops_region_detach(r);
-	r = NULL;
-	pid = peer_start("mp-primary", args, &fd);
-	cr_assert_gt(pid, 0);
-	cr_assert_eq(peer_wait_line(fd, "ready", buf, sizeof(buf), 10000), 0, "%s", buf);
-	cr_assert_eq(mpops_region_attach("dies", &ao, &s), 0);
+	s = secondary_of("dies", &pid, &fd);
 	cr_assert_eq(mpops_region_primary_pid(s), pid);
 	cr_assert_eq(mpops_channel_register(s, DEMO_MSG_ECHO, echo, NULL), -EPERM);
 	cr_assert_eq(mpops_region_primary_check(s), 0);
@@ -369,19 +379,12 @@ static void detach_from_callback(struct mpops_region *s, void *arg)
  * refused, one line, nothing detached; from another thread it works. */
 Test(channel, detach_from_a_primary_exit_callback_is_edeadlk_and_detaches_nothing)
 {
-	const char *args[] = { rundir_path(), "gone", NULL };
-	struct mpops_attach_opts ao = { .sz = sizeof(ao), .runtime_dir = rundir_path() };
 	struct mpops_region *s;
 	char buf[256];
 	int fd;
 	pid_t pid;
 
-	mpops_region_detach(r);
-	r = NULL;
-	pid = peer_start("mp-primary", args, &fd);
-	cr_assert_gt(pid, 0);
-	cr_assert_eq(peer_wait_line(fd, "ready", buf, sizeof(buf), 10000), 0, "%s", buf);
-	cr_assert_eq(mpops_region_attach("gone", &ao, &s), 0);
+	s = secondary_of("gone", &pid, &fd);
 	cr_assert_eq(mpops_region_on_primary_exit(s, detach_from_callback, NULL), 0);
 	kill(pid, SIGKILL);
 	buf[0] = '\0';

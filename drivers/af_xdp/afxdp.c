@@ -334,8 +334,9 @@ static int ax_queue_setup(struct mpops_port *port, uint16_t qp, void *slot,
  * frames marked as the ring's and not on it yet) cannot be told apart
  * here from frames the kernel holds unseen (taken from the fill ring, not
  * yet on the rx ring; sent, not yet completed): giving them back now could
- * hand out a frame the kernel is still writing. They come back at the next stop, when the kernel holds
- * none but the fill and tx rings' (mpops_port_stop()'s recovery).
+ * hand out a frame the kernel is still writing. They come back at the next
+ * stop, when the kernel holds none but the fill and tx rings'
+ * (mpops_port_stop()'s recovery).
  */
 static int ax_queue_takeover(struct mpops_port *port, uint16_t qp, void *slot, int32_t dead)
 {
